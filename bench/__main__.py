@@ -1,0 +1,11 @@
+"""`make bench` entry point (benchmarks are added by the issues that need them)."""
+
+from __future__ import annotations
+
+
+def main() -> None:
+    print("no benchmarks yet")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,24 @@
+"""The `consumer` console script. Each command group lives in its own module
+under `consumer.commands`; this file only assembles them."""
+
+from __future__ import annotations
+
+import typer
+
+from consumer.commands import dev, dlq, produce, run, schemas
+
+app = typer.Typer(
+    name="consumer",
+    help="Kafka consumer service: validate, batch, store, retry, dead-letter.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.command("run")(run.run)
+app.command("produce")(produce.produce)
+app.add_typer(schemas.app, name="schemas")
+app.add_typer(dlq.app, name="dlq")
+app.add_typer(dev.app, name="dev")
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

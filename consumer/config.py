@@ -1,0 +1,179 @@
+"""Settings: read once from the environment (prefix `CONSUMER_`) and an
+optional TOML file, validated, frozen. Environment wins over the file.
+
+`load_settings` raises `ConfigError` naming the offending variable, so
+`consumer run` can exit 2 before it connects to anything.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, Self
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from consumer.errors import ConfigError
+
+ENV_PREFIX = "CONSUMER_"
+
+
+class Ordering(StrEnum):
+    PARTITION = "partition"  # sequential per partition
+    KEY = "key"  # sequential per key, parallel across keys
+    UNORDERED = "unordered"  # fully parallel
+
+
+def _split(value: Any) -> Any:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    """Every knob of the service. Names map to `CONSUMER_<NAME>`."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True, extra="forbid")
+
+    # Kafka source
+    bootstrap_servers: str = "localhost:9092"
+    topics: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["events"])
+    group_id: str = "consumer"
+    group_instance_id: str | None = None  # static membership: no rebalance on restart
+    client_id: str = "consumer"
+    auto_offset_reset: str = Field("earliest", pattern="^(earliest|latest)$")
+    session_timeout_ms: int = Field(10_000, ge=1_000)
+    heartbeat_interval_ms: int = Field(3_000, ge=100)
+    # Raised from aiokafka's default (the session timeout) so a revoke can drain.
+    rebalance_timeout_ms: int = Field(60_000, ge=1_000)
+    max_poll_interval_ms: int = Field(300_000, ge=1_000)
+    fetch_max_bytes: int = Field(52_428_800, ge=1_024)
+    max_partition_fetch_bytes: int = Field(1_048_576, ge=1_024)
+    fetch_max_wait_ms: int = Field(500, ge=0)
+    max_poll_records: int = Field(5_000, ge=1)
+
+    # Flow control and dispatch
+    max_in_flight: int = Field(10_000, ge=1)
+    max_in_flight_bytes: int = Field(64 * 1024 * 1024, ge=1_024)
+    #: Resume once in-flight falls to this share of the limit (the low watermark).
+    resume_ratio: float = Field(0.5, gt=0.0, lt=1.0)
+    ordering: Ordering = Ordering.KEY
+    concurrency: int = Field(16, ge=1, le=10_000)
+
+    # Commit
+    commit_interval: float = Field(1.0, gt=0.0)  # seconds between periodic commits
+    commit_every: int = Field(10_000, ge=1)  # or after this many newly done messages
+    commit_timeout: float = Field(10.0, gt=0.0)
+
+    # Lifecycle
+    shutdown_timeout: float = Field(30.0, gt=0.0)
+    http_host: str = "0.0.0.0"
+    http_port: int = Field(8080, ge=0, le=65_535)
+    log_level: str = "INFO"
+    log_format: str = Field("json", pattern="^(json|console)$")
+
+    # Handler and middleware
+    handler: str | None = None  # "module:function"; None = built-in store
+    middleware: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    handler_timeout: float = Field(30.0, gt=0.0)
+    allow_unknown_types: bool = False
+
+    # Sink and batching
+    sink_url: str = "sqlite:///./consumer.db"
+    batch_max_items: int = Field(1_000, ge=1)
+    batch_max_bytes: int = Field(1_048_576, ge=1)
+    batch_max_latency: float = Field(0.2, gt=0.0)
+
+    # Retry and dead-letter
+    retry_max_attempts: int = Field(5, ge=1)
+    retry_base_delay: float = Field(0.1, ge=0.0)
+    retry_max_delay: float = Field(10.0, ge=0.0)
+    retry_deadline: float = Field(120.0, gt=0.0)
+    retry_on: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    fatal_on: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    dlq_topic: str | None = None  # default: "<first topic>.dlq"
+    dlq_breaker_ratio: float = Field(0.5, gt=0.0, le=1.0)
+    dlq_breaker_window: int = Field(200, ge=1)
+    dlq_breaker_consecutive: int = Field(100, ge=1)
+
+    # Downstream rate limit (per downstream name, shared by all workers)
+    rate_limit: float = Field(100.0, gt=0.0)  # requests per second
+    rate_burst: int = Field(10, ge=1)
+
+    @field_validator("topics", "middleware", "retry_on", "fatal_on", mode="before")
+    @classmethod
+    def _comma_list(cls, value: Any) -> Any:
+        return _split(value)
+
+    @field_validator("topics")
+    @classmethod
+    def _some_topic(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("at least one topic is required")
+        return value
+
+    @field_validator("handler")
+    @classmethod
+    def _handler_form(cls, value: str | None) -> str | None:
+        if value is not None and value != "store" and ":" not in value:
+            raise ValueError("expected 'module:function'")
+        return None if value == "store" else value
+
+    @model_validator(mode="after")
+    def _coherent(self) -> Self:
+        if self.retry_max_delay < self.retry_base_delay:
+            raise ValueError("retry_max_delay must be >= retry_base_delay")
+        if self.heartbeat_interval_ms >= self.session_timeout_ms:
+            raise ValueError("heartbeat_interval_ms must be < session_timeout_ms")
+        return self
+
+    @property
+    def dead_letter_topic(self) -> str:
+        return self.dlq_topic or f"{self.topics[0]}.dlq"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Environment over file: the file is passed as init kwargs.
+        return (env_settings, init_settings)
+
+
+def load_settings(config: Path | None = None, **overrides: Any) -> Settings:
+    """Build `Settings` from env, `config` (TOML, keys as field names) and overrides.
+
+    Raises `ConfigError` whose message names each bad setting as its variable.
+    """
+    values: dict[str, Any] = {}
+    if config is not None:
+        try:
+            values = tomllib.loads(config.read_text())
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"--config {config}: {exc}") from exc
+        values = values.get("consumer", values)
+    values.update(overrides)
+    try:
+        return Settings(**values)
+    except ValidationError as exc:
+        raise ConfigError(describe(exc)) from exc
+
+
+def describe(exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        field = str(err["loc"][0]) if err["loc"] else ""
+        name = f"{ENV_PREFIX}{field.upper()}" if field else "settings"
+        lines.append(f"{name}: {err['msg']} (got {err.get('input')!r})")
+    return "invalid settings:\n  " + "\n  ".join(lines)

@@ -1,0 +1,250 @@
+"""A real single-node Apache Kafka broker (KRaft) run from Maven jars.
+
+For development (`consumer dev kafka up|down`, `make run`) and for the
+integration tests when no `KAFKA_BOOTSTRAP_SERVERS` is given and no Docker engine
+answers. The jars are resolved once into `.cache/kafka/libs` and reused.
+
+Everything here is blocking: callers are fixtures, the CLI and `make`, never
+the service's event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from consumer.dev.ports import free_port, port_open, project_root, wait_port_closed
+
+POM = Path(__file__).with_name("kafka-pom.xml")
+_LOG4J = """\
+status = warn
+appender.file.type = File
+appender.file.name = file
+appender.file.fileName = {log}
+appender.file.layout.type = PatternLayout
+appender.file.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = INFO
+rootLogger.appenderRef.file.ref = file
+logger.kafka.name = kafka
+logger.kafka.level = WARN
+logger.apache.name = org.apache.kafka
+logger.apache.level = WARN
+"""
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("CONSUMER_CACHE_DIR", project_root() / ".cache"))
+
+
+def ensure_jars(cache: Path | None = None) -> Path:
+    """Resolve the broker jars with Maven unless a complete copy is cached.
+
+    Returns the folder holding the jars. Raises `RuntimeError` with Maven's
+    output when resolution fails.
+    """
+    cache = cache or cache_dir()
+    libs = cache / "kafka" / "libs"
+    marker = libs / ".complete"
+    if marker.exists() and marker.read_text() == POM.read_text():
+        return libs
+    if libs.exists():
+        shutil.rmtree(libs)
+    mvn = shutil.which("mvn")
+    if mvn is None:
+        raise RuntimeError("Maven (mvn) is not installed; run `make setup` first")
+    proc = subprocess.run(
+        [
+            mvn, "-q", "-B", "-f", str(POM),
+            f"-Dmaven.repo.local={cache / 'm2'}",
+            "dependency:copy-dependencies", "-DincludeScope=runtime",
+            f"-DoutputDirectory={libs}",
+        ],
+        capture_output=True, text=True, check=False,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"resolving Kafka jars failed:\n{proc.stdout}\n{proc.stderr}")
+    marker.write_text(POM.read_text())
+    return libs
+
+
+@dataclass
+class LocalKafka:
+    """One broker+controller on 127.0.0.1. `start()` returns once a metadata
+    round trip succeeds; `stop()` sends SIGTERM, then SIGKILL after `grace`."""
+
+    port: int = 0
+    data_dir: Path | None = None
+    heap: str = "512m"
+    _proc: subprocess.Popen[bytes] | None = field(default=None, init=False)
+    _owns_data: bool = field(default=False, init=False)
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+    def start(self, timeout: float = 90.0, detach: bool = False) -> str:
+        libs = ensure_jars()
+        java = shutil.which("java")
+        if java is None:
+            raise RuntimeError("Java is not installed; run `make setup` first")
+        self.port = self.port or free_port()
+        controller = free_port()
+        if self.data_dir is None:
+            self.data_dir = Path(tempfile.mkdtemp(prefix="consumer-kafka-"))
+            self._owns_data = True
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        props = self.data_dir / "server.properties"
+        props.write_text(_server_properties(self.port, controller, self.data_dir / "log"))
+        log4j = self.data_dir / "log4j2.properties"
+        log4j.write_text(_LOG4J.format(log=self.data_dir / "broker.log"))
+        classpath = f"{libs}/*"
+        subprocess.run(
+            [java, "-cp", classpath, "kafka.tools.StorageTool", "format",
+             "-t", _cluster_id(), "-c", str(props), "--ignore-formatted"],
+            capture_output=True, check=True,
+            env={**os.environ, "KAFKA_LOG4J_OPTS": ""},
+        )
+        with (self.data_dir / "stdout.log").open("wb") as out:
+            self._proc = subprocess.Popen(
+                [java, "-Xms128m", f"-Xmx{self.heap}", "-XX:+UseSerialGC",
+                 "-XX:TieredStopAtLevel=1", "-Djava.awt.headless=true",
+                 f"-Dlog4j2.configurationFile={log4j}",
+                 "-cp", classpath, "kafka.Kafka", str(props)],
+                stdout=out, stderr=subprocess.STDOUT, start_new_session=detach,
+            )
+        try:
+            self._wait_ready(timeout)
+        except BaseException:
+            self.stop()
+            raise
+        return self.bootstrap
+
+    def _wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self._proc is not None
+            if self._proc.poll() is not None:
+                raise RuntimeError(f"Kafka exited with {self._proc.returncode}:\n{self.log_tail()}")
+            if port_open(self.port) and metadata_round_trip(self.bootstrap, timeout=5.0):
+                return
+            time.sleep(0.25)
+        raise TimeoutError(f"Kafka not ready after {timeout:.0f}s:\n{self.log_tail()}")
+
+    def log_tail(self, lines: int = 40) -> str:
+        if self.data_dir is None:
+            return ""
+        text = ""
+        for name in ("stdout.log", "broker.log"):
+            path = self.data_dir / name
+            if path.exists():
+                text += "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+        return text
+
+    def stop(self, grace: float = 15.0) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            stop_process(self._proc.pid, grace)
+            self._proc.wait()
+        if self.port:
+            wait_port_closed(self.port, timeout=grace)
+        self._proc = None
+        if self._owns_data and self.data_dir is not None:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+
+
+def stop_process(pid: int, grace: float) -> None:
+    """SIGTERM, then SIGKILL if the process outlives `grace` seconds."""
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        if not _alive(pid):
+            return
+        time.sleep(0.1)
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return
+
+
+def _alive(pid: int) -> bool:
+    try:
+        waited, _ = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        # Not our child (a broker started by an earlier `dev kafka up`).
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+    return waited == 0
+
+
+def metadata_round_trip(bootstrap: str, timeout: float) -> bool:
+    """True when a client can fetch cluster metadata from `bootstrap`."""
+    from aiokafka.admin import AIOKafkaAdminClient
+    from aiokafka.errors import KafkaError
+
+    async def probe() -> bool:
+        admin = AIOKafkaAdminClient(
+            bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000)
+        )
+        try:
+            await asyncio.wait_for(admin.start(), timeout)
+            await asyncio.wait_for(admin.list_topics(), timeout)
+        except (KafkaError, OSError, TimeoutError):
+            return False
+        finally:
+            await admin.close()
+        return True
+
+    return asyncio.run(probe())
+
+
+def _cluster_id() -> str:
+    # KRaft wants a base64 UUID of 22 characters.
+    import base64
+
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+
+
+def _server_properties(port: int, controller: int, log_dir: Path) -> str:
+    return f"""\
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:{controller}
+listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller}
+advertised.listeners=PLAINTEXT://127.0.0.1:{port}
+controller.listener.names=CONTROLLER
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+inter.broker.listener.name=PLAINTEXT
+log.dirs={log_dir}
+num.partitions=1
+default.replication.factor=1
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=1
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+min.insync.replicas=1
+group.initial.rebalance.delay.ms=0
+log.cleaner.dedupe.buffer.size=2097152
+auto.create.topics.enable=true
+num.network.threads=2
+num.io.threads=4
+log.flush.interval.messages=9223372036854775807
+"""

@@ -1,0 +1,52 @@
+"""One root exception; every class says whether trying again can help.
+
+The retry loop branches on `retriable` only. Exceptions that are not ours are
+classified by the retry policy's configurable lists (default: retriable).
+"""
+
+from __future__ import annotations
+
+
+class ConsumerError(Exception):
+    """Root of the service's errors."""
+
+    retriable: bool = False
+
+    def __init__(self, message: str, *, retriable: bool | None = None) -> None:
+        super().__init__(message)
+        if retriable is not None:
+            self.retriable = retriable
+
+
+class ConfigError(ConsumerError):
+    """Settings are invalid; raised before connecting to anything."""
+
+
+class TransientError(ConsumerError):
+    """Worth another attempt: timeouts, throttling, a downstream briefly away."""
+
+    retriable = True
+
+
+class FatalError(ConsumerError):
+    """Trying again gives the same answer: route to the dead-letter topic."""
+
+
+class SinkError(ConsumerError):
+    """A batch write failed; `retriable` tells retry from bisect."""
+
+    retriable = True
+
+
+class DeadLetterError(ConsumerError):
+    """The dead-letter topic could not be written: the message stays in flight."""
+
+    retriable = True
+
+
+class CircuitOpenError(ConsumerError):
+    """Too many messages were dead-lettered recently: stop consuming."""
+
+
+def is_retriable(exc: BaseException) -> bool:
+    return bool(getattr(exc, "retriable", False))

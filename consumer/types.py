@@ -1,0 +1,62 @@
+"""Aliases and plug-point Protocols shared across the gates.
+
+The engine hands raw Kafka records to a `Processor`; the processor calls the
+`Done` callback exactly once per record when the message is *done* (its sink
+write or its dead-letter send was acknowledged). Everything else plugs in behind
+these few shapes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Protocol, TypeAlias
+
+from aiokafka.structs import ConsumerRecord, TopicPartition
+
+#: A record as fetched from Kafka: raw bytes, never decoded by the engine.
+Record: TypeAlias = ConsumerRecord[bytes, bytes]
+#: (topic, partition); aiokafka's NamedTuple, hashable and cheap.
+TP: TypeAlias = TopicPartition
+Offset: TypeAlias = int
+Headers: TypeAlias = Sequence[tuple[str, bytes]]
+
+#: Called exactly once per record when its message is done. Must not block.
+Done: TypeAlias = Callable[[Record], None]
+
+
+class Processor(Protocol):
+    """What the engine's workers run for each record.
+
+    `process` returns when the record no longer needs its worker (the handler
+    returned, or the message was routed to the dead-letter path); `done(record)`
+    may be called later, from another task, once the write is acknowledged.
+    `process` never raises for a bad record; it raises only when the service
+    must stop (e.g. the dead-letter circuit breaker tripped).
+    """
+
+    async def process(self, record: Record, done: Done) -> None: ...
+
+    async def flush(self) -> None:
+        """Push out buffered work (batches) now; return when it was attempted."""
+
+    async def close(self) -> None: ...
+
+
+class Sink(Protocol):
+    """A destination for emitted rows. `write` is all-or-nothing for the batch
+    and raises a `ConsumerError` whose `retriable` flag tells the batcher
+    whether to retry or to bisect the batch."""
+
+    name: str
+
+    async def open(self) -> None: ...
+
+    async def write(self, rows: Sequence[Any]) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def healthy(self) -> bool: ...
+
+
+#: The user handler contract: `await handle(event, ctx)`.
+Handler: TypeAlias = Callable[[Any, Any], Awaitable[None]]

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs the system parts the tests and `make run` need, only when missing:
+# a JDK (the local Kafka broker), Maven (resolves the broker jars) and the
+# PostgreSQL server (the integration tests' database). Idempotent.
+set -euo pipefail
+
+missing=()
+command -v java >/dev/null 2>&1 || missing+=(default-jre-headless)
+command -v mvn >/dev/null 2>&1 || missing+=(maven)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
+command -v runuser >/dev/null 2>&1 || missing+=(util-linux)
+
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+if [ "$(id -u)" -ne 0 ]; then
+  echo "missing system packages: ${missing[*]} (install them, or run 'make setup' as root)" >&2
+  exit 1
+fi
+echo "installing: ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# The Debian package starts a cluster of its own; the tests run their own.
+if command -v pg_lsclusters >/dev/null 2>&1; then
+  pg_lsclusters -h | while read -r ver name _; do
+    pg_ctlcluster "$ver" "$name" stop >/dev/null 2>&1 || true
+  done
+fi

@@ -1,0 +1,98 @@
+"""Session-wide real Kafka and PostgreSQL for the integration tests.
+
+Provider order, for each: an address from the environment
+(`KAFKA_BOOTSTRAP_SERVERS`, `DATABASE_URL`) → testcontainers when a Docker
+engine answers → a local process (Kafka from Maven jars, PostgreSQL from
+Debian's package). A provider that cannot start fails the tests; nothing skips.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+
+import pytest
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from consumer.dev.kafka import LocalKafka
+from consumer.dev.postgres import LocalPostgres
+
+NewTopicFactory = Callable[..., Awaitable[str]]
+
+
+def docker_engine_answers() -> bool:
+    """Ping the engine itself: the `docker` client alone proves nothing."""
+    if os.environ.get("CONSUMER_TEST_NO_DOCKER"):
+        return False
+    host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+    if not host.startswith("unix://"):
+        return False  # a remote engine: set KAFKA_BOOTSTRAP_SERVERS/DATABASE_URL instead
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(3)
+            sock.connect(host.removeprefix("unix://"))
+            sock.sendall(b"GET /_ping HTTP/1.0\r\n\r\n")
+            return b" 200 " in sock.recv(256)
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> Iterator[str]:
+    if addr := os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+        yield addr
+        return
+    if docker_engine_answers():
+        from testcontainers.kafka import KafkaContainer
+
+        with KafkaContainer().with_kraft() as container:
+            yield container.get_bootstrap_server()
+        return
+    broker = LocalKafka()
+    try:
+        yield broker.start()
+    finally:
+        broker.stop()
+
+
+@pytest.fixture(scope="session")
+def pg_dsn() -> Iterator[str]:
+    if dsn := os.environ.get("DATABASE_URL"):
+        yield dsn
+        return
+    if docker_engine_answers():
+        from testcontainers.postgres import PostgresContainer
+
+        with PostgresContainer("postgres:16-alpine", driver=None) as container:
+            yield container.get_connection_url()
+        return
+    server = LocalPostgres()
+    try:
+        yield server.start()
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+async def kafka_admin(kafka_bootstrap: str) -> AsyncIterator[AIOKafkaAdminClient]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    await admin.start()
+    yield admin
+    await admin.close()
+
+
+@pytest.fixture
+def new_topic(kafka_admin: AIOKafkaAdminClient) -> NewTopicFactory:
+    """Creates a uniquely named topic; returns its name."""
+
+    async def create(prefix: str = "t", partitions: int = 1, **config: str) -> str:
+        name = f"{prefix}-{uuid.uuid4().hex[:10]}"
+        await kafka_admin.create_topics(
+            [NewTopic(name, num_partitions=partitions, replication_factor=1,
+                      topic_configs=config)]
+        )
+        return name
+
+    return create
