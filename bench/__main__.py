@@ -4,7 +4,9 @@ from __future__ import annotations
 
 
 def main() -> None:
-    print("no benchmarks yet")
+    from bench import validate
+
+    validate.main()
 
 
 if __name__ == "__main__":

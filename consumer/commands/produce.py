@@ -1,11 +1,137 @@
-"""`consumer produce`: send sample or NDJSON events to a topic."""
+"""`consumer produce`: send sample or NDJSON events to a topic.
+
+Samples: `--count` valid events of the shipped types (or `--type`), unique
+ids, keyed by order id. NDJSON (`--from FILE` or `--from -`): every line is
+validated first; if any is invalid, the command lists them by line number and
+sends nothing, unless `--allow-invalid` (then invalid lines go out as they are,
+unkeyed — handy for exercising the dead-letter path).
+"""
 
 from __future__ import annotations
 
+import asyncio
+import random
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated
+
 import typer
 
+from consumer.produce import KeyValue, ProduceError, ProduceSummary, produce_events
 
-def produce() -> None:
-    """Produce events (not implemented yet)."""
-    typer.echo("consumer produce is not implemented yet", err=True)
-    raise typer.Exit(1)
+
+@dataclass(slots=True)
+class _Lines:
+    records: list[KeyValue] = field(default_factory=list)
+    invalid: list[tuple[int, str, str]] = field(default_factory=list)  # line, reason, detail
+
+
+def _read_ndjson(source: str, *, allow_unknown: bool, allow_invalid: bool) -> _Lines:
+    from schemas import InvalidEvent, validate
+
+    data = sys.stdin.buffer.read() if source == "-" else Path(source).read_bytes()
+    out = _Lines()
+    for lineno, line in enumerate(data.splitlines(), start=1):
+        if not line.strip():
+            continue  # blank lines separate nothing in NDJSON; skip them quietly
+        try:
+            event = validate(line, allow_unknown=allow_unknown)
+        except InvalidEvent as exc:
+            out.invalid.append((lineno, exc.reason, exc.detail))
+            if allow_invalid:
+                out.records.append((None, line))
+            continue
+        out.records.append((event.key().encode(), line))
+    return out
+
+
+def _samples(count: int, type_: str | None, seed: int | None) -> Iterator[KeyValue]:
+    from schemas.samples import sample_bytes
+
+    rng = random.Random(seed)
+    for i in range(count):
+        yield sample_bytes(i, type=type_, rng=rng)
+
+
+def _run(bootstrap: str, topic: str, records: Iterator[KeyValue] | list[KeyValue], total: int,
+         rate: float | None) -> ProduceSummary:
+    if not sys.stdout.isatty():
+        return asyncio.run(produce_events(bootstrap, topic, records, rate=rate))
+    from rich.progress import Progress as Bar
+
+    with Bar(transient=True) as bar:
+        task = bar.add_task(f"producing to {topic}", total=total)
+
+        def advance(n: int) -> None:
+            bar.advance(task, n)
+
+        return asyncio.run(produce_events(bootstrap, topic, records, rate=rate,
+                                          progress=advance))
+
+
+def produce(
+    *,
+    topic: Annotated[str, typer.Option("--topic", "-t", help="Topic to produce to.")],
+    count: Annotated[int | None, typer.Option(
+        "--count", "-n", min=0,
+        help="Number of sample events (default 10); with --from, the most lines to send.",
+    )] = None,
+    rate: Annotated[float | None, typer.Option(
+        "--rate", min=0.001, help="Messages per second (default: as fast as possible).",
+    )] = None,
+    type_: Annotated[str | None, typer.Option(
+        "--type", help="Only this sample type (order.created, order.paid, order.cancelled).",
+    )] = None,
+    from_: Annotated[str | None, typer.Option(
+        "--from", metavar="FILE|-", help="Send NDJSON events from a file or stdin instead.",
+    )] = None,
+    allow_invalid: Annotated[bool, typer.Option(
+        "--allow-invalid", help="Send invalid NDJSON lines too (unkeyed).",
+    )] = False,
+    allow_unknown: Annotated[bool, typer.Option(
+        "--allow-unknown", help="Accept unknown event types/versions in NDJSON input.",
+    )] = False,
+    seed: Annotated[int | None, typer.Option(
+        "--seed", help="Seed for sample data (ids stay unique).",
+    )] = None,
+    bootstrap: Annotated[str, typer.Option(
+        "--bootstrap-servers", envvar="CONSUMER_BOOTSTRAP_SERVERS", help="Kafka bootstrap servers.",
+    )] = "localhost:9092",
+) -> None:
+    """Produce sample or NDJSON events to a topic (validated before sending)."""
+    records: Iterator[KeyValue] | list[KeyValue]
+    invalid = 0
+    if from_ is not None:
+        try:
+            lines = _read_ndjson(from_, allow_unknown=allow_unknown, allow_invalid=allow_invalid)
+        except OSError as exc:
+            typer.echo(f"--from {from_}: {exc}", err=True)
+            raise typer.Exit(2) from None
+        for lineno, reason, detail in lines.invalid:
+            typer.echo(f"line {lineno}: {reason}: {detail}", err=True)
+        invalid = len(lines.invalid)
+        if invalid and not allow_invalid:
+            typer.echo(f"{invalid} invalid line(s); nothing sent (use --allow-invalid to send "
+                       "them anyway)", err=True)
+            raise typer.Exit(1)
+        records = lines.records[:count] if count is not None else lines.records
+        total = len(records)
+    else:
+        from schemas.samples import SAMPLE_TYPES
+
+        if type_ is not None and type_ not in SAMPLE_TYPES:
+            typer.echo(f"--type: expected one of {', '.join(SAMPLE_TYPES)}", err=True)
+            raise typer.Exit(2)
+        total = 10 if count is None else count
+        records = _samples(total, type_, seed)
+    try:
+        summary = _run(bootstrap, topic, records, total, rate)
+    except ProduceError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from None
+    suffix = f", {invalid} invalid line(s) sent as-is" if invalid else ""
+    typer.echo(summary.line() + suffix)
+    if summary.failed:
+        raise typer.Exit(1)
