@@ -1,4 +1,10 @@
-"""Composition root: builds the pipeline from Settings and owns its lifecycle."""
+"""Composition root: builds everything from `Settings` and owns the lifecycle.
+
+settings → metrics → processor (consumer.pipeline) → engine → HTTP probes →
+signals. SIGTERM/SIGINT drain and exit 0; a second signal stops at once after
+committing what is done; a drain past `shutdown_timeout`, a fatal processing
+error or a failed start exits 1.
+"""
 
 from __future__ import annotations
 
@@ -6,38 +12,62 @@ import asyncio
 import logging
 import signal
 
-from aiokafka import AIOKafkaConsumer
+from aiokafka.errors import KafkaError
 
 from consumer.config import Settings
+from consumer.engine.engine import Engine
+from consumer.observability.http import HttpServer
+from consumer.observability.logging import setup_logging
+from consumer.observability.metrics import Metrics
+from consumer.pipeline import build_processor
 
 log = logging.getLogger("consumer")
 
 
-async def _consume_and_log(settings: Settings) -> None:
-    consumer = AIOKafkaConsumer(
-        *settings.topics,
-        bootstrap_servers=settings.bootstrap_servers,
-        group_id=settings.group_id,
-        enable_auto_commit=False,
-        auto_offset_reset=settings.auto_offset_reset,
-    )
-    stop = asyncio.Event()
+async def serve(settings: Settings) -> int:
+    metrics = Metrics()
+    processor = build_processor(settings, metrics)
+    engine = Engine(settings, processor, metrics)
+    http = HttpServer(settings.http_host, settings.http_port, metrics.registry,
+                      healthy=lambda: engine.healthy() and _processor_healthy(processor),
+                      ready=engine.ready)
     loop = asyncio.get_running_loop()
+    signals = 0
+
+    def on_signal(sig: signal.Signals) -> None:
+        nonlocal signals
+        signals += 1
+        log.info("signal received", extra={"signal": sig.name, "count": signals})
+        engine.request_stop(immediate=signals > 1)
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await consumer.start()
+        loop.add_signal_handler(sig, on_signal, sig)
+    await http.start()
     try:
-        while not stop.is_set():
-            batch = await consumer.getmany(timeout_ms=500)
-            for tp, records in batch.items():
-                log.info("%s[%d] %d records up to offset %d",
-                         tp.topic, tp.partition, len(records), records[-1].offset)
-                await consumer.commit({tp: records[-1].offset + 1})
+        start = getattr(processor, "start", None)
+        if start is not None:
+            await start()
+        code = await engine.run()
+    except (KafkaError, OSError) as exc:
+        log.error("cannot run: %r", exc)  # noqa: TRY400 - the reason is the message
+        code = 1
     finally:
-        await consumer.stop()
+        await http.close()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+    log.info("stopped", extra={"exit_code": code})
+    return code
+
+
+def _processor_healthy(processor: object) -> bool:
+    healthy = getattr(processor, "healthy", None)
+    return bool(healthy()) if callable(healthy) else True
 
 
 def main(settings: Settings) -> int:
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(message)s")
-    asyncio.run(_consume_and_log(settings))
-    return 0
+    setup_logging(settings.log_level, settings.log_format)
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - optional speed-up
+        return asyncio.run(serve(settings))
+    return uvloop.run(serve(settings))

@@ -1,0 +1,298 @@
+"""The engine: fetch → flow control → dispatch, and done → tracker → commit.
+
+It owns the aiokafka consumer, the fetch, commit and metrics routines, the
+worker pool, and the rebalance listener. `run()` returns the exit code once
+the engine has stopped: 0 after a complete drain, 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterable
+
+from aiokafka import AIOKafkaConsumer
+from aiokafka.abc import ConsumerRebalanceListener
+
+from consumer.config import Settings
+from consumer.engine.commit_policy import CommitPolicy
+from consumer.engine.committer import Committer
+from consumer.engine.dispatch import Dispatcher
+from consumer.engine.flow import FlowControl
+from consumer.engine.partition import PartitionState
+from consumer.observability.metrics import Metrics
+from consumer.types import TP, Processor
+
+log = logging.getLogger("consumer.engine")
+
+_POLL_MS = 100  # short polls: pauses and resumes take effect within this
+_DRAIN_POLL = 0.02
+
+
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    async def on_partitions_revoked(self, revoked: Iterable[TP]) -> None:
+        await self._engine.on_revoked(set(revoked))
+
+    async def on_partitions_assigned(self, assigned: Iterable[TP]) -> None:
+        await self._engine.on_assigned(set(assigned))
+
+
+class Engine:
+    def __init__(self, settings: Settings, processor: Processor, metrics: Metrics) -> None:
+        self._settings = settings
+        self._processor = processor
+        self._metrics = metrics
+        self._flow = FlowControl(settings.max_in_flight, settings.max_in_flight_bytes,
+                                 settings.resume_ratio)
+        self._states: dict[TP, PartitionState] = {}
+        self._paused: set[TP] = set()
+        self._dispatcher = Dispatcher(processor, settings.ordering, settings.concurrency,
+                                      self._on_worker_error)
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=settings.bootstrap_servers,
+            group_id=settings.group_id,
+            group_instance_id=settings.group_instance_id,
+            client_id=settings.client_id,
+            enable_auto_commit=False,
+            auto_offset_reset=settings.auto_offset_reset,
+            session_timeout_ms=settings.session_timeout_ms,
+            heartbeat_interval_ms=settings.heartbeat_interval_ms,
+            rebalance_timeout_ms=settings.rebalance_timeout_ms,
+            max_poll_interval_ms=settings.max_poll_interval_ms,
+            fetch_max_bytes=settings.fetch_max_bytes,
+            max_partition_fetch_bytes=settings.max_partition_fetch_bytes,
+            fetch_max_wait_ms=settings.fetch_max_wait_ms,
+            max_poll_records=settings.max_poll_records,
+        )
+        self._committer = Committer(self._consumer, metrics, settings.commit_timeout)
+        self._policy = CommitPolicy(settings.commit_interval, settings.commit_every)
+        self._stop = asyncio.Event()
+        self._immediate = False
+        self._error: BaseException | None = None
+        self._fetch_task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._started = False
+        self._closed = False
+        # Revocation must finish well inside the rebalance timeout, or the
+        # group coordinator evicts us mid-drain.
+        self._revoke_deadline = settings.rebalance_timeout_ms / 1000 * 0.6
+
+    # -- lifecycle -------------------------------------------------------
+
+    def request_stop(self, immediate: bool = False) -> None:
+        """Ask the engine to stop: drain first unless `immediate`."""
+        self._immediate = self._immediate or immediate
+        self._stop.set()
+
+    def healthy(self) -> bool:
+        """The loop answers and the fetch routine and workers are alive."""
+        if self._error is not None:
+            return False
+        fetch_ok = self._fetch_task is not None and not self._fetch_task.done()
+        return self._stop.is_set() or (fetch_ok and self._dispatcher.alive())
+
+    def ready(self) -> bool:
+        """Connected and in the group (assigned, or waiting for an assignment)."""
+        return self._started and not self._stop.is_set() and self._error is None
+
+    @property
+    def in_flight(self) -> int:
+        return self._flow.messages
+
+    def paused(self) -> set[TP]:
+        """Partitions the Kafka consumer has paused right now."""
+        return set(self._consumer.paused())
+
+    async def run(self) -> int:
+        """Consume until `request_stop` or a fatal error; returns the exit code."""
+        await self._consumer.start()
+        try:
+            self._consumer.subscribe(topics=self._settings.topics, listener=_Listener(self))
+            await self._dispatcher.start()
+            self._fetch_task = asyncio.create_task(self._fetch_routine(), name="consumer-fetch")
+            self._tasks = [
+                asyncio.create_task(self._commit_routine(), name="consumer-commit"),
+                asyncio.create_task(self._metrics_routine(), name="consumer-metrics"),
+            ]
+            self._started = True
+            log.info("consuming", extra={"topics": self._settings.topics,
+                                         "group": self._settings.group_id})
+            stop_wait = asyncio.ensure_future(self._stop.wait())
+            await asyncio.wait([stop_wait, self._fetch_task], return_when=asyncio.FIRST_COMPLETED)
+            stop_wait.cancel()
+            if self._fetch_task.done() and not self._fetch_task.cancelled():
+                exc = self._fetch_task.exception()
+                if exc is not None:
+                    self._error = self._error or exc
+                    log.error("fetch routine failed: %r", exc)
+            return await self._shutdown()
+        finally:
+            await self.close()
+
+    async def close(self) -> None:
+        """Stop every task and the consumer. Safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        tasks = [t for t in (self._fetch_task, *self._tasks) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await self._dispatcher.close()
+        try:
+            await asyncio.wait_for(self._consumer.stop(), self._settings.commit_timeout)
+        except TimeoutError:
+            log.warning("consumer did not stop within %.0fs", self._settings.commit_timeout)
+
+    async def _shutdown(self) -> int:
+        """Stop fetching, drain (unless immediate), flush, commit what is done."""
+        if self._fetch_task is not None:
+            self._fetch_task.cancel()
+            await asyncio.gather(self._fetch_task, return_exceptions=True)
+        states = set(self._states.values())
+        complete = False
+        if not self._immediate and self._error is None:
+            log.info("draining", extra={"in_flight": self._flow.messages})
+            complete = await self._drain(states, self._settings.shutdown_timeout)
+        if not complete:
+            dropped = self._dispatcher.cancel(states)
+            log.warning("stopping with unfinished work",
+                        extra={"in_flight": self._flow.messages, "never_started": dropped})
+        await self._committer.commit(self._states.values(), self._consumer.assignment())
+        await self._processor.close()
+        return 0 if complete and self._error is None else 1
+
+    async def _drain(self, states: set[PartitionState], within: float) -> bool:
+        """Wait until `states` have nothing in flight; flushes the processor so
+        batched writes do not wait for their latency trigger."""
+        deadline = time.monotonic() + within
+        flushed_at = 0.0
+        while any(s.in_flight > 0 for s in states):
+            now = time.monotonic()
+            if now >= deadline or self._error is not None or self._immediate:
+                return False
+            if self._dispatcher.busy == 0 and now - flushed_at > 0.2:
+                flushed_at = now
+                await self._processor.flush()
+            await asyncio.sleep(_DRAIN_POLL)
+        return True
+
+    def _on_worker_error(self, exc: BaseException) -> None:
+        if self._error is None:
+            self._error = exc
+            log.error("processing failed; stopping: %r", exc)
+        self.request_stop(immediate=True)
+
+    # -- routines --------------------------------------------------------
+
+    async def _fetch_routine(self) -> None:
+        consumer = self._consumer
+        dispatcher = self._dispatcher
+        fetched = self._metrics.fetched
+        max_records = self._settings.max_poll_records
+        while True:
+            self._apply_flow()
+            # Keep polling even when everything is paused: it returns {} and
+            # keeps this member inside max_poll_interval_ms.
+            limit = max(1, min(max_records, self._flow.capacity()))
+            batch = await consumer.getmany(timeout_ms=_POLL_MS, max_records=limit)
+            for tp, records in batch.items():
+                state = self._states.get(tp)
+                if state is None or not state.accepting:
+                    continue  # no longer ours: the next owner fetches them again
+                state.deliver(records)
+                dispatcher.submit(state, records)
+                fetched.labels(tp.topic).inc(len(records))
+
+    def _apply_flow(self) -> None:
+        want = self._flow.decide(self._paused)
+        assigned = self._consumer.assignment()
+        pause = (want - self._paused) & assigned
+        resume = (self._paused - want) & assigned
+        if pause:
+            self._consumer.pause(*pause)
+        if resume:
+            self._consumer.resume(*resume)
+        self._paused = want & assigned
+
+    async def _commit_routine(self) -> None:
+        last = time.monotonic()
+        counted = 0
+        tick = min(self._settings.commit_interval, 0.1)
+        while True:
+            await asyncio.sleep(tick)
+            done = sum(s.completed for s in self._states.values())
+            now = time.monotonic()
+            if self._policy.due(now, last, done - counted):
+                await self._committer.commit(self._states.values(), self._consumer.assignment())
+                last = now
+                counted = sum(s.completed for s in self._states.values())
+
+    async def _metrics_routine(self) -> None:
+        m = self._metrics
+        while True:
+            m.in_flight_messages.set(self._flow.messages)
+            m.in_flight_bytes.set(self._flow.bytes)
+            m.paused_partitions.set(len(self._paused))
+            m.assigned_partitions.set(len(self._states))
+            for tp, state in list(self._states.items()):
+                high = self._consumer.highwater(tp)
+                base = state.tracker.committable
+                if base is None:
+                    base = state.committed
+                if high is not None and base is not None:
+                    m.lag.labels(tp.topic, str(tp.partition)).set(max(0, high - base))
+            await asyncio.sleep(0.5)
+
+    # -- rebalance -------------------------------------------------------
+
+    async def on_revoked(self, revoked: set[TP]) -> None:
+        """Drain the revoked partitions (bounded), commit them, forget them.
+
+        Everything already fetched is finished first: in `key` and `unordered`
+        modes records complete out of order, so dropping the queued ones would
+        strand finished work behind an unfinished offset and the next owner
+        would do it again. Past the deadline the rest is left to the next owner.
+        """
+        states = {self._states[tp] for tp in revoked if tp in self._states}
+        if not states:
+            return
+        self._metrics.rebalances.labels("revoked").inc()
+        for state in states:
+            state.accepting = False
+        dropped = 0
+        if not await self._drain(states, self._revoke_deadline):
+            for state in states:
+                state.revoking = True
+            dropped = self._dispatcher.cancel(states)
+            self._metrics.dropped_on_revoke.inc(dropped)
+            log.warning("revocation deadline passed",
+                        extra={"in_flight": sum(s.in_flight for s in states),
+                               "never_started": dropped})
+        await self._committer.commit(states, self._consumer.assignment())
+        committed = {f"{s.tp.topic}[{s.tp.partition}]": s.committed for s in states}
+        for state in states:
+            state.revoked = True
+            self._flow.revoke(state.tp)
+            del self._states[state.tp]
+        self._paused -= revoked
+        log.info("partitions revoked", extra={"committed": committed,
+                                              "left_for_next_owner": dropped})
+
+    async def on_assigned(self, assigned: set[TP]) -> None:
+        self._metrics.rebalances.labels("assigned").inc()
+        for tp in assigned:
+            if tp not in self._states:
+                self._states[tp] = PartitionState(tp, self._flow)
+        # aiokafka forgets pauses on every rebalance: decide again from scratch.
+        self._paused = set()
+        self._apply_flow()
+        log.info("partitions assigned", extra={"partitions": _names(assigned)})
+
+
+def _names(tps: Iterable[TP]) -> list[str]:
+    return sorted(f"{tp.topic}[{tp.partition}]" for tp in tps)

@@ -1,0 +1,69 @@
+"""One assigned partition for one assignment generation.
+
+Its bound `done` method is the completion callback handed to the processor:
+after a revocation the object is fenced (`revoked`), so work that finishes
+late still releases its in-flight budget but never moves an offset that a
+later owner — or a later assignment of ours — could commit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from consumer.engine.flow import FlowControl, Load
+from consumer.engine.tracker import OffsetTracker
+from consumer.types import TP, Record
+
+#: Per-record bookkeeping on top of key and value: the object, headers, offsets.
+RECORD_OVERHEAD = 160
+
+
+def record_size(record: Record) -> int:
+    # Sizes are -1 when key or value is null.
+    size: int = RECORD_OVERHEAD + max(record.serialized_value_size, 0) + max(
+        record.serialized_key_size, 0)
+    return size
+
+
+class PartitionState:
+    __slots__ = ("_flow", "accepting", "committed", "completed", "load", "revoked", "revoking",
+                 "tp", "tracker")
+
+    def __init__(self, tp: TP, flow: FlowControl) -> None:
+        self.tp = tp
+        self._flow = flow
+        self.load: Load = flow.assign(tp)
+        self.tracker = OffsetTracker()
+        self.committed: int | None = None  # last offset we committed for it
+        self.completed = 0  # messages done, for the commit policy
+        self.accepting = True  # the fetch loop may deliver its records
+        self.revoking = False  # workers stop starting its records
+        self.revoked = False  # fenced: completions no longer count
+
+    def deliver(self, records: Sequence[Record]) -> None:
+        self._flow.acquire(self.load, len(records), sum(map(record_size, records)))
+        self.tracker.deliver(r.offset for r in records)
+
+    def done(self, record: Record) -> None:
+        """The processor's completion callback: exactly once per record."""
+        self._flow.release(self.load, 1, record_size(record))
+        if not self.revoked:
+            self.tracker.done(record.offset)
+            self.completed += 1
+
+    def drop(self, records: Sequence[Record]) -> None:
+        """Records that will never be processed here (revoked, stopping): free
+        their budget; their offsets stay uncommitted, so they are redelivered."""
+        if records:
+            self._flow.release(self.load, len(records), sum(map(record_size, records)))
+
+    @property
+    def in_flight(self) -> int:
+        return self.load.messages
+
+    def pending_commit(self) -> int | None:
+        """The offset to commit if it moved since the last commit."""
+        offset = self.tracker.committable
+        if self.revoked or offset is None or offset == self.committed:
+            return None
+        return offset

@@ -1,0 +1,32 @@
+"""Handlers the engine tests run inside `consumer run`.
+
+Each appends one line per handled record to the file named by
+`TEST_HANDLED_FILE`: `partition offset key monotonic_ns`. Lines are shorter
+than PIPE_BUF and the file is opened for appending, so several service
+processes may share it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from typing import Any
+
+_out = None
+
+
+def _write(ctx: Any) -> None:
+    global _out  # noqa: PLW0603 - one file handle per service process
+    if _out is None:
+        _out = open(os.environ["TEST_HANDLED_FILE"], "a", buffering=1)  # noqa: SIM115
+    key = ctx.key.decode() if ctx.key else "-"
+    _out.write(f"{ctx.partition} {ctx.offset} {key} {time.monotonic_ns()}\n")
+
+
+async def record(event: Any, ctx: Any) -> None:
+    """Handle after `TEST_HANDLER_SLEEP` seconds, then note the record."""
+    pause = float(os.environ.get("TEST_HANDLER_SLEEP", "0"))
+    if pause:
+        await asyncio.sleep(pause)
+    _write(ctx)

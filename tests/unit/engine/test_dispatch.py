@@ -1,0 +1,173 @@
+"""Dispatch ordering with an in-test processor (pure scheduling logic)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+
+from aiokafka.structs import ConsumerRecord
+
+from consumer.config import Ordering
+from consumer.engine.dispatch import Dispatcher
+from consumer.engine.flow import FlowControl
+from consumer.engine.partition import PartitionState
+from consumer.types import TP, Done, Record
+
+
+def rec(tp: TP, offset: int, key: bytes | None) -> Record:
+    return ConsumerRecord(tp.topic, tp.partition, offset, 0, 0, key, b"v", None,
+                          len(key) if key else -1, 1, [])
+
+
+class Recorder:
+    def __init__(self, slow_keys: Sequence[bytes] = (), gate: asyncio.Event | None = None):
+        self.seen: list[tuple[int, bytes | None, int]] = []
+        self.slow_keys = set(slow_keys)
+        self.gate = gate or asyncio.Event()
+        self.running = 0
+        self.peak = 0
+
+    async def process(self, record: Record, done: Done) -> None:
+        self.running += 1
+        self.peak = max(self.peak, self.running)
+        try:
+            if record.key in self.slow_keys:
+                await self.gate.wait()
+            else:
+                await asyncio.sleep(0)
+            self.seen.append((record.partition, record.key, record.offset))
+            done(record)
+        finally:
+            self.running -= 1
+
+    async def flush(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+
+async def until(predicate: Callable[[], bool], within: float = 5.0) -> None:
+    async with asyncio.timeout(within):
+        while not predicate():  # noqa: ASYNC110 - polling plain state, no event to wait on
+            await asyncio.sleep(0.001)
+
+
+def _ignore(exc: BaseException) -> None:
+    raise AssertionError(f"unexpected processing failure: {exc!r}")
+
+
+def states(n: int) -> tuple[FlowControl, list[PartitionState]]:
+    flow = FlowControl(10_000, 10**9)
+    return flow, [PartitionState(TP("t", p), flow) for p in range(n)]
+
+
+async def test_key_ordering_is_sequential_per_key_and_a_slow_key_blocks_only_itself() -> None:
+    errors: list[BaseException] = []
+    proc = Recorder(slow_keys=[b"slow"])
+    flow, (s0, s1) = states(2)
+    dispatcher = Dispatcher(proc, Ordering.KEY, 4, errors.append)
+    await dispatcher.start()
+    try:
+        batch0 = [rec(s0.tp, i, [b"a", b"b", b"slow"][i % 3]) for i in range(30)]
+        batch1 = [rec(s1.tp, i, [b"a", b"c"][i % 2]) for i in range(30)]
+        for state, batch in ((s0, batch0), (s1, batch1)):
+            state.deliver(batch)
+            dispatcher.submit(state, batch)
+        # Everything but the slow key completes while the slow key is stuck.
+        await until(lambda: len(proc.seen) == 50)
+        assert all(key != b"slow" for _, key, _ in proc.seen)
+        proc.gate.set()
+        await until(lambda: len(proc.seen) == 60)
+    finally:
+        await dispatcher.close()
+    assert errors == []
+    for partition in (0, 1):
+        for key in (b"a", b"b", b"c", b"slow"):
+            offsets = [o for p, k, o in proc.seen if p == partition and k == key]
+            assert offsets == sorted(offsets)
+    assert flow.messages == 0
+    assert s0.tracker.committable == 30
+    assert s1.tracker.committable == 30
+
+
+async def test_partition_ordering_never_runs_one_partition_twice_at_once() -> None:
+    proc = Recorder()
+    _, sts = states(3)
+    dispatcher = Dispatcher(proc, Ordering.PARTITION, 8, _ignore)
+    await dispatcher.start()
+    try:
+        for round_ in range(5):
+            for state in sts:
+                batch = [rec(state.tp, round_ * 10 + i, None) for i in range(10)]
+                state.deliver(batch)
+                dispatcher.submit(state, batch)
+        await until(lambda: len(proc.seen) == 150)
+    finally:
+        await dispatcher.close()
+    for p in range(3):
+        offsets = [o for q, _, o in proc.seen if q == p]
+        assert offsets == list(range(50))
+    assert proc.peak <= 3
+
+
+async def test_unordered_uses_the_pool_and_keyless_records_are_unordered_in_key_mode() -> None:
+    gate = asyncio.Event()
+    proc = Recorder(slow_keys=[None], gate=gate)  # type: ignore[list-item]
+    _, (state,) = states(1)
+    dispatcher = Dispatcher(proc, Ordering.KEY, 4, _ignore)
+    await dispatcher.start()
+    try:
+        batch = [rec(state.tp, i, None) for i in range(8)]
+        state.deliver(batch)
+        dispatcher.submit(state, batch)
+        await until(lambda: proc.running == 4)  # spread over every worker
+        gate.set()
+        await until(lambda: len(proc.seen) == 8)
+    finally:
+        await dispatcher.close()
+    assert state.tracker.committable == 8
+
+
+async def test_cancel_drops_queued_runs_of_revoked_partitions_only() -> None:
+    gate = asyncio.Event()
+    proc = Recorder(slow_keys=[b"k"], gate=gate)
+    _, (s0, s1) = states(2)
+    dispatcher = Dispatcher(proc, Ordering.PARTITION, 1, _ignore)
+    await dispatcher.start()
+    try:
+        for state in (s0, s1):
+            batch = [rec(state.tp, i, b"k") for i in range(5)]
+            state.deliver(batch)
+            dispatcher.submit(state, batch)
+        await until(lambda: proc.running == 1)  # s0's run holds the only worker
+        s1.revoking = True
+        assert dispatcher.cancel({s1}) == 5
+        assert s1.in_flight == 0
+        gate.set()
+        await until(lambda: len(proc.seen) == 5)
+    finally:
+        await dispatcher.close()
+    assert {p for p, _, _ in proc.seen} == {0}
+    assert s1.tracker.committable is None  # nothing of it may be committed
+
+
+async def test_a_processor_failure_is_reported_and_the_record_stays_undone() -> None:
+    class Failing(Recorder):
+        async def process(self, record: Record, done: Done) -> None:
+            raise RuntimeError("breaker open")
+
+    errors: list[BaseException] = []
+    _, (state,) = states(1)
+    dispatcher = Dispatcher(Failing(), Ordering.PARTITION, 2, errors.append)
+    await dispatcher.start()
+    try:
+        batch = [rec(state.tp, i, None) for i in range(3)]
+        state.deliver(batch)
+        dispatcher.submit(state, batch)
+        await until(lambda: bool(errors))
+    finally:
+        await dispatcher.close()
+    assert isinstance(errors[0], RuntimeError)
+    assert state.tracker.committable is None
+    assert state.in_flight == 1  # the failed one; the rest were released

@@ -1,0 +1,106 @@
+"""The offset tracker against a reference model: committable is the highest
+delivered offset below which every delivered offset is done, plus one."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from consumer.engine.tracker import OffsetTracker
+
+
+def reference(delivered: list[int], done: set[int]) -> int | None:
+    committable = None
+    for offset in delivered:
+        if offset not in done:
+            break
+        committable = offset + 1
+    return committable
+
+
+@st.composite
+def scenarios(draw: st.DrawFn) -> tuple[list[list[int]], list[int]]:
+    """Delivery batches of increasing offsets with random gaps, and a random
+    completion order over a random subset of them."""
+    gaps = draw(st.lists(st.integers(1, 4), min_size=1, max_size=120))
+    offsets, current = [], draw(st.integers(0, 1_000))
+    for gap in gaps:
+        current += gap
+        offsets.append(current)
+    cuts = sorted(draw(st.sets(st.integers(1, len(offsets)), max_size=6)))
+    batches, start = [], 0
+    for cut in [*cuts, len(offsets)]:
+        if cut > start:
+            batches.append(offsets[start:cut])
+            start = cut
+    completed = draw(st.permutations(offsets))
+    completed = completed[: draw(st.integers(0, len(completed)))]
+    return batches, completed
+
+
+@given(scenarios())
+def test_matches_reference_under_any_interleaving(
+    scenario: tuple[list[list[int]], list[int]],
+) -> None:
+    batches, completed = scenario
+    tracker = OffsetTracker()
+    delivered: list[int] = []
+    done: set[int] = set()
+    pending_done = list(completed)
+    for batch in batches:
+        tracker.deliver(batch)
+        delivered.extend(batch)
+        # Complete, in the drawn order, whatever has been delivered so far.
+        still = []
+        for offset in pending_done:
+            if offset in delivered:
+                tracker.done(offset)
+                done.add(offset)
+                assert tracker.committable == reference(delivered, done)
+            else:
+                still.append(offset)
+        pending_done = still
+    assert tracker.committable == reference(delivered, done)
+    # Never past an unfinished message.
+    if tracker.committable is not None:
+        assert all(o in done for o in delivered if o < tracker.committable)
+    assert tracker.outstanding == len(delivered) - len(
+        [o for o in delivered if tracker.committable is not None and o < tracker.committable])
+
+
+@given(scenarios())
+def test_repeated_and_unknown_completions_change_nothing(
+    scenario: tuple[list[list[int]], list[int]],
+) -> None:
+    batches, completed = scenario
+    tracker = OffsetTracker()
+    for batch in batches:
+        tracker.deliver(batch)
+    for offset in completed:
+        tracker.done(offset)
+    before = tracker.committable
+    for offset in completed:
+        tracker.done(offset)  # twice
+    tracker.done(-5)  # never delivered
+    assert tracker.committable == before
+
+
+def test_gaps_are_skipped_not_waited_for() -> None:
+    tracker = OffsetTracker()
+    tracker.deliver([10, 11, 15, 20])  # 12-14 and 16-19 compacted away
+    tracker.done(11)
+    assert tracker.committable is None
+    tracker.done(10)
+    assert tracker.committable == 12
+    tracker.done(20)
+    assert tracker.committable == 12
+    tracker.done(15)
+    assert tracker.committable == 21
+
+
+def test_delivering_an_offset_twice_is_a_bug() -> None:
+    tracker = OffsetTracker()
+    tracker.deliver([1, 2])
+    with pytest.raises(ValueError, match="delivered after"):
+        tracker.deliver([2])
