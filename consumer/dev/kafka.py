@@ -215,10 +215,14 @@ def metadata_round_trip(bootstrap: str, timeout: float) -> bool:
 
 
 def _cluster_id() -> str:
-    # KRaft wants a base64 UUID of 22 characters.
+    # KRaft wants a base64 UUID of 22 characters; one starting with "-" would
+    # be read as an option by the storage tool.
     import base64
 
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    while True:
+        cluster = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster.startswith("-"):
+            return cluster
 
 
 def _server_properties(port: int, controller: int, log_dir: Path) -> str:

@@ -198,7 +198,7 @@ class Engine:
             self._apply_flow()
             # Keep polling even when everything is paused: it returns {} and
             # keeps this member inside max_poll_interval_ms.
-            limit = max(1, min(max_records, self._flow.capacity()))
+            limit = self._flow.fetch_limit(max_records)
             batch = await consumer.getmany(timeout_ms=_POLL_MS, max_records=limit)
             for tp, records in batch.items():
                 state = self._states.get(tp)
@@ -207,6 +207,11 @@ class Engine:
                 state.deliver(records)
                 dispatcher.submit(state, records)
                 fetched.labels(tp.topic).inc(len(records))
+            if batch:
+                # Let the workers start on it before flow control looks at the
+                # in-flight count again; otherwise every fetch looks like a
+                # backlog and partitions get paused for nothing.
+                await asyncio.sleep(0)
 
     def _apply_flow(self) -> None:
         want = self._flow.decide(self._paused)

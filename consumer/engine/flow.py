@@ -2,10 +2,18 @@
 
 Pure state machine. A record is in flight from the moment it is fetched until
 it is done. Limits are global (messages and bytes); each assigned partition
-gets an equal share. A partition at or over its share is paused until it falls
-to `resume_ratio` of it (the low watermark); when the global high watermark is
-reached every partition is paused until the total falls to the global low
-watermark. Hysteresis keeps a busy partition from flapping.
+gets an equal share of them.
+
+- Global high watermark (the limit) reached: every partition is paused until
+  the total falls to the global low watermark (`resume_ratio` of the limit).
+- Between the two watermarks (under pressure): the partitions at or over their
+  share are paused — the ones hogging the budget — until they fall to
+  `resume_ratio` of their share, so the others keep flowing.
+- Below the low watermark nothing is paused.
+
+Pausing is not free: aiokafka drops what it had prefetched for a paused
+partition and fetches it again on resume. Pausing only under pressure, with
+hysteresis, keeps a fast pipeline from flapping.
 """
 
 from __future__ import annotations
@@ -66,6 +74,17 @@ class FlowControl:
         """How many more messages may be fetched now (0 when full)."""
         return max(0, self.max_messages - self.messages)
 
+    def fetch_limit(self, most: int) -> int:
+        """How many records the next fetch should ask for, at least 1.
+
+        Up to the low watermark while below it, so that fetching alone never
+        creates pressure (and pauses); only processing that falls behind does.
+        Above it, whatever capacity is left.
+        """
+        headroom = int(self.max_messages * self.resume_ratio) - self.messages - 1
+        room = headroom if headroom > 0 else self.capacity()
+        return max(1, min(most, room))
+
     def load(self, tp: TP) -> Load | None:
         return self._loads.get(tp)
 
@@ -79,6 +98,8 @@ class FlowControl:
             self._saturated = False
         if self._saturated:
             return set(self._loads)
+        if self.messages < self.max_messages * ratio and self.bytes < self.max_bytes * ratio:
+            return set()
         count = len(self._loads) or 1
         share_m = self.max_messages / count
         share_b = self.max_bytes / count
