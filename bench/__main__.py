@@ -8,6 +8,10 @@ def main() -> None:
 
     validate.main()
 
+    from bench import pipeline
+
+    pipeline.main()
+
 
 if __name__ == "__main__":
     main()

@@ -102,6 +102,8 @@ class Settings(BaseSettings):
     dlq_breaker_ratio: float = Field(0.5, gt=0.0, le=1.0)
     dlq_breaker_window: int = Field(200, ge=1)
     dlq_breaker_consecutive: int = Field(100, ge=1)
+    #: Bound on one dead-letter send attempt; a failed send is retried forever.
+    dlq_send_timeout: float = Field(10.0, gt=0.0)
 
     # Downstream rate limit (per downstream name, shared by all workers)
     rate_limit: float = Field(100.0, gt=0.0)  # requests per second

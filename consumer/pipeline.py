@@ -1,60 +1,265 @@
-"""Builds the per-record `Processor` the engine runs: middleware → handler →
-batcher → sink, with retry and dead-letter around it.
+"""Builds the per-record `Processor` the engine runs and composes the gates —
+the one place that decides their order:
 
-Provisional: decodes JSON and calls the configured handler; the gates replace
-this with the full chain behind the same `build_processor` signature.
+    error boundary → metrics → validation → logging → retry → user middleware
+    → timeout → handler → (emit → batcher → sink)
+
+then routes the outcome: every emitted row written → `done`; the chain gave
+up (fatal, invalid or exhausted) or the sink refused a row → dead-letter
+topic → `done` once the broker acknowledged it. `done` is never called for a
+message whose dead-letter send is unacknowledged: it stays in flight.
 """
 
 from __future__ import annotations
 
+import asyncio
 import importlib
-from dataclasses import dataclass
+import logging
+import time
+from collections.abc import Sequence
 from typing import Any
 
-import orjson
-
 from consumer.config import Settings
-from consumer.types import Done, Handler, Headers, Record
+from consumer.errors import CircuitOpenError, ConfigError, ConsumerError, DeadLetterError
+from consumer.gates.breaker import CircuitBreaker
+from consumer.gates.context import Context
+from consumer.gates.dlq import DeadLetterPublisher, Publisher, dead_letter_headers
+from consumer.gates.http import HttpClient
+from consumer.gates.instruments import GateMetrics
+from consumer.gates.middleware import (
+    ErrorBoundary,
+    LoggingMiddleware,
+    MetricsMiddleware,
+    Middleware,
+    TimeoutMiddleware,
+    ValidationMiddleware,
+    build_chain,
+    handler_endpoint,
+    load_middleware,
+    on_retry_counter,
+)
+from consumer.gates.ratelimit import Limiters
+from consumer.gates.retry import RetryMiddleware, RetryPolicy
+from consumer.types import Done, Handler, Record
 
+__all__ = ["Context", "Pipeline", "build_processor", "load_handler"]
 
-@dataclass(frozen=True, slots=True)
-class Context:
-    """What a handler learns about its record besides the event."""
+log = logging.getLogger("consumer.pipeline")
 
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    headers: Headers
+STORE_HANDLER = "consumer.handlers.store:store"
 
 
 def load_handler(spec: str) -> Handler:
+    """`module:function` → the handler. Raises `ConfigError` naming
+    CONSUMER_HANDLER when it cannot be imported or is not an async function."""
     module, _, name = spec.partition(":")
-    handler: Handler = getattr(importlib.import_module(module), name)
-    return handler
+    try:
+        handler = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise ConfigError(f"CONSUMER_HANDLER: cannot load {spec!r}: {exc}") from exc
+    if not callable(handler):
+        raise ConfigError(f"CONSUMER_HANDLER: {spec!r} is not callable")
+    loaded: Handler = handler
+    return loaded
 
 
-async def _noop(event: Any, ctx: Context) -> None:
-    return None
+def _seen(fut: asyncio.Future[None]) -> None:
+    if not fut.cancelled():
+        fut.exception()
 
 
-class HandlerProcessor:
-    def __init__(self, handler: Handler) -> None:
-        self._handler = handler
+class Pipeline:
+    """The `Processor`: see the module docstring.
 
-    async def process(self, record: Record, done: Done) -> None:
-        event = orjson.loads(record.value) if record.value else None
-        ctx = Context(record.topic, record.partition, record.offset, record.key, record.headers)
-        await self._handler(event, ctx)
-        done(record)
+    `start()` opens the sink, the batcher and the dead-letter producer; the
+    service awaits it before the first `process`. `process` raises only
+    `CircuitOpenError` (the dead-letter breaker is open: stop consuming).
+    `healthy()` is False once the breaker tripped. `close()` is safe twice;
+    messages still waiting for a dead-letter acknowledgement stay undone.
+    """
+
+    def __init__(self, settings: Settings, metrics: Any = None, *,
+                 handler: Handler, middleware: Sequence[Middleware] = (),
+                 batcher: Any = None, sink: Any = None,
+                 publisher: Publisher | None = None,
+                 limiters: Limiters | None = None) -> None:
+        self.settings = settings
+        self.metrics = GateMetrics(metrics)
+        self.sink = sink
+        self.batcher = batcher
+        self.publisher: Publisher = publisher or DeadLetterPublisher(
+            settings.bootstrap_servers, settings.dead_letter_topic,
+            client_id=settings.client_id, send_timeout=settings.dlq_send_timeout,
+            metrics=self.metrics)
+        self.limiters = limiters or Limiters(settings.rate_limit, settings.rate_burst,
+                                             metrics=self.metrics)
+        self.http = HttpClient(self.limiters, timeout=settings.handler_timeout)
+        self.breaker = CircuitBreaker(settings.dlq_breaker_ratio, settings.dlq_breaker_window,
+                                      settings.dlq_breaker_consecutive)
+        self.policy = RetryPolicy.from_settings(settings)
+        chain: list[Middleware] = [
+            ErrorBoundary(),
+            MetricsMiddleware(self.metrics),
+            ValidationMiddleware(settings.allow_unknown_types),
+            LoggingMiddleware(),
+            RetryMiddleware(self.policy, on_retry=on_retry_counter(self.metrics)),
+            *middleware,
+            TimeoutMiddleware(settings.handler_timeout),
+        ]
+        self._chain = build_chain(chain, handler_endpoint(handler))
+        self._submit = batcher.submit if batcher is not None else None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._started = False
+        self._closed = False
+
+    # -- lifecycle ----------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._started:
+            return
+        self._started = True
+        try:
+            if self.sink is not None:
+                await self.sink.open()
+            if self.batcher is not None:
+                await self.batcher.start()
+            await self.publisher.start()
+        except BaseException:
+            # Half-started: release what did start, then let the service fail.
+            await self.close()
+            raise
+        self.metrics.breaker(False)
+
+    def healthy(self) -> bool:
+        return not self.breaker.open
 
     async def flush(self) -> None:
-        return None
+        if self.batcher is not None:
+            await self.batcher.flush()
 
     async def close(self) -> None:
-        return None
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            if self.batcher is not None:
+                await self.batcher.close()
+            # Rows the sink refused while closing start dead-letter sends: let
+            # them finish while the producer is still up.
+            if self._tasks:
+                await asyncio.wait(set(self._tasks), timeout=self.settings.dlq_send_timeout)
+        finally:
+            await self.publisher.close()
+            for task in list(self._tasks):
+                task.cancel()
+            if self._tasks:
+                await asyncio.gather(*self._tasks, return_exceptions=True)
+            await self.http.close()
+            await self.limiters.close()
+            if self.sink is not None:
+                await self.sink.close()
+
+    async def __aenter__(self) -> Pipeline:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # -- per record ---------------------------------------------------------
+
+    async def process(self, record: Record, done: Done) -> None:
+        if self.breaker.open:
+            raise CircuitOpenError(f"dead-letter circuit breaker is open: {self.breaker.reason}")
+        ctx = Context(record, submit=self._submit, http=self.http)
+        await self._chain(ctx)
+        if ctx.error is not None:
+            for fut in ctx.pending:
+                fut.add_done_callback(_seen)
+            await self._dead_letter(ctx, ctx.error, done)
+        elif not ctx.pending:
+            self._succeeded(record, done)
+        else:
+            self._when_written(ctx, done)
+        if self.breaker.open:
+            raise CircuitOpenError(f"dead-letter circuit breaker is open: {self.breaker.reason}")
+
+    def _succeeded(self, record: Record, done: Done) -> None:
+        done(record)
+        self.metrics.outcome(record.topic, "ok")
+        self.breaker.record(False)
+
+    def _when_written(self, ctx: Context, done: Done) -> None:
+        """Call `done` once every emitted row's future resolved — from the
+        futures' callbacks, so the worker is free meanwhile."""
+        remaining = len(ctx.pending)
+
+        def settled(_: asyncio.Future[None]) -> None:
+            nonlocal remaining
+            remaining -= 1
+            if remaining:
+                return
+            errors = [f.exception() if not f.cancelled() else asyncio.CancelledError()
+                      for f in ctx.pending]
+            failures = [e for e in errors if e is not None]
+            if not failures:
+                self._succeeded(ctx.record, done)
+            elif all(isinstance(e, ConsumerError) and not e.retriable for e in failures):
+                # The sink refused a row (isolated by the batcher): dead-letter.
+                ctx.failed(failures[0])
+                self._spawn(self._dead_letter(ctx, failures[0], done))
+            else:
+                # Not written because we are shutting down: leave it undone so
+                # it is consumed again after the restart.
+                log.info("%s[%d]@%d left in flight: %r", ctx.topic, ctx.partition, ctx.offset,
+                         failures[0])
+
+        for fut in ctx.pending:
+            fut.add_done_callback(settled)
+
+    def _spawn(self, coro: Any) -> None:
+        task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _dead_letter(self, ctx: Context, exc: BaseException, done: Done) -> None:
+        """Send to the dead-letter topic; `done` only after the acknowledgement."""
+        record = ctx.record
+        now = time.time()
+        headers = dead_letter_headers(
+            record, exc, attempts=ctx.attempt, group=self.settings.group_id,
+            first_failure=ctx.first_failure or now, last_failure=ctx.last_failure or now)
+        try:
+            await self.publisher.send(record.key, record.value, headers)
+        except DeadLetterError:
+            log.warning("%s[%d]@%d not dead-lettered before close; left in flight",
+                        record.topic, record.partition, record.offset)
+            return
+        done(record)
+        error_type = type(exc).__name__
+        self.metrics.dead_lettered(record.topic, error_type)
+        self.metrics.outcome(record.topic, "invalid" if error_type == "InvalidEvent"
+                             else "dead_lettered")
+        log.warning("dead-lettered %s[%d]@%d to %s after %d attempt(s): %s: %s", record.topic,
+                    record.partition, record.offset, self.publisher.topic, ctx.attempt,
+                    error_type, exc)
+        if self.breaker.record(True):
+            self.metrics.breaker(True)
+            log.critical("dead-letter circuit breaker OPEN: %s; consumption stops and the "
+                         "service reports unhealthy — check the handler or the producer",
+                         self.breaker.reason)
 
 
-def build_processor(settings: Settings, metrics: Any = None) -> HandlerProcessor:
-    handler = load_handler(settings.handler) if settings.handler else _noop
-    return HandlerProcessor(handler)
+def build_processor(settings: Settings, metrics: Any = None) -> Pipeline:
+    """Build (not start) the pipeline from settings: loads the handler and
+    middleware and builds the sink, raising `ConfigError` before any I/O. The
+    caller must `await processor.start()` before the first `process`."""
+    from consumer.sinks import open_sink
+    from consumer.sinks.batcher import Batcher
+
+    handler = load_handler(settings.handler or STORE_HANDLER)
+    middleware = [load_middleware(spec) for spec in settings.middleware]
+    sink = open_sink(settings.sink_url, settings=settings, metrics=metrics)
+    batcher = Batcher(sink, settings, metrics)
+    return Pipeline(settings, metrics, handler=handler, middleware=middleware,
+                    batcher=batcher, sink=sink)

@@ -24,4 +24,9 @@ def run(
         raise typer.Exit(2) from None
     from consumer.service import main
 
-    raise typer.Exit(main(settings))
+    try:
+        code = main(settings)
+    except ConfigError as exc:  # a handler, middleware or sink that cannot be built
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+    raise typer.Exit(code)

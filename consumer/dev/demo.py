@@ -1,34 +1,202 @@
-"""`make run`: the service on embedded defaults against a local broker."""
+"""`make run`: the whole service on embedded defaults, with traffic.
+
+Starts (or reuses) a local broker on 127.0.0.1:9092 unless
+CONSUMER_BOOTSTRAP_SERVERS is set, creates the topic (6 partitions) and its
+dead-letter topic, runs a demo producer (~20 events/s, a few invalid ones
+mixed in) and `consumer run` with the SQLite sink, and prints where to look.
+Ctrl-C stops the producer, lets the service drain and exit, then stops the
+broker if this command started it.
+
+The broker and the service run in their own sessions so the terminal's Ctrl-C
+reaches only this process, which then stops them in order (service first:
+it needs the broker to commit while it drains).
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import itertools
 import os
-import subprocess
+import signal
+import sqlite3
 import sys
+from pathlib import Path
 
 from consumer.commands.dev import running_bootstrap
+from consumer.config import Settings, load_settings
 from consumer.dev import kafka as local
+from consumer.dev.ports import port_open
+from consumer.errors import ConfigError
+
+DEMO_PORT = 9092
+DEMO_PARTITIONS = 6
+DEMO_RATE = 20.0  # events per second: modest, readable in the logs
+INVALID_EVERY = 25  # one invalid event in 25
+
+
+def _say(message: str) -> None:
+    print(f"[demo] {message}", flush=True)
+
+
+def _bootstrap(env: dict[str, str]) -> tuple[str, local.LocalKafka | None]:
+    """The broker to use and the one we started (None when reused)."""
+    if given := env.get("CONSUMER_BOOTSTRAP_SERVERS"):
+        return given, None
+    if reused := running_bootstrap():
+        return reused, None
+    address = f"127.0.0.1:{DEMO_PORT}"
+    if port_open(DEMO_PORT):
+        if local.metadata_round_trip(address, timeout=5.0):
+            _say(f"reusing the Kafka broker already answering on {address}")
+            return address, None
+        raise RuntimeError(
+            f"port {DEMO_PORT} is busy and no Kafka broker answers there; free it or set "
+            "CONSUMER_BOOTSTRAP_SERVERS to a broker's address")
+    _say("starting a local Kafka broker (KRaft, Maven jars; first run downloads them) ...")
+    broker = local.LocalKafka(port=DEMO_PORT)
+    # Own session: the terminal's Ctrl-C must not kill the broker under the drain.
+    return broker.start(detach=True), broker
 
 
 def run_demo() -> int:
-    """Start (or reuse) the local broker, then run the service in the foreground.
-    Ctrl-C reaches the service, which drains and exits; the broker is stopped."""
+    """Blocking entry point of `consumer dev demo`; returns the exit code."""
     env = dict(os.environ)
-    started: local.LocalKafka | None = None
-    if "CONSUMER_BOOTSTRAP_SERVERS" not in env:
-        bootstrap = running_bootstrap()
-        if bootstrap is None:
-            print("starting a local Kafka broker (KRaft, Maven jars) ...", flush=True)
-            started = local.LocalKafka(port=9092)
-            bootstrap = started.start()
-        env["CONSUMER_BOOTSTRAP_SERVERS"] = bootstrap
-    print(f"broker: {env['CONSUMER_BOOTSTRAP_SERVERS']}", flush=True)
-    service = subprocess.Popen([sys.executable, "-m", "consumer.cli", "run"], env=env)
+    env.setdefault("CONSUMER_SINK_URL", "sqlite:///./consumer.db")
+    # A person watches this one: human-readable logs unless asked otherwise.
+    env.setdefault("CONSUMER_LOG_FORMAT", "console")
     try:
-        return service.wait()
-    except KeyboardInterrupt:
-        # The terminal sent SIGINT to the whole group; let the service drain.
-        return service.wait()
+        bootstrap, started = _bootstrap(env)
+    except (RuntimeError, TimeoutError) as exc:
+        _say(f"cannot start: {exc}")
+        return 1
+    env["CONSUMER_BOOTSTRAP_SERVERS"] = bootstrap
+    try:
+        settings = load_settings(None, bootstrap_servers=bootstrap,
+                                 sink_url=env["CONSUMER_SINK_URL"])
+        return asyncio.run(_demo(settings, env))
+    except ConfigError as exc:
+        _say(str(exc))
+        return 2
     finally:
         if started is not None:
+            _say("stopping the local Kafka broker")
             started.stop()
+
+
+async def _demo(settings: Settings, env: dict[str, str]) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    topic, dlq = settings.topics[0], settings.dead_letter_topic
+    await _create_topics(settings.bootstrap_servers, [topic, dlq])
+    service = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "consumer.cli", "run", env=env, start_new_session=True)
+    producer = asyncio.create_task(_produce(settings.bootstrap_servers, topic, stop),
+                                   name="demo-producer")
+    _where_to_look(settings, topic, dlq)
+    exited = asyncio.create_task(service.wait())
+    stopping = asyncio.create_task(stop.wait())
+    await asyncio.wait({exited, stopping, producer}, return_when=asyncio.FIRST_COMPLETED)
+    stop.set()
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(producer, 10)
+    if service.returncode is None:
+        _say("stopping: the service drains, commits and exits ...")
+        service.send_signal(signal.SIGINT)
+        try:
+            await asyncio.wait_for(asyncio.shield(exited), settings.shutdown_timeout + 15)
+        except TimeoutError:
+            _say("the service did not exit in time; killing it")
+            service.kill()
+    code = await exited
+    stopping.cancel()
+    _say(f"service exited with {code}; {_stored(settings.sink_url)}")
+    return code
+
+
+async def _create_topics(bootstrap: str, names: list[str]) -> None:
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+    from aiokafka.errors import TopicAlreadyExistsError
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        for name in names:
+            with contextlib.suppress(TopicAlreadyExistsError):
+                await admin.create_topics(
+                    [NewTopic(name, num_partitions=DEMO_PARTITIONS, replication_factor=1)])
+    finally:
+        await admin.close()
+
+
+async def _produce(bootstrap: str, topic: str, stop: asyncio.Event) -> None:
+    """Samples at DEMO_RATE until `stop`; every INVALID_EVERY-th one invalid."""
+    from aiokafka import AIOKafkaProducer
+
+    from schemas.samples import invalid_samples, sample_bytes
+
+    invalid = itertools.cycle(list(invalid_samples()))
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
+    await producer.start()
+    sent = bad = 0
+    try:
+        for i in itertools.count():
+            if stop.is_set():
+                break
+            if i % INVALID_EVERY == INVALID_EVERY - 1:
+                _, value = next(invalid)
+                key: bytes | None = b"invalid"
+                bad += 1
+            else:
+                key, value = sample_bytes(i)
+            await producer.send(topic, value, key=key)
+            sent += 1
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 1.0 / DEMO_RATE)
+    finally:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(producer.stop(), 10)
+        _say(f"producer stopped: {sent} events sent, {bad} of them invalid")
+
+
+def _where_to_look(settings: Settings, topic: str, dlq: str) -> None:
+    port = settings.http_port
+    db = _sqlite_file(settings.sink_url)
+    lines = [
+        f"broker      {settings.bootstrap_servers}  topic {topic} ({DEMO_PARTITIONS} "
+        f"partitions), dead letters in {dlq}",
+        f"producer    ~{DEMO_RATE:.0f} events/s, one in {INVALID_EVERY} invalid",
+        f"metrics     http://127.0.0.1:{port}/metrics   (health: /healthz, /readyz)",
+    ]
+    if db is not None:
+        lines.append(f"database    {db}   e.g. sqlite3 {db} "
+                     "'select type, count(*) from events group by type'")
+    else:
+        lines.append(f"sink        {settings.sink_url}")
+    lines += [
+        f"dead letters  CONSUMER_BOOTSTRAP_SERVERS={settings.bootstrap_servers} "
+        "consumer dlq inspect",
+        "Ctrl-C      stops the producer, drains the service, stops what was started",
+    ]
+    for line in lines:
+        _say(line)
+
+
+def _sqlite_file(url: str) -> Path | None:
+    if not url.startswith("sqlite:///"):
+        return None
+    return Path(url.removeprefix("sqlite:///")).resolve()
+
+
+def _stored(url: str) -> str:
+    db = _sqlite_file(url)
+    if db is None or not db.exists():
+        return f"rows went to {url}"
+    try:
+        with contextlib.closing(sqlite3.connect(db)) as conn:
+            (count,) = conn.execute("SELECT count(*) FROM events").fetchone()
+    except sqlite3.Error as exc:
+        return f"could not count rows in {db}: {exc}"
+    return f"{count} rows in {db}"

@@ -49,6 +49,7 @@ class LocalPostgres:
     database: str = "consumer"
     _dir: Path | None = field(default=None, init=False)
     _run_as: str | None = field(default=None, init=False)
+    _opts: str = field(default="", init=False)
 
     @property
     def dsn(self) -> str:
@@ -68,16 +69,31 @@ class LocalPostgres:
         opts = (f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self._dir} "
                 "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
                 "-c max_connections=100 -c shared_buffers=128MB")
-        self._run([str(bindir / "pg_ctl"), "-D", str(data), "-l", str(self._dir / "pg.log"),
-                   "-o", opts, "-w", "-t", str(int(timeout)), "start"])
+        self._opts = opts
+        self.start_server(timeout)
+        self._run([str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(self.port),
+                   "-U", self.user, self.database])
+        return self.dsn
+
+    def start_server(self, timeout: float = 60.0) -> None:
+        """(Re)start the server on the same port and data directory."""
+        assert self._dir is not None, "start() first"
+        data = self._dir / "data"
+        self._run([str(pg_bin_dir() / "pg_ctl"), "-D", str(data), "-l",
+                   str(self._dir / "pg.log"), "-o", self._opts, "-w", "-t",
+                   str(int(timeout)), "start"])
         deadline = time.monotonic() + timeout
         while not port_open(self.port):
             if time.monotonic() > deadline:
                 raise TimeoutError(f"PostgreSQL not listening on {self.port}")
             time.sleep(0.1)
-        self._run([str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(self.port),
-                   "-U", self.user, self.database])
-        return self.dsn
+
+    def stop_server(self) -> None:
+        """Stop the server (fast mode: clients are disconnected) but keep its
+        data, so `start_server()` brings the same cluster back — an outage."""
+        assert self._dir is not None, "start() first"
+        self._run([str(pg_bin_dir() / "pg_ctl"), "-D", str(self._dir / "data"), "-m", "fast",
+                   "-w", "stop"])
 
     def stop(self) -> None:
         if self._dir is None:

@@ -3,6 +3,7 @@ people at a terminal). Fields passed with `extra=` become JSON keys."""
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import sys
 from datetime import UTC, datetime
@@ -11,6 +12,11 @@ from typing import Any
 import orjson
 
 _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
+
+#: The event id of the message being handled, set by the logging middleware,
+#: so every line logged while handling it — ours or the handler's — carries it.
+correlation_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "correlation_id", default=None)
 
 
 class JsonFormatter(logging.Formatter):
@@ -24,6 +30,8 @@ class JsonFormatter(logging.Formatter):
         for key, value in record.__dict__.items():
             if key not in _STANDARD and not key.startswith("_"):
                 entry[key] = value
+        if "correlation_id" not in entry and (event_id := correlation_id.get()) is not None:
+            entry["correlation_id"] = event_id
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
         return orjson.dumps(entry, default=str).decode()

@@ -1,0 +1,54 @@
+"""Sinks: where emitted rows go, all behind the `Sink` Protocol
+(`consumer.types.Sink`), chosen by `CONSUMER_SINK_URL`.
+
+| URL | sink | idempotent |
+|---|---|---|
+| `postgresql://…`, `postgres://…` | `PostgresSink` (COPY + ON CONFLICT DO NOTHING) | yes |
+| `sqlite:///path.db` | `SqliteSink` (WAL, INSERT OR IGNORE) | yes |
+| `kafka://topic` | `KafkaSink` (idempotent producer, key kept) | at-least-once |
+| `http://…`, `https://…` | `HttpSink` (one POST of a JSON array per batch) | at-least-once |
+| `none` | `NullSink` | — |
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from consumer.errors import ConfigError
+from consumer.sinks.base import Row
+from consumer.types import Sink
+
+__all__ = ["Row", "open_sink"]
+
+
+def open_sink(url: str, *, settings: Any = None, metrics: Any = None) -> Sink:
+    """Build (not open) the sink `url` names. Raises `ConfigError` naming
+    CONSUMER_SINK_URL for an unknown scheme or a malformed URL; connects to
+    nothing, so the service can validate before start-up."""
+    url = url.strip()
+    if url == "none":
+        from consumer.sinks.none import NullSink
+
+        return NullSink()
+    if url.startswith(("postgresql://", "postgres://")):
+        from consumer.sinks.postgres import PostgresSink
+
+        return PostgresSink(url)
+    if url.startswith("sqlite:"):
+        from consumer.sinks.sqlite import SqliteSink, sqlite_path
+
+        return SqliteSink(sqlite_path(url))
+    if url.startswith("kafka:"):
+        from consumer.sinks.kafka import KafkaSink, kafka_topic
+
+        topic = kafka_topic(url)
+        bootstrap = getattr(settings, "bootstrap_servers", None) or "localhost:9092"
+        client_id = f"{getattr(settings, 'client_id', 'consumer')}-sink"
+        return KafkaSink(topic, bootstrap, client_id=client_id)
+    if url.startswith(("http://", "https://")) and len(url.split("://", 1)[1]) > 0:
+        from consumer.sinks.http import HttpSink
+
+        return HttpSink(url)
+    raise ConfigError(
+        f"CONSUMER_SINK_URL: unsupported sink {url!r}; expected postgresql://…, "
+        "sqlite:///path.db, kafka://topic, http(s)://… or none")

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import orjson
+
 from consumer.types import Record
+
+#: Columns of table `events`, in the order sinks write them (`stored_at` is the
+#: database's default).
+COLUMNS: tuple[str, ...] = (
+    "id", "type", "version", "occurred_at", "data", "source",
+    "topic", "partition", "offset", "key",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -14,6 +23,8 @@ class Row:
     """One output record: the event's envelope plus where it came from.
 
     `(id)` is the idempotency key: writing the same row twice stores it once.
+    `data_json` caches `data` serialized once (orjson); every sink writes it,
+    and its length is the batcher's byte weight.
     """
 
     id: str
@@ -26,20 +37,43 @@ class Row:
     partition: int
     offset: int
     key: bytes | None
+    data_json: bytes = field(default=b"", compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.data_json:
+            # Frozen: the cache is filled once, here, never mutated afterwards.
+            object.__setattr__(self, "data_json", orjson.dumps(self.data))
 
     @classmethod
     def from_event(cls, event: Any, record: Record) -> Row:
-        """`event` is a validated envelope model from `schemas`."""
+        """`event` is a validated envelope model from `schemas` (or any object
+        with `id`, `type`, `version`, `occurred_at`, `data`, optional `source`);
+        `data` may be a dict or a pydantic model."""
         data = event.data
-        if not isinstance(data, dict):
+        if hasattr(data, "model_dump"):
             data = data.model_dump(mode="json")
+        elif not isinstance(data, dict):
+            data = dict(data)
+        occurred_at = event.occurred_at
+        if isinstance(occurred_at, str):
+            occurred_at = datetime.fromisoformat(occurred_at)
         return cls(
-            id=event.id, type=event.type, version=event.version,
-            occurred_at=event.occurred_at, data=data, source=event.source,
+            id=str(event.id), type=str(event.type), version=int(event.version),
+            occurred_at=occurred_at, data=data, source=getattr(event, "source", None),
             topic=record.topic, partition=record.partition, offset=record.offset,
             key=record.key,
         )
 
     def size(self) -> int:
-        """A cheap estimate of the row's weight, for the batcher's byte trigger."""
-        return 200 + len(self.id) + 16 * len(self.data)
+        """The row's weight in bytes, for the batcher's byte trigger."""
+        return 120 + len(self.id) + len(self.type) + len(self.data_json)
+
+    def envelope(self) -> dict[str, Any]:
+        """The event as produced (the JSON envelope), without Kafka coordinates."""
+        out: dict[str, Any] = {
+            "id": self.id, "type": self.type, "version": self.version,
+            "occurred_at": self.occurred_at.isoformat(), "data": self.data,
+        }
+        if self.source is not None:
+            out["source"] = self.source
+        return out

@@ -1,0 +1,185 @@
+"""Dead-letter gate: the record as consumed (key and value unchanged, its own
+headers kept) plus `dlq.*` headers saying where it came from and why
+(DESIGN §2), sent by an idempotent producer.
+
+A dead-lettered message is done only once the broker acknowledged the send.
+`DeadLetterPublisher.send` never gives up while open: when the topic cannot be
+written it retries with capped backoff, so the message stays in flight, the
+engine's in-flight limit pauses partitions, and nothing is skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import traceback
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from aiokafka import AIOKafkaProducer
+
+from consumer.errors import DeadLetterError
+from consumer.gates.instruments import GateMetrics
+from consumer.types import Record
+
+log = logging.getLogger("consumer.gates.dlq")
+
+H_TOPIC = "dlq.original.topic"
+H_PARTITION = "dlq.original.partition"
+H_OFFSET = "dlq.original.offset"
+H_TIMESTAMP = "dlq.original.timestamp"
+H_ERROR_TYPE = "dlq.error.type"
+H_ERROR_MESSAGE = "dlq.error.message"
+H_ATTEMPTS = "dlq.attempts"
+H_GROUP = "dlq.consumer.group"
+H_STACK = "dlq.error.stack"
+H_FIRST_FAILURE = "dlq.first_failure"
+H_LAST_FAILURE = "dlq.last_failure"
+#: Added by `consumer dlq replay`, kept on the record through later failures.
+H_REPLAY_COUNT = "dlq.replay.count"
+
+MAX_MESSAGE_BYTES = 1024
+MAX_STACK_BYTES = 4096
+
+
+def _truncate(text: str, limit: int, *, keep_tail: bool = False) -> bytes:
+    raw = text.encode("utf-8", "replace")
+    if len(raw) <= limit:
+        return raw
+    cut = raw[-limit:] if keep_tail else raw[:limit]
+    return cut.decode("utf-8", "ignore").encode()
+
+
+def iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds")
+
+
+def error_fields(exc: BaseException) -> tuple[str, str]:
+    """(error type, message) as the headers carry them. `InvalidEvent` reads
+    as `<reason>: <detail>` (its str)."""
+    return type(exc).__name__, str(exc) or repr(exc)
+
+
+def dead_letter_headers(record: Record, exc: BaseException, *, attempts: int, group: str,
+                        first_failure: float, last_failure: float,
+                        ) -> list[tuple[str, bytes]]:
+    """The original headers (minus stale `dlq.*` ones other than the replay
+    counter) followed by this failure's `dlq.*` headers. Pure."""
+    error_type, message = error_fields(exc)
+    # The stack's tail is where the error was raised: keep that end.
+    stack = "".join(traceback.format_exception(exc))
+    kept = [(k, bytes(v)) for k, v in record.headers
+            if not k.startswith("dlq.") or k == H_REPLAY_COUNT]
+    return [*kept,
+            (H_TOPIC, record.topic.encode()),
+            (H_PARTITION, str(record.partition).encode()),
+            (H_OFFSET, str(record.offset).encode()),
+            (H_TIMESTAMP, str(record.timestamp).encode()),
+            (H_ERROR_TYPE, error_type.encode()),
+            (H_ERROR_MESSAGE, _truncate(message, MAX_MESSAGE_BYTES)),
+            (H_ATTEMPTS, str(attempts).encode()),
+            (H_GROUP, group.encode()),
+            (H_STACK, _truncate(stack, MAX_STACK_BYTES, keep_tail=True)),
+            (H_FIRST_FAILURE, iso(first_failure).encode()),
+            (H_LAST_FAILURE, iso(last_failure).encode())]
+
+
+class Publisher(Protocol):
+    """What the pipeline needs of a dead-letter publisher."""
+
+    topic: str
+
+    async def start(self) -> None: ...
+
+    async def send(self, key: bytes | None, value: bytes | None,
+                   headers: Sequence[tuple[str, bytes]]) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class DeadLetterPublisher:
+    """Owns the idempotent producer for the dead-letter topic.
+
+    `start()` connects (bounded by `send_timeout`); `send()` returns only once
+    the record is acknowledged, retrying forever (capped backoff) until then;
+    it raises `DeadLetterError` only when the publisher is closed meanwhile.
+    `close()` is safe twice and bounded (a producer stop can hang while the
+    broker is away).
+    """
+
+    def __init__(self, bootstrap_servers: str, topic: str, *, client_id: str = "consumer",
+                 send_timeout: float = 10.0, max_backoff: float = 5.0,
+                 metrics: GateMetrics | None = None, **producer_options: Any) -> None:
+        self.topic = topic
+        self._send_timeout = send_timeout
+        self._max_backoff = max_backoff
+        self._metrics = metrics or GateMetrics()
+        # Built in `start()`: aiokafka binds to the running loop on construction.
+        self._options: dict[str, Any] = {"bootstrap_servers": bootstrap_servers,
+                                         "client_id": f"{client_id}-dlq",
+                                         "enable_idempotence": True, **producer_options}
+        self._producer: AIOKafkaProducer | None = None
+        self._started = False
+        self._closed = asyncio.Event()
+        #: False while sends fail (for /readyz and tests).
+        self.writing_ok = True
+
+    async def start(self) -> None:
+        if self._started:
+            return
+        self._producer = AIOKafkaProducer(**self._options)
+        try:
+            await asyncio.wait_for(self._producer.start(), self._send_timeout)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._producer.stop(), self._send_timeout)
+            raise
+        self._started = True
+
+    async def send(self, key: bytes | None, value: bytes | None,
+                   headers: Sequence[tuple[str, bytes]]) -> None:
+        attempt = 0
+        delivery: asyncio.Future[Any] | None = None
+        while True:
+            producer = self._producer
+            if self._closed.is_set() or not self._started or producer is None:
+                raise DeadLetterError("dead-letter publisher is closed; message left in flight")
+            try:
+                if delivery is None:
+                    delivery = await asyncio.wait_for(
+                        producer.send(self.topic, value, key=key, headers=list(headers)),
+                        self._send_timeout)
+                pending: asyncio.Future[Any] = delivery  # type: ignore[assignment]
+                # Shielded: a timeout here must not cancel the batch the producer
+                # still retries; the next round waits on the same delivery.
+                await asyncio.wait_for(asyncio.shield(pending), self._send_timeout)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - every failure means: try again
+                if delivery is not None and delivery.done():
+                    delivery = None  # it failed for good: send anew
+                attempt += 1
+                self.writing_ok = False
+                self._metrics.dlq_send_failed()
+                cap = min(self._max_backoff, 0.1 * 2 ** min(attempt, 20))
+                wait = random.uniform(0.5, 1.0) * cap
+                log.error(  # noqa: TRY400 - one line per retry, the traceback adds nothing
+                    "dead-letter send to %s failed (attempt %d), message stays in flight; "
+                          "retrying in %.2fs: %r", self.topic, attempt, wait, exc)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._closed.wait(), wait)
+            else:
+                self.writing_ok = True
+                return
+
+    async def close(self) -> None:
+        self._closed.set()
+        if self._started and self._producer is not None:
+            self._started = False
+            try:
+                await asyncio.wait_for(self._producer.stop(), self._send_timeout)
+            except TimeoutError:
+                log.warning("dead-letter producer did not stop within %.0fs", self._send_timeout)

@@ -1,0 +1,106 @@
+"""Kafka sink (`kafka://topic`): each row's event envelope as JSON, the
+original key kept, through an idempotent producer (acks=all, no duplicates
+from the producer's own retries).
+
+At-least-once, not idempotent like the database sinks: a batch that failed
+part-way is sent again whole, and a redelivered input message is produced
+again. Consumers of the output topic dedupe on the event `id`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError, MessageSizeTooLargeError
+
+from consumer.errors import ConfigError, SinkError
+from consumer.sinks.base import Row
+
+# Errors that are the record's fault: retrying the same bytes cannot help.
+_DATA_ERRORS: tuple[type[BaseException], ...] = (MessageSizeTooLargeError,)
+
+
+def kafka_topic(url: str) -> str:
+    topic = url.removeprefix("kafka://").strip("/")
+    if not url.startswith("kafka://") or not topic or "/" in topic:
+        raise ConfigError(f"CONSUMER_SINK_URL: expected kafka://topic, got {url!r}")
+    return topic
+
+
+def encode(row: Row) -> bytes:
+    return orjson.dumps(row.envelope())
+
+
+class KafkaSink:
+    """`write` sends every row, then awaits every delivery within `timeout`."""
+
+    name = "kafka"
+
+    def __init__(self, topic: str, bootstrap_servers: str, *, timeout: float = 30.0,
+                 client_id: str = "consumer-sink") -> None:
+        self.topic = topic
+        self._bootstrap = bootstrap_servers
+        self._timeout = timeout
+        self._client_id = client_id
+        self._producer: AIOKafkaProducer | None = None
+
+    async def open(self) -> None:
+        if self._producer is not None:
+            return
+        producer = AIOKafkaProducer(
+            bootstrap_servers=self._bootstrap, client_id=self._client_id,
+            enable_idempotence=True, linger_ms=5, request_timeout_ms=int(self._timeout * 1000),
+        )
+        try:
+            async with asyncio.timeout(self._timeout):
+                await producer.start()
+        except (KafkaError, OSError, TimeoutError) as exc:
+            await self._stop(producer)
+            raise SinkError(f"kafka sink: cannot connect: {exc!r}", retriable=True) from exc
+        self._producer = producer
+
+    async def write(self, rows: Sequence[Row]) -> None:
+        if not rows:
+            return
+        producer = self._producer
+        if producer is None:
+            raise SinkError("kafka sink is not open", retriable=True)
+        try:
+            async with asyncio.timeout(self._timeout):
+                # Enqueue all first so the producer batches them, then await all.
+                futures: list[asyncio.Future[Any]] = [
+                    await producer.send(self.topic, encode(row), key=row.key) for row in rows
+                ]
+                await asyncio.gather(*futures)
+        except _DATA_ERRORS as exc:
+            raise SinkError(f"kafka sink: {exc!r}", retriable=False) from exc
+        except (KafkaError, OSError, TimeoutError) as exc:
+            raise SinkError(f"kafka sink: {exc!r}", retriable=True) from exc
+
+    async def close(self) -> None:
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            await self._stop(producer)
+
+    async def _stop(self, producer: AIOKafkaProducer) -> None:
+        # stop() flushes and can hang while the broker is away: bound it.
+        try:
+            async with asyncio.timeout(self._timeout):
+                await producer.stop()
+        except (KafkaError, OSError, TimeoutError):
+            pass
+
+    async def healthy(self) -> bool:
+        producer = self._producer
+        if producer is None:
+            return False
+        try:
+            async with asyncio.timeout(2):
+                await producer.client.fetch_all_metadata()
+        except (KafkaError, OSError, TimeoutError):
+            return False
+        return True

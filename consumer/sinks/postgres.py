@@ -1,0 +1,151 @@
+"""PostgreSQL sink: COPY each batch into a temporary staging table, then
+`INSERT … SELECT … ON CONFLICT (id) DO NOTHING` into `events`, in one
+transaction. COPY is the fast path; the conflict clause makes a redelivered
+event (after a crash or a rebalance) a no-op, so the batch is idempotent.
+
+Errors: data problems (SQLSTATE classes 22 and 23, or a value the driver
+cannot encode) are `SinkError(retriable=False)` — the batcher bisects; anything
+else (connection refused, server shutting down, timeouts) is retriable — the
+batcher retries and the rows stay in flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import asyncpg
+
+from consumer.errors import ConfigError, SinkError
+from consumer.sinks.base import COLUMNS, Row
+
+log = logging.getLogger("consumer.sinks")
+
+_MIGRATION = """
+CREATE TABLE IF NOT EXISTS events (
+    id          text PRIMARY KEY,
+    type        text NOT NULL,
+    version     integer NOT NULL,
+    occurred_at timestamptz NOT NULL,
+    data        jsonb NOT NULL,
+    source      text,
+    topic       text NOT NULL,
+    partition   integer NOT NULL,
+    "offset"    bigint NOT NULL,
+    key         bytea,
+    stored_at   timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS events_type_occurred_at_idx ON events (type, occurred_at);
+CREATE INDEX IF NOT EXISTS events_topic_partition_offset_idx
+    ON events (topic, partition, "offset");
+"""
+# Concurrent instances start together on a deploy: one migrates, others wait.
+_MIGRATION_LOCK = "SELECT pg_advisory_xact_lock(hashtext('consumer.events.migration'))"
+
+# Per connection; emptied at each commit, so a batch never sees another's rows.
+_STAGING = """
+CREATE TEMP TABLE IF NOT EXISTS events_staging (
+    id text, type text, version integer, occurred_at timestamptz, data jsonb,
+    source text, topic text, partition integer, "offset" bigint, key bytea
+) ON COMMIT DELETE ROWS
+"""
+_COLS = ", ".join(f'"{c}"' for c in COLUMNS)
+_INSERT = (f"INSERT INTO events ({_COLS}) SELECT {_COLS} FROM events_staging "
+           "ON CONFLICT (id) DO NOTHING")
+
+
+def classify(exc: BaseException) -> SinkError:
+    """Map a driver exception to `SinkError` with the right `retriable` flag."""
+    if isinstance(exc, asyncpg.PostgresError):
+        state = getattr(exc, "sqlstate", "") or ""
+        retriable = not state.startswith(("22", "23"))
+    elif isinstance(exc, ValueError | TypeError | UnicodeError):
+        retriable = False  # the driver could not encode a value: the row's fault
+    else:
+        retriable = True  # OSError, timeouts, a connection that went away
+    return SinkError(f"postgresql: {type(exc).__name__}: {exc}", retriable=retriable)
+
+
+class PostgresSink:
+    """`open()` creates a small pool and runs the migration (retriable
+    `SinkError` if the server is unreachable); `write()` is one transaction."""
+
+    name = "postgres"
+
+    def __init__(self, dsn: str, *, timeout: float = 30.0, pool_size: int = 2) -> None:
+        if not dsn.startswith(("postgresql://", "postgres://")):
+            raise ConfigError(f"CONSUMER_SINK_URL: not a PostgreSQL URL: {dsn!r}")
+        self._dsn = dsn
+        self._timeout = timeout
+        self._pool_size = pool_size
+        self._pool: asyncpg.Pool[Any] | None = None
+
+    async def open(self) -> None:
+        if self._pool is not None:
+            return
+        try:
+            async with asyncio.timeout(self._timeout):
+                conn: asyncpg.Connection[Any] = await asyncpg.connect(self._dsn)
+                try:
+                    async with conn.transaction():
+                        await conn.execute(_MIGRATION_LOCK)
+                        await conn.execute(_MIGRATION)
+                finally:
+                    await conn.close()
+                # min_size=0: no background floor to restore (and log) while the
+                # server is away; a write opens what it needs.
+                self._pool = await asyncpg.create_pool(
+                    self._dsn, min_size=0, max_size=self._pool_size, init=_init_connection,
+                    command_timeout=self._timeout,
+                )
+                # Warm one connection (and its staging table) so the first batch
+                # does not pay for the connect while a backlog waits.
+                async with self._pool.acquire():
+                    pass
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise classify(exc) from exc
+
+    async def write(self, rows: Sequence[Row]) -> None:
+        if not rows:
+            return
+        if self._pool is None:
+            raise SinkError("postgresql sink is not open", retriable=True)
+        records = [
+            (r.id, r.type, r.version, r.occurred_at, r.data_json.decode(), r.source,
+             r.topic, r.partition, r.offset, r.key)
+            for r in rows
+        ]
+        try:
+            async with (asyncio.timeout(self._timeout), self._pool.acquire() as conn,
+                        conn.transaction()):
+                await conn.copy_records_to_table(
+                    "events_staging", records=records, columns=COLUMNS)
+                await conn.execute(_INSERT)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            raise classify(exc) from exc
+
+    async def close(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            try:
+                async with asyncio.timeout(10):
+                    await pool.close()
+            except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                pool.terminate()
+
+    async def healthy(self) -> bool:
+        if self._pool is None:
+            return False
+        try:
+            async with asyncio.timeout(2):
+                return bool(await self._pool.fetchval("SELECT 1") == 1)
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            return False
+
+
+async def _init_connection(conn: asyncpg.Connection[Any]) -> None:
+    await conn.execute(_STAGING)

@@ -1,0 +1,111 @@
+"""In-test doubles for the pipeline's I/O neighbours (batcher, dead-letter
+publisher) — unit tests exercise the routing logic only."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+from aiokafka.structs import ConsumerRecord
+
+from consumer.config import Settings
+from consumer.errors import DeadLetterError, SinkError
+from consumer.gates.context import Context
+from consumer.pipeline import Pipeline
+from consumer.sinks.base import Row
+from consumer.types import Handler, Record
+from schemas.samples import sample_bytes
+
+
+def record(offset: int = 0, value: bytes | None = None, key: bytes | None = b"k",
+           headers: Sequence[tuple[str, bytes]] = (), topic: str = "t") -> Record:
+    if value is None:
+        key, value = sample_bytes(offset)
+    rec: Record = ConsumerRecord(topic, 0, offset, 1_700_000_000_000 + offset, 0, key, value,
+                                 None, len(key or b""), len(value), list(headers))
+    return rec
+
+
+class FakeBatcher:
+    """Futures stay pending until the test resolves them; `refuse` fails a row."""
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[Row, asyncio.Future[None]]] = []
+        self.started = self.closed = False
+
+    def submit(self, row: Row) -> asyncio.Future[None]:
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.rows.append((row, fut))
+        return fut
+
+    def write_all(self) -> None:
+        for _, fut in self.rows:
+            if not fut.done():
+                fut.set_result(None)
+
+    def refuse(self, index: int) -> None:
+        self.rows[index][1].set_exception(SinkError("refused", retriable=False))
+
+    async def start(self) -> None:
+        self.started = True
+
+    async def flush(self) -> None:
+        self.write_all()
+
+    async def close(self) -> None:
+        self.closed = True
+
+
+class FakePublisher:
+    topic = "t.dlq"
+
+    def __init__(self, fail: bool = False) -> None:
+        self.sent: list[tuple[bytes | None, bytes | None, dict[str, bytes]]] = []
+        self.fail = fail
+        self.attempts = 0
+        self._closed = asyncio.Event()
+
+    async def start(self) -> None:
+        return None
+
+    async def send(self, key: bytes | None, value: bytes | None,
+                   headers: Sequence[tuple[str, bytes]]) -> None:
+        while self.fail:
+            self.attempts += 1
+            if self._closed.is_set():
+                raise DeadLetterError("closed")
+            await asyncio.sleep(0.01)
+        self.sent.append((key, value, dict(headers)))
+
+    async def close(self) -> None:
+        self._closed.set()
+
+
+class Done:
+    def __init__(self) -> None:
+        self.records: list[Record] = []
+
+    def __call__(self, rec: Record) -> None:
+        self.records.append(rec)
+
+    @property
+    def offsets(self) -> list[int]:
+        return [r.offset for r in self.records]
+
+
+async def emit_handler(event: Any, ctx: Context) -> None:
+    ctx.emit(event)
+
+
+async def noop_handler(event: Any, ctx: Context) -> None:
+    return None
+
+
+def pipeline(handler: Handler = noop_handler, *, fail_dlq: bool = False,
+             **settings: Any) -> tuple[Pipeline, FakeBatcher, FakePublisher]:
+    opts: dict[str, Any] = {"retry_base_delay": 0.0, "retry_max_delay": 0.0,
+                            "sink_url": "none", **settings}
+    batcher, publisher = FakeBatcher(), FakePublisher(fail_dlq)
+    return (Pipeline(Settings(**opts), handler=handler, batcher=batcher, publisher=publisher),
+            batcher, publisher)

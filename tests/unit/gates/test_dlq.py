@@ -1,0 +1,87 @@
+"""Dead-letter headers, the inspect/replay selection and replay headers."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from consumer.gates.dlq import MAX_MESSAGE_BYTES, MAX_STACK_BYTES, dead_letter_headers
+from consumer.gates.dlq_tools import DeadLetter, Selection, replay_headers, replay_target
+from tests.unit.gates.fakes import record
+
+
+def _raise(exc: Exception) -> None:
+    raise exc
+
+
+def _raised(exc: Exception) -> Exception:
+    try:
+        _raise(exc)
+    except Exception as caught:  # noqa: BLE001 - we want its traceback
+        return caught
+    raise AssertionError("unreachable")
+
+
+def test_headers_per_contract_and_truncated() -> None:
+    rec = record(5, value=b"v", headers=[("trace", b"t"), ("dlq.error.type", b"Old"),
+                                         ("dlq.replay.count", b"2")])
+    exc = _raised(ValueError("x" * 5000))
+    headers = dead_letter_headers(rec, exc, attempts=3, group="g", first_failure=0.0,
+                                  last_failure=1.5)
+    names = [k for k, _ in headers]
+    assert names[:2] == ["trace", "dlq.replay.count"]  # kept; the stale dlq.* one dropped
+    h = dict(headers)
+    assert h["dlq.original.topic"] == b"t"
+    assert h["dlq.original.partition"] == b"0"
+    assert h["dlq.original.offset"] == b"5"
+    assert h["dlq.original.timestamp"] == b"1700000000005"
+    assert h["dlq.error.type"] == b"ValueError"
+    assert len(h["dlq.error.message"]) == MAX_MESSAGE_BYTES
+    assert h["dlq.attempts"] == b"3"
+    assert h["dlq.consumer.group"] == b"g"
+    assert len(h["dlq.error.stack"]) <= MAX_STACK_BYTES
+    assert h["dlq.error.stack"].endswith(b"x\n")  # the tail (where it was raised) is kept
+    assert h["dlq.first_failure"] == b"1970-01-01T00:00:00.000+00:00"
+    assert h["dlq.last_failure"] == b"1970-01-01T00:00:01.500+00:00"
+
+
+def letter(offset: int, error: str = "FatalError", ts: int = 1_767_225_600_000,
+           replays: int | None = None) -> DeadLetter:
+    extra = {} if replays is None else {"dlq.replay.count": str(replays).encode()}
+    headers = [("dlq.original.topic", b"orders"), ("dlq.original.partition", b"2"),
+               ("dlq.original.offset", b"41"), ("dlq.error.type", error.encode()),
+               ("dlq.error.message", b"boom"), ("dlq.attempts", b"5"), ("app", b"a"),
+               *extra.items()]
+    return DeadLetter("orders.dlq", 0, offset, ts, b"key", b"value", tuple(headers))
+
+
+def test_dead_letter_fields() -> None:
+    dl = letter(7, replays=2)
+    assert (dl.original_topic, dl.original_partition, dl.original_offset) == ("orders", 2, 41)
+    assert (dl.error_type, dl.error_message, dl.attempts) == ("FatalError", "boom", 5)
+    assert dl.replay_count == 2
+    assert dl.time == datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def test_selection_bounds_all_apply() -> None:
+    day = datetime(2026, 1, 1, tzinfo=UTC)
+    assert Selection().matches(letter(1))
+    assert Selection(error_types=frozenset({"FatalError"})).matches(letter(1))
+    assert not Selection(error_types=frozenset({"InvalidEvent"})).matches(letter(1))
+    assert Selection(since=day, until=day).matches(letter(1))
+    assert not Selection(since=datetime(2026, 1, 2, tzinfo=UTC)).matches(letter(1))
+    assert not Selection(until=datetime(2025, 12, 31, tzinfo=UTC)).matches(letter(1))
+    assert Selection(from_offset=3, to_offset=3).matches(letter(3))
+    assert not Selection(from_offset=4).matches(letter(3))
+    assert not Selection(to_offset=2).matches(letter(3))
+    assert not Selection(partition=1).matches(letter(3))
+
+
+def test_replay_headers_count_up_and_drop_failure_headers() -> None:
+    first = replay_headers(letter(1))
+    assert first == [("app", b"a"), ("dlq.replay.count", b"1")]
+    again = replay_headers(letter(1, replays=1))
+    assert again[-1] == ("dlq.replay.count", b"2")
+    assert replay_target(letter(1), None) == "orders"
+    assert replay_target(letter(1), "elsewhere") == "elsewhere"
+    orphan = DeadLetter("x.dlq", 0, 0, 0, None, None, ())
+    assert replay_target(orphan, None) is None

@@ -1,0 +1,223 @@
+"""Batcher against an in-memory fake sink: triggers, retry, bisection, futures."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+import pytest
+
+from consumer.config import Settings
+from consumer.errors import SinkError
+from consumer.sinks.base import Row
+from consumer.sinks.batcher import Batcher
+
+
+def row(i: int, **data: object) -> Row:
+    return Row(id=f"e{i}", type="order.created", version=1,
+               occurred_at=datetime(2026, 1, 1, tzinfo=UTC), data={"n": i, **data},
+               source=None, topic="t", partition=0, offset=i, key=None)
+
+
+class FakeSink:
+    """Rejects rows whose id is in `reject` (data error, whole batch), and
+    fails the first `outage` writes as retriable."""
+
+    name = "fake"
+
+    def __init__(self, reject: set[str] = frozenset(), outage: int = 0,  # type: ignore[assignment]
+                 crash: int = 0) -> None:
+        self.reject = reject
+        self.outage = outage
+        self.crash = crash
+        self.batches: list[list[str]] = []
+        self.attempts = 0
+
+    @property
+    def written(self) -> list[str]:
+        return [i for batch in self.batches for i in batch]
+
+    async def open(self) -> None:
+        return None
+
+    async def write(self, rows: Sequence[Row]) -> None:
+        self.attempts += 1
+        await asyncio.sleep(0)
+        if self.outage:
+            self.outage -= 1
+            raise SinkError("down", retriable=True)
+        if self.crash:
+            self.crash -= 1
+            raise RuntimeError("sink bug")
+        if any(r.id in self.reject for r in rows):
+            raise SinkError("bad row", retriable=False)
+        self.batches.append([r.id for r in rows])
+
+    async def close(self) -> None:
+        return None
+
+    async def healthy(self) -> bool:
+        return True
+
+
+def settings(**kw: object) -> Settings:
+    base: dict[str, object] = {"batch_max_items": 1_000, "batch_max_bytes": 10_000_000,
+                               "batch_max_latency": 60.0, "retry_base_delay": 0.0,
+                               "retry_max_delay": 0.0, "retry_max_attempts": 3}
+    base.update(kw)
+    return Settings(**base)  # type: ignore[arg-type]
+
+
+async def started(sink: FakeSink, **kw: object) -> Batcher:
+    batcher = Batcher(sink, settings(**kw))
+    await batcher.start()
+    return batcher
+
+
+async def test_max_items_flushes_without_waiting_for_latency() -> None:
+    sink = FakeSink()
+    batcher = await started(sink, batch_max_items=3)
+    futures = [batcher.submit(row(i)) for i in range(3)]
+    async with asyncio.timeout(2):
+        await asyncio.gather(*futures)
+    assert sink.batches == [["e0", "e1", "e2"]]
+    await batcher.close()
+
+
+async def test_max_bytes_flushes() -> None:
+    sink = FakeSink()
+    one = row(0).size()
+    batcher = await started(sink, batch_max_bytes=2 * one)
+    futures = [batcher.submit(row(i)) for i in range(2)]
+    async with asyncio.timeout(2):
+        await asyncio.gather(*futures)
+    assert sink.written == ["e0", "e1"]
+    await batcher.close()
+
+
+async def test_max_latency_flushes_a_lone_row() -> None:
+    sink = FakeSink()
+    batcher = await started(sink, batch_max_latency=0.05)
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    async with asyncio.timeout(2):
+        await batcher.submit(row(0))
+    assert loop.time() - t0 >= 0.04
+    assert sink.written == ["e0"]
+    await batcher.close()
+
+
+async def test_flush_writes_what_is_buffered() -> None:
+    sink = FakeSink()
+    batcher = await started(sink)
+    futures = [batcher.submit(row(i)) for i in range(5)]
+    await batcher.flush()
+    assert all(f.done() for f in futures)
+    assert sink.written == [f"e{i}" for i in range(5)]
+    await batcher.flush()  # nothing buffered: returns at once
+    await batcher.close()
+
+
+async def test_rows_beyond_max_items_are_written_in_chunks_in_order() -> None:
+    sink = FakeSink()
+    batcher = await started(sink, batch_max_items=4)
+    futures = [batcher.submit(row(i)) for i in range(10)]
+    async with asyncio.timeout(2):
+        await batcher.flush()
+        await asyncio.gather(*futures)
+    assert sink.written == [f"e{i}" for i in range(10)]
+    assert all(len(b) <= 4 for b in sink.batches)
+    await batcher.close()
+
+
+@pytest.mark.parametrize("bad", [{"e0"}, {"e57"}, {"e3", "e4"}, {"e10", "e90", "e99"}])
+async def test_bisection_isolates_exactly_the_bad_rows(bad: set[str]) -> None:
+    sink = FakeSink(reject=bad)
+    batcher = await started(sink, batch_max_items=100)
+    futures = {f"e{i}": batcher.submit(row(i)) for i in range(100)}
+    async with asyncio.timeout(5):
+        results = await asyncio.gather(*futures.values(), return_exceptions=True)
+    failed = {rid for rid, res in zip(futures, results, strict=True) if res is not None}
+    assert failed == bad
+    for rid in bad:
+        exc = futures[rid].exception()
+        assert isinstance(exc, SinkError)
+        assert not exc.retriable
+    assert sorted(sink.written) == sorted(set(futures) - bad)
+    assert len(sink.written) == len(set(sink.written))  # each good row once
+    await batcher.close()
+
+
+async def test_retriable_errors_are_retried_not_bisected() -> None:
+    sink = FakeSink(outage=4)
+    batcher = await started(sink, batch_max_items=10)
+    futures = [batcher.submit(row(i)) for i in range(10)]
+    async with asyncio.timeout(5):
+        await asyncio.gather(*futures)
+    assert sink.batches == [[f"e{i}" for i in range(10)]]
+    assert sink.attempts == 5
+    assert batcher.writing_ok
+    await batcher.close()
+
+
+async def test_unexpected_errors_retry_then_bisect() -> None:
+    sink = FakeSink(crash=3)  # attempts 1-3 crash: max_attempts=3 → bisect
+    batcher = await started(sink, batch_max_items=4)
+    futures = [batcher.submit(row(i)) for i in range(4)]
+    async with asyncio.timeout(5):
+        await asyncio.gather(*futures)
+    assert sorted(sink.written) == ["e0", "e1", "e2", "e3"]
+    await batcher.close()
+
+
+async def test_close_flushes_and_is_idempotent() -> None:
+    sink = FakeSink()
+    batcher = await started(sink)
+    future = batcher.submit(row(1))
+    await batcher.close()
+    assert future.done()
+    assert sink.written == ["e1"]
+    await batcher.close()
+    with pytest.raises(SinkError) as info:
+        batcher.submit(row(2))
+    assert info.value.retriable
+
+
+async def test_cancelled_close_fails_unwritten_rows_as_retriable() -> None:
+    sink = FakeSink(outage=10**9)  # the sink never comes back
+    batcher = await started(sink, batch_max_items=1)
+    future = batcher.submit(row(1))
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.3):
+            await batcher.close()
+    exc = future.exception()
+    assert isinstance(exc, SinkError)
+    assert exc.retriable
+    assert not batcher.writing_ok
+
+
+async def test_submit_before_start_raises() -> None:
+    batcher = Batcher(FakeSink(), settings())
+    with pytest.raises(SinkError):
+        batcher.submit(row(0))
+
+
+async def test_metrics_count_batches_rows_errors_and_poison() -> None:
+    from consumer.observability.metrics import Metrics
+
+    metrics = Metrics()
+    sink = FakeSink(reject={"e1"}, outage=1)
+    batcher = Batcher(sink, settings(batch_max_items=4), metrics)
+    await batcher.start()
+    futures = [batcher.submit(row(i)) for i in range(4)]
+    async with asyncio.timeout(5):
+        await asyncio.gather(*futures, return_exceptions=True)
+    await batcher.close()
+    value = metrics.registry.get_sample_value
+    assert value("consumer_sink_rows_written_total", {"sink": "fake"}) == 3
+    assert value("consumer_sink_poison_rows_total", {"sink": "fake"}) == 1
+    assert value("consumer_sink_errors_total", {"sink": "fake", "retriable": "true"}) == 1
+    assert (value("consumer_sink_errors_total", {"sink": "fake", "retriable": "false"})
+            or 0) >= 1
+    assert (value("consumer_sink_batch_rows_count", {"sink": "fake"}) or 0) >= 2

@@ -1,0 +1,62 @@
+"""BatchTrigger and split: pure, property-tested."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from consumer.sinks.trigger import BatchTrigger, split
+
+limits = st.tuples(st.integers(1, 50), st.integers(1, 5_000), st.floats(0.001, 10.0))
+steps = st.lists(st.tuples(st.integers(0, 2_000), st.floats(0.0, 3.0)), max_size=100)
+
+
+@given(limits, steps)
+def test_due_matches_the_three_limits(lim: tuple[int, int, float],
+                                      ops: list[tuple[int, float]]) -> None:
+    max_items, max_bytes, max_latency = lim
+    trigger = BatchTrigger(max_items, max_bytes, max_latency)
+    now = 0.0
+    items, weight, first = 0, 0, None
+    for size, dt in ops:
+        now += dt
+        if trigger.due(now):
+            trigger.reset()
+            items, weight, first = 0, 0, None
+        full = trigger.add(size, now)
+        items += 1
+        weight += size
+        first = now if first is None else first
+        assert full == (items >= max_items or weight >= max_bytes)
+        assert trigger.deadline() == first + max_latency
+        # Never more than max_items pending without the batch being due.
+        assert items <= max_items or trigger.due(now)
+        expected = items >= max_items or weight >= max_bytes or now >= first + max_latency
+        assert trigger.due(now) == expected
+        deadline = trigger.deadline()
+        assert deadline is not None
+        assert trigger.due(deadline)
+
+
+def test_empty_is_never_due() -> None:
+    trigger = BatchTrigger(1, 1, 0.1)
+    assert not trigger.due(1e9)
+    assert trigger.deadline() is None
+
+
+def test_rejects_nonpositive_limits() -> None:
+    with pytest.raises(ValueError, match="positive"):
+        BatchTrigger(0, 1, 1.0)
+
+
+@given(st.lists(st.integers(0, 3_000), max_size=200), st.integers(1, 30), st.integers(1, 5_000))
+def test_split_covers_in_order_within_limits(sizes: list[int], max_items: int,
+                                             max_bytes: int) -> None:
+    chunks = split(sizes, max_items, max_bytes)
+    # Consecutive, complete, non-empty.
+    assert [i for a, b in chunks for i in range(a, b)] == list(range(len(sizes)))
+    for a, b in chunks:
+        assert 0 < b - a <= max_items
+        # Over the byte limit only when a single row is heavier than it.
+        assert sum(sizes[a:b]) <= max_bytes or b - a == 1
