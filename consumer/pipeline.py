@@ -82,7 +82,7 @@ class Pipeline:
                  handler: Handler, middleware: Sequence[Middleware] = (),
                  batcher: Any = None, sink: Any = None,
                  publisher: Publisher | None = None,
-                 limiters: Limiters | None = None) -> None:
+                 limiters: Limiters | None = None, handler_timeout: bool = True) -> None:
         self.settings = settings
         self.metrics = GateMetrics(metrics)
         self.sink = sink
@@ -104,8 +104,9 @@ class Pipeline:
             LoggingMiddleware(),
             RetryMiddleware(self.policy, on_retry=on_retry_counter(self.metrics)),
             *middleware,
-            TimeoutMiddleware(settings.handler_timeout),
         ]
+        if handler_timeout:
+            chain.append(TimeoutMiddleware(settings.handler_timeout))
         self._chain = build_chain(chain, handler_endpoint(handler))
         self._submit = batcher.submit if batcher is not None else None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -177,17 +178,22 @@ class Pipeline:
             for fut in ctx.pending:
                 fut.add_done_callback(_seen)
             await self._dead_letter(ctx, ctx.error, done)
-        elif not ctx.pending:
-            self._succeeded(record, done)
         else:
-            self._when_written(ctx, done)
+            # Judge the handler when it returns, not when its rows are written:
+            # good messages wait for their batch while bad ones are dead-lettered
+            # at once, so counting in completion order would see a run of
+            # failures that the input does not have.
+            self.breaker.record(False)
+            if ctx.pending:
+                self._when_written(ctx, done)
+            else:
+                self._succeeded(record, done)
         if self.breaker.open:
             raise CircuitOpenError(f"dead-letter circuit breaker is open: {self.breaker.reason}")
 
     def _succeeded(self, record: Record, done: Done) -> None:
         done(record)
         self.metrics.outcome(record.topic, "ok")
-        self.breaker.record(False)
 
     def _when_written(self, ctx: Context, done: Done) -> None:
         """Call `done` once every emitted row's future resolved — from the
@@ -261,5 +267,8 @@ def build_processor(settings: Settings, metrics: Any = None) -> Pipeline:
     middleware = [load_middleware(spec) for spec in settings.middleware]
     sink = open_sink(settings.sink_url, settings=settings, metrics=metrics)
     batcher = Batcher(sink, settings, metrics)
+    # The built-in store handler never awaits (emit only buffers), so a timer
+    # per message would cost time and bound nothing.
+    bounded = settings.handler is not None or bool(middleware)
     return Pipeline(settings, metrics, handler=handler, middleware=middleware,
-                    batcher=batcher, sink=sink)
+                    batcher=batcher, sink=sink, handler_timeout=bounded)

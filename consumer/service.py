@@ -9,6 +9,7 @@ error or a failed start exits 1.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 
@@ -64,8 +65,20 @@ def _processor_healthy(processor: object) -> bool:
     return bool(healthy()) if callable(healthy) else True
 
 
+def tune_gc() -> None:
+    """Fewer cyclic-GC passes. Each message allocates a few short-lived
+    objects (context, futures, rows) that reference counting frees; the
+    default gen-0 threshold (700) still runs the collector every few
+    messages, over every live record in flight, and measured as about half
+    of the pipeline's per-message time. Objects alive at start-up (modules,
+    models, clients) are moved out of the collector's view."""
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
+
+
 def main(settings: Settings) -> int:
     setup_logging(settings.log_level, settings.log_format)
+    tune_gc()
     try:
         import uvloop
     except ImportError:  # pragma: no cover - optional speed-up

@@ -185,6 +185,22 @@ async def test_breaker_trips_on_consecutive_dead_letters() -> None:
     assert len(publisher.sent) == 3
 
 
+async def test_breaker_judges_good_messages_when_their_handler_returns() -> None:
+    # Good messages wait for their batch; invalid ones are dead-lettered at
+    # once. Alternating input must never look like a run of failures.
+    proc, batcher, publisher = pipeline(emit_handler, dlq_breaker_consecutive=3)
+    done = Done()
+    async with proc:
+        for offset in range(0, 20, 2):
+            await proc.process(record(offset), done)
+            await proc.process(record(offset + 1, value=b"x"), done)
+        assert proc.healthy()
+        batcher.write_all()
+        await asyncio.sleep(0)
+    assert sorted(done.offsets) == list(range(20))
+    assert len(publisher.sent) == 10
+
+
 async def test_user_middleware_wraps_each_attempt() -> None:
     calls: list[tuple[str, int]] = []
 
