@@ -16,18 +16,26 @@ log = logging.getLogger("consumer.gates")
 class GateMetrics:
     def __init__(self, metrics: Any = None) -> None:
         self._metrics = metrics
+        # prometheus-client's labels() costs more than the increment itself;
+        # the label sets are bounded, so their children are kept here.
+        self._children: dict[tuple[str, tuple[tuple[str, str], ...]], Any] = {}
 
     def _child(self, name: str, **labels: str) -> Any:
-        family = getattr(self._metrics, name, None) if self._metrics is not None else None
-        if family is None:
-            return None
-        if not labels:
-            return family
+        key = (name, tuple(labels.items()))
         try:
-            return family.labels(**labels)
-        except ValueError:  # a label set that differs from ours: skip, don't crash
-            log.debug("metric %s does not take labels %s", name, sorted(labels))
-            return None
+            return self._children[key]
+        except KeyError:
+            pass
+        family = getattr(self._metrics, name, None) if self._metrics is not None else None
+        child = family
+        if family is not None and labels:
+            try:
+                child = family.labels(**labels)
+            except ValueError:  # a label set that differs from ours: skip, don't crash
+                log.debug("metric %s does not take labels %s", name, sorted(labels))
+                child = None
+        self._children[key] = child
+        return child
 
     def outcome(self, topic: str, outcome: str) -> None:
         """`outcome`: ok, dead_lettered, invalid."""
