@@ -44,6 +44,19 @@ def handled_pairs(path: Path) -> set[tuple[int, int]]:
     return {(h.partition, h.offset) for h in read_handled(path)}
 
 
+async def finish_after_restart(restarted: Service, bootstrap: str, topic: str,
+                               sent: set[tuple[int, int]], handled: Path) -> None:
+    """Run `restarted` until everything is committed, stop it, and check that
+    every produced record was handled at least once."""
+    restarted.start()
+    try:
+        await wait_until(lambda: all_committed(bootstrap, topic, sent), 90,
+                         "everything committed", restarted)
+    finally:
+        assert restarted.terminate() == 0, restarted.log_tail()
+    assert handled_pairs(handled) == sent
+
+
 async def test_sigterm_drains_and_exits_zero_then_restart_skips_nothing(
     kafka_bootstrap: str, new_topic: NewTopicFactory, tmp_path: Path
 ) -> None:
@@ -64,13 +77,8 @@ async def test_sigterm_drains_and_exits_zero_then_restart_skips_nothing(
     assert "draining" in first.log_tail(100_000)
     assert len(handled_pairs(handled)) < len(sent), "stopped mid-stream"
 
-    second = service(kafka_bootstrap, topic, handled, concurrency="8").start()
-    try:
-        await wait_until(lambda: all_committed(kafka_bootstrap, topic, sent), 90,
-                         "everything committed", second)
-    finally:
-        assert second.terminate() == 0, second.log_tail()
-    assert handled_pairs(handled) == sent
+    await finish_after_restart(service(kafka_bootstrap, topic, handled, concurrency="8"),
+                               kafka_bootstrap, topic, sent, handled)
 
 
 async def test_sigkill_mid_stream_then_restart_skips_nothing(
@@ -97,13 +105,8 @@ async def test_sigkill_mid_stream_then_restart_skips_nothing(
     assert all((p, o) in done_before for p, end in before.items() for o in range(end)
                if (p, o) in sent)
 
-    second = service(kafka_bootstrap, topic, handled).start()
-    try:
-        await wait_until(lambda: all_committed(kafka_bootstrap, topic, sent), 90,
-                         "everything committed", second)
-    finally:
-        assert second.terminate() == 0, second.log_tail()
-    assert handled_pairs(handled) == sent
+    await finish_after_restart(service(kafka_bootstrap, topic, handled),
+                               kafka_bootstrap, topic, sent, handled)
 
 
 async def test_second_member_joins_and_leaves_mid_stream(
