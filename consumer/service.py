@@ -17,6 +17,7 @@ from aiokafka.errors import KafkaError
 
 from consumer.config import Settings
 from consumer.engine.engine import Engine
+from consumer.errors import ConsumerError
 from consumer.observability.http import HttpServer
 from consumer.observability.logging import setup_logging
 from consumer.observability.metrics import Metrics
@@ -49,9 +50,12 @@ async def serve(settings: Settings) -> int:
         if start is not None:
             await start()
         code = await engine.run()
-    except (KafkaError, OSError) as exc:
+    except (KafkaError, OSError, ConsumerError) as exc:
+        # Broker or sink unreachable at start: exit 1 and let the supervisor
+        # restart us with its back-off (outages after start are ridden out).
         log.error("cannot run: %r", exc)  # noqa: TRY400 - the reason is the message
         code = 1
+        await engine.close()  # it may never have started: release its client
     finally:
         await http.close()
         for sig in (signal.SIGTERM, signal.SIGINT):
