@@ -174,6 +174,9 @@ class Pipeline:
             raise CircuitOpenError(f"dead-letter circuit breaker is open: {self.breaker.reason}")
         ctx = Context(record, submit=self._submit, http=self.http)
         await self._chain(ctx)
+        # Rows emitted after the handler returned (from a task it left behind)
+        # would not be waited for: refuse them rather than finish early.
+        ctx.submit = None
         if ctx.error is not None:
             for fut in ctx.pending:
                 fut.add_done_callback(_seen)

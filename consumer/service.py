@@ -56,6 +56,7 @@ async def serve(settings: Settings) -> int:
         log.error("cannot run: %r", exc)  # noqa: TRY400 - the reason is the message
         code = 1
         await engine.close()  # it may never have started: release its client
+        await processor.close()
     finally:
         await http.close()
         for sig in (signal.SIGTERM, signal.SIGINT):

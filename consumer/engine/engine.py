@@ -49,6 +49,7 @@ class Engine:
         self._flow = FlowControl(settings.max_in_flight, settings.max_in_flight_bytes,
                                  settings.resume_ratio)
         self._states: dict[TP, PartitionState] = {}
+        self._retired = 0  # completions of states forgotten on revocation
         self._paused: set[TP] = set()
         self._dispatcher = Dispatcher(processor, settings.ordering, settings.concurrency,
                                       self._on_worker_error)
@@ -74,6 +75,7 @@ class Engine:
         self._immediate = False
         self._error: BaseException | None = None
         self._fetch_task: asyncio.Task[None] | None = None
+        self._flush_task: asyncio.Task[None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._started = False
         self._closed = False
@@ -92,8 +94,9 @@ class Engine:
         """The loop answers and the fetch routine and workers are alive."""
         if self._error is not None:
             return False
-        fetch_ok = self._fetch_task is not None and not self._fetch_task.done()
-        return self._stop.is_set() or (fetch_ok and self._dispatcher.alive())
+        routines = [self._fetch_task, *self._tasks]
+        alive = all(t is not None and not t.done() for t in routines)
+        return self._stop.is_set() or (alive and self._dispatcher.alive())
 
     def ready(self) -> bool:
         """Connected and in the group (assigned, or waiting for an assignment)."""
@@ -138,7 +141,7 @@ class Engine:
         if self._closed:
             return
         self._closed = True
-        tasks = [t for t in (self._fetch_task, *self._tasks) if t is not None]
+        tasks = [t for t in (self._fetch_task, self._flush_task, *self._tasks) if t is not None]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -149,7 +152,11 @@ class Engine:
             log.warning("consumer did not stop within %.0fs", self._settings.commit_timeout)
 
     async def _shutdown(self) -> int:
-        """Stop fetching, drain (unless immediate), flush, commit what is done."""
+        """Stop fetching, drain (unless immediate), stop the workers, commit
+        what is done, close the processor — in that order, so nothing is
+        processed against a closing processor and nothing done is left
+        uncommitted by a commit that ran too early."""
+        deadline = time.monotonic() + self._settings.shutdown_timeout
         if self._fetch_task is not None:
             self._fetch_task.cancel()
             await asyncio.gather(self._fetch_task, return_exceptions=True)
@@ -162,22 +169,36 @@ class Engine:
             dropped = self._dispatcher.cancel(states)
             log.warning("stopping with unfinished work",
                         extra={"in_flight": self._flow.messages, "never_started": dropped})
+        await self._dispatcher.close()
+        for task in self._tasks:  # no periodic commit may race the final one
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         await self._committer.commit(self._states.values(), self._consumer.assignment())
-        await self._processor.close()
+        # Closing flushes what is buffered; a sink that is down must not hold
+        # the process past its deadline (what it did not write stays uncommitted).
+        try:
+            await asyncio.wait_for(self._processor.close(),
+                                   max(5.0, deadline - time.monotonic()))
+        except TimeoutError:
+            log.warning("processor did not close before the shutdown deadline")
+            complete = False
         return 0 if complete and self._error is None else 1
 
     async def _drain(self, states: set[PartitionState], within: float) -> bool:
-        """Wait until `states` have nothing in flight; flushes the processor so
-        batched writes do not wait for their latency trigger."""
+        """Wait until `states` have nothing in flight. Starts a processor flush
+        when the workers are idle, so batched writes do not wait for their
+        latency trigger — without waiting on it: a sink that is down would
+        hold the flush, and the deadline and a second signal must still win."""
         deadline = time.monotonic() + within
-        flushed_at = 0.0
         while any(s.in_flight > 0 for s in states):
             now = time.monotonic()
             if now >= deadline or self._error is not None or self._immediate:
                 return False
-            if self._dispatcher.busy == 0 and now - flushed_at > 0.2:
-                flushed_at = now
-                await self._processor.flush()
+            flush = self._flush_task
+            if self._dispatcher.busy == 0 and (flush is None or flush.done()):
+                self._flush_task = asyncio.create_task(self._processor.flush(),
+                                                       name="consumer-drain-flush")
+                self._flush_task.add_done_callback(_log_flush_failure)
             await asyncio.sleep(_DRAIN_POLL)
         return True
 
@@ -224,18 +245,21 @@ class Engine:
             self._consumer.resume(*resume)
         self._paused = want & assigned
 
+    def _completed(self) -> int:
+        """Messages done since start: never decreases, also across rebalances."""
+        return self._retired + sum(s.completed for s in self._states.values())
+
     async def _commit_routine(self) -> None:
         last = time.monotonic()
         counted = 0
         tick = min(self._settings.commit_interval, 0.1)
         while True:
             await asyncio.sleep(tick)
-            done = sum(s.completed for s in self._states.values())
             now = time.monotonic()
-            if self._policy.due(now, last, done - counted):
+            if self._policy.due(now, last, self._completed() - counted):
+                counted = self._completed()
                 await self._committer.commit(self._states.values(), self._consumer.assignment())
                 last = now
-                counted = sum(s.completed for s in self._states.values())
 
     async def _metrics_routine(self) -> None:
         m = self._metrics
@@ -282,6 +306,7 @@ class Engine:
         committed = {f"{s.tp.topic}[{s.tp.partition}]": s.committed for s in states}
         for state in states:
             state.revoked = True
+            self._retired += state.completed
             self._flow.revoke(state.tp)
             del self._states[state.tp]
         self._paused -= revoked
@@ -297,6 +322,11 @@ class Engine:
         self._paused = set()
         self._apply_flow()
         log.info("partitions assigned", extra={"partitions": _names(assigned)})
+
+
+def _log_flush_failure(flush: asyncio.Task[None]) -> None:
+    if not flush.cancelled() and (exc := flush.exception()) is not None:
+        log.warning("flush while draining failed: %r", exc)
 
 
 def _names(tps: Iterable[TP]) -> list[str]:

@@ -80,7 +80,8 @@ class Context:
         pipeline calls `done` once every emitted row is written. Raises
         `ConsumerError` (retriable) when the batcher is not running."""
         if self.submit is None:
-            raise RuntimeError("this pipeline has no sink to emit to")
+            raise RuntimeError("emit() needs a sink and must be called before the handler "
+                               "returns")
         row = Row.from_event(self.event if event is None else event, self.record)
         self.pending.append(self.submit(row))
 

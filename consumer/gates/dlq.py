@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import MessageSizeTooLargeError
 
 from consumer.errors import DeadLetterError
 from consumer.gates.instruments import GateMetrics
@@ -40,6 +41,9 @@ H_FIRST_FAILURE = "dlq.first_failure"
 H_LAST_FAILURE = "dlq.last_failure"
 #: Added by `consumer dlq replay`, kept on the record through later failures.
 H_REPLAY_COUNT = "dlq.replay.count"
+#: Set when the record was too large for the dead-letter topic and its value
+#: had to be left out: the original is still at its coordinates in the source.
+H_VALUE_DROPPED = "dlq.value.dropped"
 
 MAX_MESSAGE_BYTES = 1024
 MAX_STACK_BYTES = 4096
@@ -63,16 +67,20 @@ def error_fields(exc: BaseException) -> tuple[str, str]:
     return type(exc).__name__, str(exc) or repr(exc)
 
 
+DlqHeaders = list[tuple[str, bytes | None]]
+
+
 def dead_letter_headers(record: Record, exc: BaseException, *, attempts: int, group: str,
                         first_failure: float, last_failure: float,
-                        ) -> list[tuple[str, bytes]]:
+                        ) -> DlqHeaders:
     """The original headers (minus stale `dlq.*` ones other than the replay
     counter) followed by this failure's `dlq.*` headers. Pure."""
     error_type, message = error_fields(exc)
     # The stack's tail is where the error was raised: keep that end.
     stack = "".join(traceback.format_exception(exc))
-    kept = [(k, bytes(v)) for k, v in record.headers
-            if not k.startswith("dlq.") or k == H_REPLAY_COUNT]
+    # Kafka allows a header without a value (aiokafka gives None): keep it so.
+    kept: DlqHeaders = [(k, None if v is None else bytes(v)) for k, v in record.headers
+                        if not k.startswith("dlq.") or k == H_REPLAY_COUNT]
     return [*kept,
             (H_TOPIC, record.topic.encode()),
             (H_PARTITION, str(record.partition).encode()),
@@ -87,6 +95,17 @@ def dead_letter_headers(record: Record, exc: BaseException, *, attempts: int, gr
             (H_LAST_FAILURE, iso(last_failure).encode())]
 
 
+def shrink_for_size(headers: Sequence[tuple[str, bytes | None]], value: bytes | None,
+                    ) -> tuple[DlqHeaders, bytes | None]:
+    """A smaller dead-letter record: first without the stack trace, then also
+    without the value (marked by `dlq.value.dropped`; the original stays at its
+    coordinates in the source topic). Pure."""
+    if any(k == H_STACK for k, _ in headers):
+        return [(k, v) for k, v in headers if k != H_STACK], value
+    kept = [(k, v) for k, v in headers if k != H_VALUE_DROPPED]
+    return [*kept, (H_VALUE_DROPPED, b"too_large")], None
+
+
 class Publisher(Protocol):
     """What the pipeline needs of a dead-letter publisher."""
 
@@ -95,7 +114,7 @@ class Publisher(Protocol):
     async def start(self) -> None: ...
 
     async def send(self, key: bytes | None, value: bytes | None,
-                   headers: Sequence[tuple[str, bytes]]) -> None: ...
+                   headers: Sequence[tuple[str, bytes | None]]) -> None: ...
 
     async def close(self) -> None: ...
 
@@ -140,7 +159,7 @@ class DeadLetterPublisher:
         self._started = True
 
     async def send(self, key: bytes | None, value: bytes | None,
-                   headers: Sequence[tuple[str, bytes]]) -> None:
+                   headers: Sequence[tuple[str, bytes | None]]) -> None:
         attempt = 0
         delivery: asyncio.Future[Any] | None = None
         while True:
@@ -158,6 +177,13 @@ class DeadLetterPublisher:
                 await asyncio.wait_for(asyncio.shield(pending), self._send_timeout)
             except asyncio.CancelledError:
                 raise
+            except MessageSizeTooLargeError:
+                # Retrying the same bytes can never succeed: shrink instead.
+                delivery = None
+                headers, value = shrink_for_size(headers, value)
+                log.error(  # noqa: TRY400 - the size is the whole story
+                    "dead-letter record too large for %s; sending it without %s",
+                    self.topic, "its value" if value is None else "its stack trace")
             except Exception as exc:  # noqa: BLE001 - every failure means: try again
                 if delivery is not None and delivery.done():
                     delivery = None  # it failed for good: send anew

@@ -74,11 +74,19 @@ def load_middleware(spec: str) -> Middleware:
 class ErrorBoundary:
     """Outermost: nothing escapes as an exception. An error that got past the
     retry gate becomes the dead-letter decision — `ctx.error` is set and the
-    pipeline dead-letters the message. Cancellation passes through."""
+    pipeline dead-letters the message. Cancellation of the worker passes
+    through; a `CancelledError` the handler raised on its own (it awaited a
+    future someone else cancelled) is a handler failure like any other."""
 
     async def __call__(self, ctx: Context, call_next: Next) -> None:
         try:
             await call_next(ctx)
+        except asyncio.CancelledError as exc:
+            task = asyncio.current_task()
+            if task is None or task.cancelling():
+                raise
+            ctx.failed(exc)
+            ctx.error = exc
         except Exception as exc:  # noqa: BLE001 - this is the boundary
             ctx.failed(exc)
             ctx.error = exc

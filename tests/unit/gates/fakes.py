@@ -70,13 +70,13 @@ class FakePublisher:
         return None
 
     async def send(self, key: bytes | None, value: bytes | None,
-                   headers: Sequence[tuple[str, bytes]]) -> None:
+                   headers: Sequence[tuple[str, bytes | None]]) -> None:
         while self.fail:
             self.attempts += 1
             if self._closed.is_set():
                 raise DeadLetterError("closed")
             await asyncio.sleep(0.01)
-        self.sent.append((key, value, dict(headers)))
+        self.sent.append((key, value, {k: v or b"" for k, v in headers}))
 
     async def close(self) -> None:
         self._closed.set()

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from consumer.gates.dlq import MAX_MESSAGE_BYTES, MAX_STACK_BYTES, dead_letter_headers
+from consumer.gates.dlq import (
+    MAX_MESSAGE_BYTES,
+    MAX_STACK_BYTES,
+    dead_letter_headers,
+    shrink_for_size,
+)
 from consumer.gates.dlq_tools import DeadLetter, Selection, replay_headers, replay_target
 from tests.unit.gates.fakes import record
 
@@ -35,11 +40,12 @@ def test_headers_per_contract_and_truncated() -> None:
     assert h["dlq.original.offset"] == b"5"
     assert h["dlq.original.timestamp"] == b"1700000000005"
     assert h["dlq.error.type"] == b"ValueError"
-    assert len(h["dlq.error.message"]) == MAX_MESSAGE_BYTES
+    assert len(h["dlq.error.message"] or b"") == MAX_MESSAGE_BYTES
     assert h["dlq.attempts"] == b"3"
     assert h["dlq.consumer.group"] == b"g"
-    assert len(h["dlq.error.stack"]) <= MAX_STACK_BYTES
-    assert h["dlq.error.stack"].endswith(b"x\n")  # the tail (where it was raised) is kept
+    stack = h["dlq.error.stack"] or b""
+    assert len(stack) <= MAX_STACK_BYTES
+    assert stack.endswith(b"x\n")  # the tail (where it was raised) is kept
     assert h["dlq.first_failure"] == b"1970-01-01T00:00:00.000+00:00"
     assert h["dlq.last_failure"] == b"1970-01-01T00:00:01.500+00:00"
 
@@ -85,3 +91,23 @@ def test_replay_headers_count_up_and_drop_failure_headers() -> None:
     assert replay_target(letter(1), "elsewhere") == "elsewhere"
     orphan = DeadLetter("x.dlq", 0, 0, 0, None, None, ())
     assert replay_target(orphan, None) is None
+
+
+def test_a_header_without_value_is_kept_without_value() -> None:
+    rec = record(1, value=b"v", headers=[("flag", None), ("trace", b"t")])  # type: ignore[list-item]
+    headers = dead_letter_headers(rec, _raised(ValueError("bad")), attempts=1, group="g",
+                                  first_failure=0.0, last_failure=0.0)
+    assert headers[:2] == [("flag", None), ("trace", b"t")]
+
+
+def test_too_large_records_shrink_first_the_stack_then_the_value() -> None:
+    rec = record(9, value=b"v" * 10)
+    headers = dead_letter_headers(rec, _raised(ValueError("bad")), attempts=1, group="g",
+                                  first_failure=0.0, last_failure=0.0)
+    smaller, value = shrink_for_size(headers, rec.value)
+    assert value == rec.value
+    assert "dlq.error.stack" not in dict(smaller)
+    smallest, value = shrink_for_size(smaller, value)
+    assert value is None
+    assert dict(smallest)["dlq.value.dropped"] == b"too_large"
+    assert dict(smallest)["dlq.original.offset"] == b"9"  # where to find the original

@@ -251,3 +251,37 @@ async def test_metrics_are_counted() -> None:
     assert value("consumer_dlq_messages_total", topic="t", reason="InvalidEvent") == 1
     assert value("consumer_dlq_breaker_open") == 1
     assert value("consumer_processing_seconds_count", topic="t") == 2
+
+
+async def test_a_cancelled_error_raised_by_the_handler_is_a_failure_not_a_shutdown() -> None:
+    async def handler(event: Any, ctx: Context) -> None:
+        lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        lost.cancel()
+        await lost  # someone else's cancelled future
+
+    proc, _, publisher = pipeline(handler)
+    done = Done()
+    async with proc:
+        await proc.process(record(4), done)
+    assert done.offsets == [4]
+    assert publisher.sent[0][2]["dlq.error.type"] == b"CancelledError"
+
+
+async def test_rows_emitted_after_the_handler_returned_are_refused() -> None:
+    late: list[BaseException] = []
+    kept: list[Context] = []
+
+    async def handler(event: Any, ctx: Context) -> None:
+        kept.append(ctx)
+
+    proc, batcher, _ = pipeline(handler)
+    done = Done()
+    async with proc:
+        await proc.process(record(2), done)
+        try:
+            kept[0].emit()
+        except RuntimeError as exc:
+            late.append(exc)
+    assert done.offsets == [2]
+    assert late, "a late emit must fail loudly, not be silently ignored"
+    assert batcher.rows == []

@@ -1,0 +1,81 @@
+"""Engine bookkeeping that needs no broker: the drain deadline against a
+processor whose flush never returns, and the commit counter across
+rebalances. (The consumer is built but never started.)"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+from aiokafka.structs import ConsumerRecord
+
+from consumer.config import load_settings
+from consumer.engine.engine import Engine
+from consumer.observability.metrics import Metrics
+from consumer.types import TP, Done, Record
+
+
+class StuckSink:
+    """A processor whose flush waits forever, like a batcher whose sink is down."""
+
+    async def process(self, record: Record, done: Done) -> None:
+        return None
+
+    async def flush(self) -> None:
+        await asyncio.Event().wait()
+
+    async def close(self) -> None:
+        return None
+
+
+def rec(offset: int) -> Record:
+    return ConsumerRecord("t", 0, offset, 0, 0, b"k", b"v", None, 1, 1, [])
+
+
+@pytest.fixture
+async def eng() -> AsyncIterator[Engine]:
+    settings = load_settings(bootstrap_servers="127.0.0.1:9", topics=["t"], sink_url="none")
+    engine = Engine(settings, StuckSink(), Metrics())
+    yield engine
+    await engine.close()
+
+
+async def test_drain_gives_up_at_its_deadline_even_if_flush_hangs(eng: Engine) -> None:
+    tp = TP("t", 0)
+    await eng.on_assigned({tp})
+    state = eng._states[tp]
+    state.deliver([rec(0)])  # in flight, never done
+    began = time.monotonic()
+    assert not await eng._drain({state}, 0.3)
+    assert time.monotonic() - began < 2.0
+
+
+async def test_drain_stops_at_once_on_a_second_signal(eng: Engine) -> None:
+    tp = TP("t", 0)
+    await eng.on_assigned({tp})
+    state = eng._states[tp]
+    state.deliver([rec(0)])
+    asyncio.get_running_loop().call_later(0.1, eng.request_stop, True)
+    began = time.monotonic()
+    assert not await eng._drain({state}, 60)
+    assert time.monotonic() - began < 2.0
+
+
+async def test_completed_count_never_decreases_across_rebalances(eng: Engine) -> None:
+    tp = TP("t", 0)
+    await eng.on_assigned({tp})
+    first = eng._states[tp]
+    records = [rec(i) for i in range(3)]
+    first.deliver(records)
+    for record in records:
+        first.done(record)
+    assert eng._completed() == 3
+    await eng.on_revoked({tp})  # nothing assigned in the client: no commit is sent
+    await eng.on_assigned({tp})
+    assert eng._completed() == 3
+    second = eng._states[tp]
+    second.deliver([rec(3)])
+    second.done(rec(3))
+    assert eng._completed() == 4
