@@ -25,10 +25,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from consumer.config import load_settings
-from consumer.dev.kafka import LocalKafka
+from consumer.dev.kafka import LocalKafka, create_topics
 from consumer.engine.engine import Engine
 from consumer.observability.metrics import Metrics
 from consumer.types import Done, Record
@@ -56,12 +55,7 @@ class Result:
 
 async def prepare(bootstrap: str, count: int, keys: int = 1_000) -> str:
     topic = f"bench-{uuid.uuid4().hex[:8]}"
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(topic, PARTITIONS, 1)])
-    finally:
-        await admin.close()
+    await create_topics(bootstrap, {topic: PARTITIONS})
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20,
                                 max_batch_size=512 * 1024, acks=1)
     await producer.start()

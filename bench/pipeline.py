@@ -31,10 +31,9 @@ from typing import Any
 import asyncpg
 import orjson
 from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from bench.engine import raw_loop
-from consumer.dev.kafka import LocalKafka
+from consumer.dev.kafka import LocalKafka, create_topics
 from consumer.dev.ports import free_port, project_root
 from consumer.dev.postgres import LocalPostgres
 from schemas.samples import sample_event
@@ -44,13 +43,7 @@ PARTITIONS = 6
 
 
 async def produce(bootstrap: str, topic: str, count: int) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(topic, PARTITIONS, 1),
-                                   NewTopic(f"{topic}.dlq", 1, 1)])
-    finally:
-        await admin.close()
+    await create_topics(bootstrap, {topic: PARTITIONS, f"{topic}.dlq": 1})
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20,
                                 max_batch_size=512 * 1024)
     await producer.start()

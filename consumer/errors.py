@@ -47,6 +47,3 @@ class DeadLetterError(ConsumerError):
 class CircuitOpenError(ConsumerError):
     """Too many messages were dead-lettered recently: stop consuming."""
 
-
-def is_retriable(exc: BaseException) -> bool:
-    return bool(getattr(exc, "retriable", False))

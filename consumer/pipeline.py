@@ -40,6 +40,7 @@ from consumer.gates.middleware import (
 )
 from consumer.gates.ratelimit import Limiters
 from consumer.gates.retry import RetryMiddleware, RetryPolicy
+from consumer.sinks.batcher import mark_retrieved
 from consumer.types import Done, Handler, Record
 
 __all__ = ["Context", "Pipeline", "build_processor", "load_handler"]
@@ -61,11 +62,6 @@ def load_handler(spec: str) -> Handler:
         raise ConfigError(f"CONSUMER_HANDLER: {spec!r} is not callable")
     loaded: Handler = handler
     return loaded
-
-
-def _seen(fut: asyncio.Future[None]) -> None:
-    if not fut.cancelled():
-        fut.exception()
 
 
 class Pipeline:
@@ -179,7 +175,7 @@ class Pipeline:
         ctx.submit = None
         if ctx.error is not None:
             for fut in ctx.pending:
-                fut.add_done_callback(_seen)
+                fut.add_done_callback(mark_retrieved)
             await self._dead_letter(ctx, ctx.error, done)
         else:
             # Judge the handler when it returns, not when its rows are written:

@@ -90,7 +90,8 @@ async def _demo(settings: Settings, env: dict[str, str]) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     topic, dlq = settings.topics[0], settings.dead_letter_topic
-    await _create_topics(settings.bootstrap_servers, [topic, dlq])
+    await local.create_topics(settings.bootstrap_servers,
+                              {topic: DEMO_PARTITIONS, dlq: DEMO_PARTITIONS})
     service = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "consumer.cli", "run", env=env, start_new_session=True)
     producer = asyncio.create_task(_produce(settings.bootstrap_servers, topic, stop),
@@ -114,21 +115,6 @@ async def _demo(settings: Settings, env: dict[str, str]) -> int:
     stopping.cancel()
     _say(f"service exited with {code}; {_stored(settings.sink_url)}")
     return code
-
-
-async def _create_topics(bootstrap: str, names: list[str]) -> None:
-    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-    from aiokafka.errors import TopicAlreadyExistsError
-
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        for name in names:
-            with contextlib.suppress(TopicAlreadyExistsError):
-                await admin.create_topics(
-                    [NewTopic(name, num_partitions=DEMO_PARTITIONS, replication_factor=1)])
-    finally:
-        await admin.close()
 
 
 async def _produce(bootstrap: str, topic: str, stop: asyncio.Event) -> None:

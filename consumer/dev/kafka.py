@@ -11,6 +11,7 @@ the service's event loop.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import signal
@@ -18,6 +19,7 @@ import subprocess
 import tempfile
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -212,6 +214,22 @@ def metadata_round_trip(bootstrap: str, timeout: float) -> bool:
         return True
 
     return asyncio.run(probe())
+
+
+async def create_topics(bootstrap: str, topics: Mapping[str, int]) -> None:
+    """Create each topic (name → partition count, replication 1) unless it
+    exists already. For development, demos, benchmarks and tests."""
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+    from aiokafka.errors import TopicAlreadyExistsError
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        for name, partitions in topics.items():
+            with contextlib.suppress(TopicAlreadyExistsError):
+                await admin.create_topics([NewTopic(name, partitions, 1)])
+    finally:
+        await admin.close()
 
 
 def _cluster_id() -> str:

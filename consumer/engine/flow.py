@@ -18,7 +18,7 @@ hysteresis, keeps a fast pipeline from flapping.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Set
+from collections.abc import Set
 
 from consumer.types import TP
 
@@ -85,9 +85,6 @@ class FlowControl:
         room = headroom if headroom > 0 else self.capacity()
         return max(1, min(most, room))
 
-    def load(self, tp: TP) -> Load | None:
-        return self._loads.get(tp)
-
     def decide(self, paused: Set[TP]) -> set[TP]:
         """The partitions that should be paused now, given those paused now."""
         ratio = self.resume_ratio
@@ -111,6 +108,3 @@ class FlowControl:
             ):
                 result.add(tp)
         return result
-
-    def assigned(self) -> Iterable[TP]:
-        return self._loads.keys()

@@ -43,7 +43,3 @@ class CircuitBreaker:
             self.reason = (f"{self._dead} of the last {self.window} messages dead-lettered "
                            f"(limit {self.ratio:.0%})")
         return self.open
-
-    @property
-    def dead_share(self) -> float:
-        return self._dead / len(self._recent) if self._recent else 0.0

@@ -16,7 +16,7 @@ import inspect
 import logging
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import Protocol
 
 from consumer.errors import ConfigError, TransientError
 from consumer.gates.context import Context, Next
@@ -169,6 +169,3 @@ def on_retry_counter(metrics: GateMetrics) -> Callable[[Context], None]:
 
     return count
 
-
-def describe_chain(middleware: Sequence[Any]) -> list[str]:
-    return [getattr(mw, "__name__", type(mw).__name__) for mw in middleware]

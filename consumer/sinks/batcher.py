@@ -54,8 +54,9 @@ class _SinkMetrics:
         self.poison_rows = child("sink_poison_rows")
 
 
-def _retrieve(fut: asyncio.Future[None]) -> None:
-    # Futures failed at shutdown may have no reader left; mark them seen.
+def mark_retrieved(fut: asyncio.Future[None]) -> None:
+    """A done-callback for row futures nobody will read (failed at shutdown,
+    or of a message already being dead-lettered): marks their error seen."""
     if not fut.cancelled():
         fut.exception()
 
@@ -277,7 +278,7 @@ class Batcher:
         for _, fut in entries:
             if not fut.done():
                 fut.set_exception(error)
-                fut.add_done_callback(_retrieve)
+                fut.add_done_callback(mark_retrieved)
         waiters, self._flush_waiters = self._flush_waiters, []
         for waiter in waiters:
             if not waiter.done():

@@ -14,7 +14,7 @@ import pytest
 
 from tests.integration.conftest import NewTopicFactory
 from tests.integration.engine.support import committed, produce_keyed, read_handled
-from tests.integration.pipeline.harness import Service, wait_until
+from tests.integration.pipeline.harness import Service, committed_all, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -34,10 +34,8 @@ def service(bootstrap: str, topic: str, handled: Path, **extra: str) -> Service:
     return svc
 
 
-async def all_committed(bootstrap: str, topic: str, sent: set[tuple[int, int]]) -> bool:
-    ends = {p: 1 + max(o for q, o in sent if q == p) for p in {q for q, _ in sent}}
-    offsets = await committed(bootstrap, f"g-{topic}", topic, PARTITIONS)
-    return all(offsets[p] >= end for p, end in ends.items())
+async def all_committed(bootstrap: str, topic: str) -> bool:
+    return await committed_all(bootstrap, f"g-{topic}", topic)
 
 
 def handled_pairs(path: Path) -> set[tuple[int, int]]:
@@ -50,7 +48,7 @@ async def finish_after_restart(restarted: Service, bootstrap: str, topic: str,
     every produced record was handled at least once."""
     restarted.start()
     try:
-        await wait_until(lambda: all_committed(bootstrap, topic, sent), 90,
+        await wait_until(lambda: all_committed(bootstrap, topic), 90,
                          "everything committed", restarted)
     finally:
         assert restarted.terminate() == 0, restarted.log_tail()
@@ -143,7 +141,7 @@ async def test_second_member_joins_and_leaves_mid_stream(
         await wait_until(lambda: progress(len(sent)), 120, "first member finishing", first)
     finally:
         assert first.terminate() == 0, first.log_tail()
-    assert await all_committed(kafka_bootstrap, topic, sent)
+    assert await all_committed(kafka_bootstrap, topic)
     lines = read_handled(handled)
     assert {(h.partition, h.offset) for h in lines} == sent
     # Drain-then-commit on revocation hands partitions over without a
@@ -162,7 +160,7 @@ async def test_key_ordering_keeps_per_key_order_with_concurrency_16(
     svc.env["TEST_HANDLER_SLEEP"] = "0.003"
     svc.start()
     try:
-        await wait_until(lambda: all_committed(kafka_bootstrap, topic, sent), 90,
+        await wait_until(lambda: all_committed(kafka_bootstrap, topic), 90,
                          "everything committed", svc)
     finally:
         assert svc.terminate() == 0, svc.log_tail()

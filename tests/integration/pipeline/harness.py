@@ -21,10 +21,11 @@ from typing import Any
 import asyncpg
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 from aiokafka.structs import TopicPartition
 
+from consumer.dev.kafka import create_topics as create_kafka_topics
 from consumer.dev.ports import free_port, project_root
 from schemas.samples import invalid_samples, sample_event
 
@@ -41,15 +42,7 @@ class Traffic:
 async def create_topics(bootstrap: str, partitions: int = 6) -> tuple[str, str]:
     """A fresh topic and its dead-letter topic."""
     topic = f"e2e-{uuid.uuid4().hex[:10]}"
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([
-            NewTopic(topic, num_partitions=partitions, replication_factor=1),
-            NewTopic(f"{topic}.dlq", num_partitions=1, replication_factor=1),
-        ])
-    finally:
-        await admin.close()
+    await create_kafka_topics(bootstrap, {topic: partitions, f"{topic}.dlq": 1})
     return topic, f"{topic}.dlq"
 
 
