@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from consumer.dev.kafka import stop_process
 from consumer.dev.ports import free_port
 
 
@@ -96,12 +97,8 @@ class LocalPrometheus:
         if self._proc is not None:
             proc, self._proc = self._proc, None
             if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(15)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+                stop_process(proc.pid, grace=15.0)
+                proc.wait()
         if self._dir is not None:
             shutil.rmtree(self._dir, ignore_errors=True)
             self._dir = None
