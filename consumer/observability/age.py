@@ -3,7 +3,7 @@ so it is kept as cheap as a histogram can be.
 
 prometheus-client's `Histogram.observe` walks the buckets in Python and takes
 a lock per increment (~1.5 µs); here an observation is one `bisect` and two
-additions on plain lists (~0.2 µs), which is safe because every observation
+additions on plain lists (~0.25 µs with the clock read), which is safe because every observation
 and every scrape run on the event loop's thread. The collector turns the
 counts into a normal cumulative histogram when /metrics is read.
 """
@@ -19,18 +19,19 @@ from prometheus_client.registry import Collector
 
 
 class AgeBuckets:
-    """One label set's counts. `observe` is the only hot-path call."""
+    """One label set's counts. `observe` is the only hot-path call
+    (`PartitionState.done` inlines it: keep the two the same)."""
 
-    __slots__ = ("_bounds", "counts", "total")
+    __slots__ = ("bounds", "counts", "total")
 
     def __init__(self, bounds: Sequence[float]) -> None:
-        self._bounds = bounds
+        self.bounds = tuple(map(float, bounds))
         self.counts = [0] * (len(bounds) + 1)  # the last is +Inf
         self.total = 0.0
 
     def observe(self, seconds: float) -> None:
         # bisect_left: the first bound >= seconds, as Prometheus' `le` means.
-        self.counts[bisect_left(self._bounds, seconds)] += 1
+        self.counts[bisect_left(self.bounds, seconds)] += 1
         self.total += seconds
 
 
