@@ -139,11 +139,13 @@ def heatmap(title: str, description: str, query: Q) -> Heatmap:
 
 def _overview() -> list[Any]:
     done = rate("consumer_messages_total")
-    failed = rate("consumer_messages_total", f'{TOPIC}, outcome=~"dead_lettered|invalid"')
+    # Of what was fetched: while a sink is down only dead letters complete.
+    ratio = (f'{rate("consumer_dlq_messages_total")} / '
+             f'clamp_min({rate("consumer_fetched_messages_total")}, 1e-9)')
     return [
         stat("Messages/s", "Messages done per second (every outcome).", "cps", Q(done)),
-        stat("Dead-letter ratio", "Share of messages dead-lettered or invalid.", "percentunit",
-             Q(f"{failed} / clamp_min({done}, 1e-9)"), warn=0.01, crit=0.05),
+        stat("Dead-letter ratio", "Share of fetched messages sent to the dead-letter topic.",
+             "percentunit", Q(ratio), warn=0.01, crit=0.05),
         stat("Total lag", "Messages behind the high watermark, all partitions.", "short",
              Q(f"sum(consumer_lag{{{TOPIC}}})"), warn=10_000, crit=100_000),
         stat("Max time lag", "Age of the oldest record not yet done, worst partition.", "s",
