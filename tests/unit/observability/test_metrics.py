@@ -3,6 +3,9 @@ oldest-undone lookup, per-partition removal, start-up label values."""
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 from aiokafka.structs import ConsumerRecord
 from hypothesis import given
 from hypothesis import strategies as st
@@ -119,3 +122,14 @@ def test_known_label_values_exist_at_start_up() -> None:
     assert len(build) == 1
     assert {k for k, _ in build[0]} == {"version", "python", "aiokafka"}
     assert any(name == "process_resident_memory_bytes" for name, _ in got)
+
+
+def test_every_metric_is_documented() -> None:
+    doc = (Path(__file__).resolve().parents[3] / "docs" / "OBSERVABILITY.md").read_text()
+    documented = set(re.findall(r"^\| `(consumer_\w+)`", doc, re.MULTILINE))
+    names = set()
+    for family in Metrics().registry.collect():
+        if family.name.startswith("consumer_"):
+            names.add(f"{family.name}_total" if family.type == "counter" else family.name)
+    assert names - documented == set(), "add them to the table in docs/OBSERVABILITY.md"
+    assert documented - names == set(), "documented but not registered"
