@@ -293,9 +293,10 @@ class Engine:
 
     async def _end_offsets(self, tps: set[TP]) -> dict[TP, int]:
         """The partitions' end offsets from the broker; {} if it does not answer
-        in time (the gauges then keep their last value until the next try)."""
+        in time (the gauges then keep their last value until the next try).
+        Bounded short: the other gauges wait for it."""
         try:
-            async with asyncio.timeout(self._settings.commit_timeout):
+            async with asyncio.timeout(_END_OFFSETS_EVERY):
                 ends: dict[TP, int] = await self._consumer.end_offsets(list(tps))
         except (KafkaError, TimeoutError) as exc:
             log.debug("end offsets unavailable: %r", exc)
