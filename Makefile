@@ -36,7 +36,7 @@ system:
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
+	$(BIN)/pip install -q -c constraints.txt -e '.[dev,otel]'
 	touch $(STAMP)
 
 jars: $(STAMP)
@@ -47,7 +47,7 @@ dashboard: $(STAMP)
 	$(BIN)/python -m consumer.observability.dashboard > helm/consumer/files/dashboard.json
 
 bench: setup
-	$(BIN)/pip install -q -c constraints.txt -e '.[dev,bench]'
+	$(BIN)/pip install -q -c constraints.txt -e '.[dev,otel,bench]'
 	$(BIN)/python -m bench
 
 clean:

@@ -16,8 +16,8 @@ import asyncio
 import importlib
 import logging
 import time
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from consumer.config import Settings
 from consumer.errors import CircuitOpenError, ConfigError, ConsumerError, DeadLetterError
@@ -42,6 +42,9 @@ from consumer.gates.ratelimit import Limiters
 from consumer.gates.retry import RetryMiddleware, RetryPolicy
 from consumer.sinks.batcher import mark_retrieved
 from consumer.types import Done, Handler, Record
+
+if TYPE_CHECKING:
+    from consumer.observability.otel import Tracing
 
 __all__ = ["Context", "Pipeline", "build_processor", "load_handler"]
 
@@ -96,9 +99,9 @@ class Pipeline:
         chain: list[Middleware] = [
             ErrorBoundary(),
             MetricsMiddleware(self.metrics),
-            ValidationMiddleware(settings.allow_unknown_types),
+            self._validation(settings.allow_unknown_types),
             LoggingMiddleware(),
-            RetryMiddleware(self.policy, on_retry=on_retry_counter(self.metrics)),
+            self._retry(self.policy, on_retry=on_retry_counter(self.metrics)),
             *middleware,
         ]
         if handler_timeout:
@@ -108,6 +111,13 @@ class Pipeline:
         self._tasks: set[asyncio.Task[None]] = set()
         self._started = False
         self._closed = False
+
+    # The two gates a traced pipeline replaces by its own (consumer.gates.tracing).
+    def _validation(self, allow_unknown: bool) -> Middleware:
+        return ValidationMiddleware(allow_unknown)
+
+    def _retry(self, policy: RetryPolicy, *, on_retry: Callable[[Context], None]) -> Middleware:
+        return RetryMiddleware(policy, on_retry=on_retry)
 
     # -- lifecycle ----------------------------------------------------------
 
@@ -255,19 +265,30 @@ class Pipeline:
                          self.breaker.reason)
 
 
-def build_processor(settings: Settings, metrics: Any = None) -> Pipeline:
+def build_processor(settings: Settings, metrics: Any = None,
+                    tracing: Tracing | None = None) -> Pipeline:
     """Build (not start) the pipeline from settings: loads the handler and
     middleware and builds the sink, raising `ConfigError` before any I/O. The
-    caller must `await processor.start()` before the first `process`."""
+    caller must `await processor.start()` before the first `process`. With
+    `tracing`, the traced pipeline and sink (consumer.gates.tracing); without,
+    nothing of tracing is loaded."""
     from consumer.sinks import open_sink
     from consumer.sinks.batcher import Batcher
 
     handler = load_handler(settings.handler or STORE_HANDLER)
     middleware = [load_middleware(spec) for spec in settings.middleware]
     sink = open_sink(settings.sink_url, settings=settings, metrics=metrics)
-    batcher = Batcher(sink, settings, metrics)
     # The built-in store handler never awaits (emit only buffers), so a timer
     # per message would cost time and bound nothing.
     bounded = settings.handler is not None or bool(middleware)
-    return Pipeline(settings, metrics, handler=handler, middleware=middleware,
-                    batcher=batcher, sink=sink, handler_timeout=bounded)
+    if tracing is None:
+        batcher = Batcher(sink, settings, metrics)
+        return Pipeline(settings, metrics, handler=handler, middleware=middleware,
+                        batcher=batcher, sink=sink, handler_timeout=bounded)
+    from consumer.gates.tracing import SpanRegistry, TracedPipeline, TracedSink
+
+    registry = SpanRegistry()
+    batcher = Batcher(TracedSink(sink, tracing.tracer, registry), settings, metrics)
+    return TracedPipeline(settings, metrics, tracer=tracing.tracer, registry=registry,
+                          handler=handler, middleware=middleware, batcher=batcher, sink=sink,
+                          handler_timeout=bounded)

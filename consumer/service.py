@@ -13,6 +13,7 @@ import contextlib
 import gc
 import logging
 import signal
+from typing import TYPE_CHECKING
 
 from aiokafka.errors import KafkaError
 
@@ -22,14 +23,28 @@ from consumer.errors import ConsumerError
 from consumer.observability.http import HttpServer
 from consumer.observability.logging import setup_logging
 from consumer.observability.metrics import Metrics
+from consumer.observability.tracing import start_tracing
 from consumer.pipeline import build_processor
+
+if TYPE_CHECKING:
+    from consumer.observability.otel import Tracing
 
 log = logging.getLogger("consumer")
 
 
 async def serve(settings: Settings) -> int:
     metrics = Metrics()
-    processor = build_processor(settings, metrics)
+    tracing = start_tracing(settings.tracing)
+    try:
+        return await _serve(settings, metrics, tracing)
+    finally:
+        if tracing is not None:
+            # Export the spans still buffered (bounded); the exporter blocks.
+            await asyncio.to_thread(tracing.shutdown)
+
+
+async def _serve(settings: Settings, metrics: Metrics, tracing: Tracing | None) -> int:
+    processor = build_processor(settings, metrics, tracing)
     metrics.declare(topics=settings.topics, sink=processor.sink.name,
                     max_in_flight=settings.max_in_flight,
                     max_in_flight_bytes=settings.max_in_flight_bytes,
