@@ -15,11 +15,17 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from consumer.config import Tracing as TracingKind
+from consumer.errors import ConfigError
+from consumer.observability.tracing import start_tracing
 from consumer.produce import KeyValue, ProduceError, ProduceSummary, produce_events
+
+if TYPE_CHECKING:
+    from consumer.observability.otel import Tracing
 
 
 @dataclass(slots=True)
@@ -56,19 +62,24 @@ def _samples(count: int, type_: str | None, seed: int | None) -> Iterator[KeyVal
 
 
 def _run(bootstrap: str, topic: str, records: Iterator[KeyValue] | list[KeyValue], total: int,
-         rate: float | None) -> ProduceSummary:
-    if not sys.stdout.isatty():
-        return asyncio.run(produce_events(bootstrap, topic, records, rate=rate))
-    from rich.progress import Progress as Bar
+         rate: float | None, *, tracing: Tracing | None) -> ProduceSummary:
+    try:
+        if not sys.stdout.isatty():
+            return asyncio.run(produce_events(bootstrap, topic, records, rate=rate,
+                                              tracing=tracing))
+        from rich.progress import Progress as Bar
 
-    with Bar(transient=True) as bar:
-        task = bar.add_task(f"producing to {topic}", total=total)
+        with Bar(transient=True) as bar:
+            task = bar.add_task(f"producing to {topic}", total=total)
 
-        def advance(n: int) -> None:
-            bar.advance(task, n)
+            def advance(n: int) -> None:
+                bar.advance(task, n)
 
-        return asyncio.run(produce_events(bootstrap, topic, records, rate=rate,
-                                          progress=advance))
+            return asyncio.run(produce_events(bootstrap, topic, records, rate=rate,
+                                              progress=advance, tracing=tracing))
+    finally:
+        if tracing is not None:
+            tracing.shutdown()  # export the send spans before exiting
 
 
 def produce(
@@ -99,6 +110,11 @@ def produce(
     bootstrap: Annotated[str, typer.Option(
         "--bootstrap-servers", envvar="CONSUMER_BOOTSTRAP_SERVERS", help="Kafka bootstrap servers.",
     )] = "localhost:9092",
+    tracing_kind: Annotated[TracingKind, typer.Option(
+        "--tracing", envvar="CONSUMER_TRACING",
+        help="otlp: a send span per event, its traceparent in the record's headers "
+             "(OTEL_* variables as for `consumer run`).",
+    )] = TracingKind.NONE,
 ) -> None:
     """Produce sample or NDJSON events to a topic (validated before sending)."""
     records: Iterator[KeyValue] | list[KeyValue]
@@ -127,7 +143,12 @@ def produce(
         total = 10 if count is None else count
         records = _samples(total, type_, seed)
     try:
-        summary = _run(bootstrap, topic, records, total, rate)
+        tracing = start_tracing(tracing_kind)
+    except ConfigError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+    try:
+        summary = _run(bootstrap, topic, records, total, rate, tracing=tracing)
     except ProduceError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(1) from None

@@ -21,9 +21,10 @@ and written through `HEADERS_GETTER` / `HEADERS_SETTER`.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
-from collections.abc import Mapping, MutableSequence, Sequence
+from collections.abc import Callable, Mapping, MutableSequence, Sequence
 from typing import Any
 
 from opentelemetry import propagate, trace
@@ -42,7 +43,7 @@ from opentelemetry.sdk.trace.sampling import (
     SamplingResult,
     TraceIdRatioBased,
 )
-from opentelemetry.trace import Link, SpanKind
+from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 from opentelemetry.util.types import Attributes
 
 from consumer.errors import ConfigError
@@ -214,6 +215,28 @@ class Tracing:
     def shutdown(self, timeout: float = 5.0) -> None:
         self.provider.force_flush(int(timeout * 1000))
         self.provider.shutdown()
+
+
+def send_span(tracing: Tracing, topic: str) -> tuple[
+        list[tuple[str, bytes]], Callable[[asyncio.Future[Any]], None]]:
+    """A `send <topic>` span (kind PRODUCER) for one record we produce: the
+    headers carrying its context, and a callback for the send's future that
+    ends the span (error status when the send failed)."""
+    span = tracing.tracer.start_span(
+        f"send {topic}", kind=SpanKind.PRODUCER,
+        attributes={"messaging.system": "kafka", "messaging.operation.type": "send",
+                    "messaging.operation.name": "send", "messaging.destination.name": topic})
+    headers: list[tuple[str, bytes | None]] = []
+    inject(headers, trace.set_span_in_context(span))
+
+    def sent(fut: asyncio.Future[Any]) -> None:
+        exc = asyncio.CancelledError() if fut.cancelled() else fut.exception()
+        if exc is not None:
+            span.record_exception(exc)
+            span.set_status(Status(StatusCode.ERROR, repr(exc)))
+        span.end()
+
+    return [(k, v) for k, v in headers if v is not None], sent
 
 
 class TraceIdFilter(logging.Filter):
