@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export PIP_CACHE_DIR := $(CURDIR)/.cache/pip
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: run test lint unit integration setup system jars bench clean format dashboard
+.PHONY: run test lint unit integration setup system jars bench clean format dashboard jaeger
 
 run: setup
 	$(BIN)/consumer dev demo
@@ -41,6 +41,11 @@ $(STAMP): pyproject.toml constraints.txt
 
 jars: $(STAMP)
 	$(BIN)/consumer dev kafka jars
+
+# Jaeger, the tracing tests' backend: built once into ~/.cache/consumer/ (minutes), then instant.
+test integration: jaeger
+jaeger:
+	@nice -n 10 bash scripts/build-jaeger.sh
 
 # The Grafana dashboard is generated; commit the result (a unit test compares).
 dashboard: $(STAMP)
