@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from aiokafka import AIOKafkaProducer
 
 from consumer.errors import TransientError
+from consumer.security import PLAINTEXT, KafkaSecurity
 
 KeyValue = tuple[bytes | None, bytes]
 #: Called with the number of newly acknowledged records. Must not block.
@@ -78,6 +79,7 @@ async def produce_events(
     rate: float | None = None,
     progress: Progress | None = None,
     client_id: str = "consumer-produce",
+    security: KafkaSecurity = PLAINTEXT,
     connect_timeout: float = 15.0,
     send_timeout: float = 30.0,
     max_pending: int = 10_000,
@@ -91,6 +93,7 @@ async def produce_events(
     """
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap,
+        **security.options(),
         client_id=client_id,
         enable_idempotence=True,  # implies acks=all
         linger_ms=linger_ms,

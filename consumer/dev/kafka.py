@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from consumer.dev.ports import free_port, port_open, project_root, wait_port_closed
+from consumer.security import PLAINTEXT, KafkaSecurity
 
 POM = Path(__file__).with_name("kafka-pom.xml")
 _LOG4J = """\
@@ -195,14 +196,16 @@ def _alive(pid: int) -> bool:
     return waited == 0
 
 
-def metadata_round_trip(bootstrap: str, timeout: float) -> bool:
+def metadata_round_trip(bootstrap: str, timeout: float,
+                        security: KafkaSecurity = PLAINTEXT) -> bool:
     """True when a client can fetch cluster metadata from `bootstrap`."""
     from aiokafka.admin import AIOKafkaAdminClient
     from aiokafka.errors import KafkaError
 
     async def probe() -> bool:
         admin = AIOKafkaAdminClient(
-            bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000)
+            bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000),
+            **security.options(),
         )
         try:
             await asyncio.wait_for(admin.start(), timeout)
@@ -216,13 +219,14 @@ def metadata_round_trip(bootstrap: str, timeout: float) -> bool:
     return asyncio.run(probe())
 
 
-async def create_topics(bootstrap: str, topics: Mapping[str, int]) -> None:
+async def create_topics(bootstrap: str, topics: Mapping[str, int], *,
+                        security: KafkaSecurity = PLAINTEXT) -> None:
     """Create each topic (name → partition count, replication 1) unless it
     exists already. For development, demos, benchmarks and tests."""
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
     from aiokafka.errors import TopicAlreadyExistsError
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **security.options())
     await admin.start()
     try:
         for name, partitions in topics.items():

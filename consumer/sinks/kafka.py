@@ -18,6 +18,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError, MessageSizeTooLargeError
 
 from consumer.errors import ConfigError, SinkError
+from consumer.security import PLAINTEXT, KafkaSecurity
 from consumer.sinks.base import Row
 
 # Errors that are the record's fault: retrying the same bytes cannot help.
@@ -41,9 +42,10 @@ class KafkaSink:
     name = "kafka"
 
     def __init__(self, topic: str, bootstrap_servers: str, *, timeout: float = 30.0,
-                 client_id: str = "consumer-sink") -> None:
+                 client_id: str = "consumer-sink", security: KafkaSecurity = PLAINTEXT) -> None:
         self.topic = topic
         self._bootstrap = bootstrap_servers
+        self._security = security
         self._timeout = timeout
         self._client_id = client_id
         self._producer: AIOKafkaProducer | None = None
@@ -53,6 +55,7 @@ class KafkaSink:
             return
         producer = AIOKafkaProducer(
             bootstrap_servers=self._bootstrap, client_id=self._client_id,
+            **self._security.options(),
             enable_idempotence=True, linger_ms=5, request_timeout_ms=int(self._timeout * 1000),
         )
         try:
