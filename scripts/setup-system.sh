@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the system parts the tests and `make run` need, only when missing:
 # a JDK (the local Kafka broker), Maven (resolves the broker jars) and the
-# PostgreSQL server (the integration tests' database). Idempotent.
+# PostgreSQL server (the integration tests' database), openssl (certificates
+# for the secured broker). Idempotent.
 set -euo pipefail
 
 missing=()
@@ -9,6 +10,7 @@ command -v java >/dev/null 2>&1 || missing+=(default-jre-headless)
 command -v mvn >/dev/null 2>&1 || missing+=(maven)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
 command -v runuser >/dev/null 2>&1 || missing+=(util-linux)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
