@@ -111,6 +111,8 @@ def _reason(exc: BaseException) -> str:
         return exc.reason or str(exc)
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror
+    if isinstance(exc, KafkaError) and exc.args and isinstance(exc.args[0], str):
+        return exc.args[0]  # the broker's own words, without the error-code prefix
     return str(exc) or type(exc).__name__
 
 
@@ -151,11 +153,14 @@ def explain(exc: BaseException, broker: str, security: KafkaSecurity) -> str:  #
         return (f"TLS handshake with {broker} failed as {who}: {_reason(exc)}; "
                 "check CONSUMER_SSL_CERTFILE and CONSUMER_SECURITY_PROTOCOL")
     if isinstance(exc, KafkaConnectionError) and security.ssl_context is not None:
-        # A broker that rejects our certificate (or has none of ours) drops the
-        # connection during the handshake; aiokafka only sees it closed.
-        return (f"broker {broker} closed the connection during the TLS handshake as {who}: "
-                "is the client certificate missing, expired or not signed by a CA the "
-                "broker trusts? (CONSUMER_SSL_CERTFILE, CONSUMER_SECURITY_PROTOCOL)")
+        # A broker that rejects our certificate drops the connection during
+        # the handshake (TLS 1.3: just after it); aiokafka only sees it closed.
+        closed = f"broker {broker} closed the connection during the TLS handshake: "
+        if security.client_certificate:
+            return (closed + "it did not accept the client certificate "
+                    "(CONSUMER_SSL_CERTFILE): expired, or not signed by a CA it trusts?")
+        return (closed + "does it require a client certificate (CONSUMER_SSL_CERTFILE) "
+                "or another CONSUMER_SECURITY_PROTOCOL?")
     if isinstance(exc, TimeoutError):
         return f"no answer from Kafka at {broker}; is CONSUMER_SECURITY_PROTOCOL right?"
     return f"cannot connect to Kafka at {broker}: {_reason(exc)}"

@@ -39,9 +39,9 @@ _SCRAM_MODULE = "org.apache.kafka.common.security.scram.ScramLoginModule"
 class SecureKafka(LocalKafka):
     """`users` (name → password) are SCRAM-SHA-256 and -512 users."""
 
-    users: dict[str, str] = field(default_factory=dict)
+    users: dict[str, str] = field(default_factory=dict, repr=False)
     mtls_port: int = 0
-    admin_password: str = field(default_factory=lambda: secrets.token_urlsafe(16))
+    admin_password: str = field(default_factory=lambda: secrets.token_urlsafe(16), repr=False)
     _ca: CertificateAuthority | None = field(default=None, init=False)
 
     @property

@@ -20,7 +20,12 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import MessageSizeTooLargeError
+from aiokafka.errors import (
+    InvalidProducerEpoch,
+    MessageSizeTooLargeError,
+    OutOfOrderSequenceNumber,
+    UnknownProducerId,
+)
 
 from consumer.errors import DeadLetterError
 from consumer.gates.instruments import GateMetrics
@@ -44,6 +49,12 @@ H_REPLAY_COUNT = "dlq.replay.count"
 #: Set when the record was too large for the dead-letter topic and its value
 #: had to be left out: the original is still at its coordinates in the source.
 H_VALUE_DROPPED = "dlq.value.dropped"
+
+#: The idempotent producer's numbering no longer matches the broker's (batches
+#: it numbered were refused, e.g. while WRITE on the topic was revoked); every
+#: later send fails the same way until a new producer gets a new producer id.
+_STALE_PRODUCER: tuple[type[BaseException], ...] = (
+    OutOfOrderSequenceNumber, UnknownProducerId, InvalidProducerEpoch)
 
 MAX_MESSAGE_BYTES = 1024
 MAX_STACK_BYTES = 4096
@@ -141,6 +152,7 @@ class DeadLetterPublisher:
                                          "client_id": f"{client_id}-dlq",
                                          "enable_idempotence": True, **producer_options}
         self._producer: AIOKafkaProducer | None = None
+        self._renewing = asyncio.Lock()
         self._started = False
         self._closed = asyncio.Event()
         #: False while sends fail (for /readyz and tests).
@@ -162,12 +174,17 @@ class DeadLetterPublisher:
                    headers: Sequence[tuple[str, bytes | None]]) -> None:
         attempt = 0
         delivery: asyncio.Future[Any] | None = None
+        sent_by: AIOKafkaProducer | None = None
         while True:
             producer = self._producer
             if self._closed.is_set() or not self._started or producer is None:
                 raise DeadLetterError("dead-letter publisher is closed; message left in flight")
+            replaced = sent_by is not producer  # (a variable: `is` must not narrow types)
+            if replaced:
+                delivery = None  # its producer was replaced: send anew (at-least-once)
             try:
                 if delivery is None:
+                    sent_by = producer
                     delivery = await asyncio.wait_for(
                         producer.send(self.topic, value, key=key, headers=list(headers)),
                         self._send_timeout)
@@ -195,11 +212,34 @@ class DeadLetterPublisher:
                 log.error(  # noqa: TRY400 - one line per retry, the traceback adds nothing
                     "dead-letter send to %s failed (attempt %d), message stays in flight; "
                           "retrying in %.2fs: %r", self.topic, attempt, wait, exc)
+                if isinstance(exc, _STALE_PRODUCER):
+                    await self._renew(producer)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._closed.wait(), wait)
             else:
                 self.writing_ok = True
                 return
+
+    async def _renew(self, stale: AIOKafkaProducer) -> None:
+        """Replace `stale` with a new producer (a new producer id) unless
+        another sender already did. A failure leaves `stale` in place: the
+        next attempt tries again."""
+        async with self._renewing:
+            done_already = self._producer is not stale  # (a variable: no type narrowing)
+            if done_already or self._closed.is_set():
+                return
+            fresh = AIOKafkaProducer(**self._options)
+            try:
+                await asyncio.wait_for(fresh.start(), self._send_timeout)
+            except Exception as exc:  # noqa: BLE001 - logged; the send loop retries
+                log.error("cannot renew the dead-letter producer: %r", exc)  # noqa: TRY400
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(fresh.stop(), self._send_timeout)
+                return
+            self._producer = fresh
+        log.warning("dead-letter producer renewed after a sequence error")
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(stale.stop(), self._send_timeout)
 
     async def close(self) -> None:
         self._closed.set()
