@@ -5,6 +5,7 @@ topic when it writes to Kafka)."""
 from __future__ import annotations
 
 import asyncio
+import urllib.request
 import uuid
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -43,6 +44,12 @@ def with_password(dsn: str) -> tuple[str, str]:
     return parts._replace(netloc=netloc).geturl(), password
 
 
+def probe_body(svc: Service, path: str) -> object:
+    url = f"http://127.0.0.1:{svc.env['CONSUMER_HTTP_PORT']}/{path}"
+    with urllib.request.urlopen(url, timeout=2) as resp:
+        return orjson.loads(resp.read())
+
+
 async def test_full_service_over_sasl_ssl_scram_512_with_least_privilege_leaks_no_secret(
         secured: Secured, pg_dsn: str, tmp_path: Path) -> None:
     bootstrap, admin = secured.bootstrap, secured.admin
@@ -67,6 +74,8 @@ async def test_full_service_over_sasl_ssl_scram_512_with_least_privilege_leaks_n
         await wait_until(all_stored, 90, "every valid event stored", svc)
         await wait_until(all_committed, 60, "every offset committed", svc)
         metrics = svc.metrics()
+        for probe in ("healthz", "readyz"):  # they say ok or not, nothing else
+            assert probe_body(svc, probe) == {"ok": True}
         assert svc.terminate() == 0
     finally:
         if svc.alive:
