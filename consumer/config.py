@@ -205,9 +205,8 @@ class Settings(BaseSettings):
         if self.security_protocol in (SecurityProtocol.SASL_PLAINTEXT, SecurityProtocol.SASL_SSL):
             for name in ("sasl_mechanism", "sasl_username", "sasl_password"):
                 if not getattr(self, name):
-                    var = "CONSUMER_SASL_PASSWORD(_FILE)" if name == "sasl_password" else \
-                        f"{ENV_PREFIX}{name.upper()}"
-                    raise _bad(name, f"{var} is required with {protocol}")
+                    alt = " (or CONSUMER_SASL_PASSWORD_FILE)" if name == "sasl_password" else ""
+                    raise _bad(name, f"required with {protocol}{alt}")
         else:
             for name in ("sasl_mechanism", "sasl_username", "sasl_password"):
                 if getattr(self, name):

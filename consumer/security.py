@@ -60,8 +60,8 @@ class KafkaSecurity:
         if self.mechanism is not None:
             return f"user {self.username!r} ({self.mechanism})"
         if self.client_certificate:
-            return "the client certificate (CONSUMER_SSL_CERTFILE)"
-        return "no credentials"
+            return "the client certificate in CONSUMER_SSL_CERTFILE"
+        return "no client certificate" if self.ssl_context is not None else "no credentials"
 
 
 PLAINTEXT = KafkaSecurity()
@@ -150,7 +150,7 @@ def explain(exc: BaseException, broker: str, security: KafkaSecurity) -> str:  #
                 f"trusted ({_reason(exc)}); check CONSUMER_SSL_CAFILE"
                 + (" and CONSUMER_SSL_CHECK_HOSTNAME" if "mismatch" in _reason(exc) else ""))
     if isinstance(exc, ssl.SSLError):
-        return (f"TLS handshake with {broker} failed as {who}: {_reason(exc)}; "
+        return (f"TLS handshake with {broker} failed ({who}): {_reason(exc)}; "
                 "check CONSUMER_SSL_CERTFILE and CONSUMER_SECURITY_PROTOCOL")
     if isinstance(exc, KafkaConnectionError) and security.ssl_context is not None:
         # A broker that rejects our certificate drops the connection during

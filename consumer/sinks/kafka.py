@@ -17,6 +17,7 @@ import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError, MessageSizeTooLargeError
 
+from consumer.config import mask_url
 from consumer.errors import ConfigError, SinkError
 from consumer.security import PLAINTEXT, KafkaSecurity
 from consumer.sinks.base import Row
@@ -28,7 +29,7 @@ _DATA_ERRORS: tuple[type[BaseException], ...] = (MessageSizeTooLargeError,)
 def kafka_topic(url: str) -> str:
     topic = url.removeprefix("kafka://").strip("/")
     if not url.startswith("kafka://") or not topic or "/" in topic:
-        raise ConfigError(f"CONSUMER_SINK_URL: expected kafka://topic, got {url!r}")
+        raise ConfigError(f"CONSUMER_SINK_URL: expected kafka://topic, got {mask_url(url)!r}")
     return topic
 
 
