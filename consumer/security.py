@@ -22,9 +22,12 @@ from typing import Any
 
 from aiokafka.conn import create_conn
 from aiokafka.errors import (
+    ClusterAuthorizationFailedError,
+    GroupAuthorizationFailedError,
     KafkaConnectionError,
     KafkaError,
     SaslAuthenticationFailed,
+    TopicAuthorizationFailedError,
     UnsupportedSaslMechanismError,
 )
 from pydantic import SecretStr
@@ -164,6 +167,28 @@ def explain(exc: BaseException, broker: str, security: KafkaSecurity) -> str:  #
     if isinstance(exc, TimeoutError):
         return f"no answer from Kafka at {broker}; is CONSUMER_SECURITY_PROTOCOL right?"
     return f"cannot connect to Kafka at {broker}: {_reason(exc)}"
+
+
+_AUTHORIZATION = (TopicAuthorizationFailedError, GroupAuthorizationFailedError,
+                  ClusterAuthorizationFailedError)
+
+
+def not_authorized(exc: BaseException, settings: Settings,
+                   security: KafkaSecurity) -> str | None:
+    """One line for an ACL refusal at start-up, saying what the principal
+    needs; None for any other error."""
+    if not isinstance(exc, _AUTHORIZATION):
+        return None
+    # A producer without WRITE on any topic is refused its producer id: that
+    # surfaces as a cluster-level refusal, though WRITE on a topic is the fix.
+    what = f" ({', '.join(map(str, exc.args))})" if exc.args else ""
+    needs = (f"READ on topic(s) {', '.join(settings.topics)} and group {settings.group_id}, "
+             f"WRITE on {settings.dead_letter_topic}")
+    if settings.sink_url.startswith("kafka:"):
+        from consumer.sinks.kafka import kafka_topic  # (it imports this module)
+
+        needs += f" and {kafka_topic(settings.sink_url)}"
+    return f"{security.identity()} is not authorized: {type(exc).__name__}{what}; it needs {needs}"
 
 
 def _servers(bootstrap_servers: str) -> list[tuple[str, int]]:

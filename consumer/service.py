@@ -23,7 +23,7 @@ from consumer.observability.http import HttpServer
 from consumer.observability.logging import setup_logging
 from consumer.observability.metrics import Metrics
 from consumer.pipeline import build_processor
-from consumer.security import check_broker, kafka_security
+from consumer.security import check_broker, kafka_security, not_authorized
 
 log = logging.getLogger("consumer")
 
@@ -63,7 +63,8 @@ async def serve(settings: Settings) -> int:
     except (KafkaError, OSError, ConsumerError) as exc:
         # Broker or sink unreachable at start: exit 1 and let the supervisor
         # restart us with its back-off (outages after start are ridden out).
-        reason = str(exc) if isinstance(exc, BrokerError) else repr(exc)
+        reason = not_authorized(exc, settings, security) or (
+            str(exc) if isinstance(exc, BrokerError) else repr(exc))
         log.error("cannot run: %s", reason)  # noqa: TRY400 - the reason is the message
         code = 1
         await engine.close()  # it may never have started: release its client

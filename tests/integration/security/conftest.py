@@ -48,7 +48,8 @@ class Secured:
 
 @pytest.fixture(scope="session")
 def secured() -> Iterator[Secured]:
-    passwords = {"svc": secrets.token_urlsafe(18), "cli": secrets.token_urlsafe(18)}
+    # `nobody` is never granted anything.
+    passwords = {user: secrets.token_urlsafe(18) for user in ("svc", "cli", "nobody")}
     broker = SecureKafka(users=passwords)
     try:
         broker.start()

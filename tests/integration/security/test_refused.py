@@ -15,8 +15,9 @@ from tests.integration.security.conftest import Secured
 pytestmark = pytest.mark.integration
 
 
-def refused(settings: dict[str, str]) -> tuple[list[str], str]:
-    """Run the service until it exits; return its error lines and whole log."""
+def refused(settings: dict[str, str], *, lines: int = 1) -> tuple[list[str], str]:
+    """Run the service until it exits 1; return its error lines (`lines` of
+    them) and its whole log."""
     svc = Service(topics="refused", sink_url="none", log_level="INFO", **settings).start()
     assert svc.proc is not None
     try:
@@ -28,7 +29,7 @@ def refused(settings: dict[str, str]) -> tuple[list[str], str]:
     errors = [line for line in log.splitlines() if '"level":"error"' in line
               or '"level":"critical"' in line]
     assert "Traceback" not in log
-    assert len(errors) == 1, log  # one line: no retry storm, no echo from the client library
+    assert len(errors) == lines, log  # no retry storm, no echo from the client library
     return errors, log
 
 
@@ -61,3 +62,12 @@ def test_expired_client_certificate_is_one_line(secured: Secured) -> None:
     assert (f"cannot run: broker {secured.broker.mtls_bootstrap} closed the connection during "
             "the TLS handshake: it did not accept the client certificate "
             "(CONSUMER_SSL_CERTFILE): expired, or not signed by a CA it trusts?") in errors[0]
+
+
+def test_a_principal_without_acls_is_told_what_it_needs(secured: Secured) -> None:
+    # aiokafka logs the refused producer id itself: that line, then ours.
+    errors, _ = refused(secured.sasl_settings("nobody") | {"group_id": "g-nobody"}, lines=2)
+    assert errors[-1].endswith(
+        "cannot run: user 'nobody' (SCRAM-SHA-512) is not authorized: "
+        "ClusterAuthorizationFailedError; it needs READ on topic(s) refused and group "
+        'g-nobody, WRITE on refused.dlq"}')
