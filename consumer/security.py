@@ -94,11 +94,14 @@ def _ssl_context(settings: Settings) -> ssl.SSLContext:
     if settings.ssl_certfile is not None:
         password = settings.ssl_key_password
         try:
+            # "" rather than None: OpenSSL would otherwise prompt on the
+            # terminal for the passphrase of an encrypted key.
             context.load_cert_chain(
                 settings.ssl_certfile, settings.ssl_keyfile,
-                password=password.get_secret_value() if password is not None else None)
+                password=password.get_secret_value() if password is not None else "")
         except (ssl.SSLError, OSError) as exc:
-            names = "CONSUMER_SSL_CERTFILE/CONSUMER_SSL_KEYFILE"
+            names = "CONSUMER_SSL_CERTFILE/CONSUMER_SSL_KEYFILE" + (
+                "/CONSUMER_SSL_KEY_PASSWORD" if password is not None else "")
             raise ConfigError(f"{names}: cannot load the client certificate and key: "
                               f"{_reason(exc)}") from None
     # The chain is always verified; only the name check can be turned off

@@ -21,9 +21,12 @@ from __future__ import annotations
 import re
 import secrets
 import shutil
+import ssl
 import subprocess
 import time
 from dataclasses import dataclass, field
+
+from pydantic import SecretStr
 
 from consumer.config import SecurityProtocol
 from consumer.dev.kafka import LocalKafka, _server_properties, ensure_tools, metadata_round_trip
@@ -59,10 +62,6 @@ class SecureKafka(LocalKafka):
 
     def admin_security(self) -> KafkaSecurity:
         """The harness's own super-user connection (SASL_SSL, SCRAM-SHA-512)."""
-        import ssl
-
-        from pydantic import SecretStr
-
         context = ssl.create_default_context(cafile=str(self.ca.cert))
         return KafkaSecurity(SecurityProtocol.SASL_SSL, "SCRAM-SHA-512", ADMIN,
                              SecretStr(self.admin_password), context)

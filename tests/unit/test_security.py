@@ -4,6 +4,7 @@ start-up errors for bad certificates, and the one-line failure messages."""
 from __future__ import annotations
 
 import ssl
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -88,3 +89,18 @@ def test_failure_lines_name_broker_identity_and_cause(ca: CertificateAuthority) 
     for line in (explain(e, "b:9093", sasl) for e in (wrong, untrusted, closed, refused)):
         assert SECRET not in line
         assert "\n" not in line
+
+
+def test_an_encrypted_key_needs_its_password(ca: CertificateAuthority, tmp_path: Path) -> None:
+    client = ca.issue("svc-encrypted")
+    encrypted = tmp_path / "encrypted.key"
+    subprocess.run(["openssl", "pkcs8", "-topk8", "-in", str(client.key), "-out", str(encrypted),
+                    "-passout", f"pass:{SECRET}"], check=True, capture_output=True)
+    base = {"security_protocol": "SSL", "ssl_cafile": str(ca.cert),
+            "ssl_certfile": str(client.cert), "ssl_keyfile": str(encrypted)}
+    with pytest.raises(ConfigError, match="CONSUMER_SSL_KEYFILE"):  # and no terminal prompt
+        kafka_security(load_settings(None, **base))
+    with pytest.raises(ConfigError, match="CONSUMER_SSL_KEY_PASSWORD") as caught:
+        kafka_security(load_settings(None, **base, ssl_key_password="wrong"))
+    assert "wrong" not in str(caught.value)
+    assert kafka_security(load_settings(None, **base, ssl_key_password=SECRET)).client_certificate
