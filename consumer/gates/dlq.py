@@ -20,15 +20,11 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import (
-    InvalidProducerEpoch,
-    MessageSizeTooLargeError,
-    OutOfOrderSequenceNumber,
-    UnknownProducerId,
-)
+from aiokafka.errors import MessageSizeTooLargeError
 
 from consumer.errors import DeadLetterError
 from consumer.gates.instruments import GateMetrics
+from consumer.produce import STALE_PRODUCER_ERRORS
 from consumer.types import Record
 
 log = logging.getLogger("consumer.gates.dlq")
@@ -49,12 +45,6 @@ H_REPLAY_COUNT = "dlq.replay.count"
 #: Set when the record was too large for the dead-letter topic and its value
 #: had to be left out: the original is still at its coordinates in the source.
 H_VALUE_DROPPED = "dlq.value.dropped"
-
-#: The idempotent producer's numbering no longer matches the broker's (batches
-#: it numbered were refused, e.g. while WRITE on the topic was revoked); every
-#: later send fails the same way until a new producer gets a new producer id.
-_STALE_PRODUCER: tuple[type[BaseException], ...] = (
-    OutOfOrderSequenceNumber, UnknownProducerId, InvalidProducerEpoch)
 
 MAX_MESSAGE_BYTES = 1024
 MAX_STACK_BYTES = 4096
@@ -212,7 +202,7 @@ class DeadLetterPublisher:
                 log.error(  # noqa: TRY400 - one line per retry, the traceback adds nothing
                     "dead-letter send to %s failed (attempt %d), message stays in flight; "
                           "retrying in %.2fs: %r", self.topic, attempt, wait, exc)
-                if isinstance(exc, _STALE_PRODUCER):
+                if isinstance(exc, STALE_PRODUCER_ERRORS):
                     await self._renew(producer)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._closed.wait(), wait)

@@ -19,6 +19,7 @@ from aiokafka.errors import KafkaError, MessageSizeTooLargeError
 
 from consumer.config import mask_url
 from consumer.errors import ConfigError, SinkError
+from consumer.produce import STALE_PRODUCER_ERRORS
 from consumer.security import PLAINTEXT, KafkaSecurity
 from consumer.sinks.base import Row
 
@@ -50,6 +51,7 @@ class KafkaSink:
         self._timeout = timeout
         self._client_id = client_id
         self._producer: AIOKafkaProducer | None = None
+        self._closed = False
 
     async def open(self) -> None:
         if self._producer is not None:
@@ -70,6 +72,8 @@ class KafkaSink:
     async def write(self, rows: Sequence[Row]) -> None:
         if not rows:
             return
+        if self._producer is None and not self._closed:
+            await self.open()  # dropped after a stale-producer error: a new one
         producer = self._producer
         if producer is None:
             raise SinkError("kafka sink is not open", retriable=True)
@@ -82,10 +86,16 @@ class KafkaSink:
                 await asyncio.gather(*futures)
         except _DATA_ERRORS as exc:
             raise SinkError(f"kafka sink: {exc!r}", retriable=False) from exc
+        except STALE_PRODUCER_ERRORS as exc:
+            # Retrying on this producer fails forever: the retry opens a new one.
+            self._producer = None
+            await self._stop(producer)
+            raise SinkError(f"kafka sink: {exc!r}; producer renewed", retriable=True) from exc
         except (KafkaError, OSError, TimeoutError) as exc:
             raise SinkError(f"kafka sink: {exc!r}", retriable=True) from exc
 
     async def close(self) -> None:
+        self._closed = True
         producer, self._producer = self._producer, None
         if producer is not None:
             await self._stop(producer)

@@ -166,3 +166,46 @@ async def test_mutual_tls_without_sasl_consumes_dead_letters_and_writes_the_kafk
     written = await read_topic(bootstrap, out, idle=1.0, security=admin)
     assert {orjson.loads(r.value)["id"] for r in written} == traffic.valid
     assert len(await read_topic(bootstrap, dlq, idle=1.0, security=admin)) == traffic.invalid
+
+
+async def test_kafka_sink_without_write_holds_its_rows_and_recovers_when_granted_back(
+        secured: Secured) -> None:
+    bootstrap, admin = secured.bootstrap, secured.admin
+    topic, out = f"sink-{uuid.uuid4().hex[:8]}", f"sink-{uuid.uuid4().hex[:8]}.out"
+    await create_kafka_topics(bootstrap, {topic: 1, f"{topic}.dlq": 1, out: 1}, security=admin)
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    secured.broker.grant("svc", ["Read"], topic=topic, group=group)
+    secured.broker.grant("svc", ["Write"], topic=out)
+    svc = Service(**secured.sasl_settings("svc"), topics=topic, group_id=group,
+                  sink_url=f"kafka://{out}", commit_interval="0.2").start()
+    events = [event_value(i) for i in range(6)]  # (id, value)
+    kafka_admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **admin.options())
+    await kafka_admin.start()
+    try:
+        async def committed_to(offset: int) -> bool:
+            return await committed_offset(kafka_admin, group, topic) == offset
+
+        first = await produce_values(bootstrap, topic, [v for _, v in events[:3]],
+                                     security=admin)
+        await wait_until(lambda: committed_to(first[-1] + 1), 60, "first round committed", svc)
+
+        secured.broker.revoke("svc", ["Write"], topic=out)
+        second = await produce_values(bootstrap, topic, [v for _, v in events[3:]],
+                                      security=admin)
+
+        async def loud() -> bool:
+            return "sink kafka write of" in svc.log_tail()
+
+        await wait_until(loud, 60, "sink failures logged", svc)
+        await asyncio.sleep(2.0)  # ten commit intervals: nothing of the second round commits
+        assert await committed_offset(kafka_admin, group, topic) == second[0]
+
+        secured.broker.grant("svc", ["Write"], topic=out)
+        await wait_until(lambda: committed_to(second[-1] + 1), 60, "all committed", svc)
+        assert svc.terminate() == 0
+    finally:
+        await kafka_admin.close()
+        if svc.alive:
+            svc.kill()
+    written = await read_topic(bootstrap, out, idle=1.0, security=admin)
+    assert {orjson.loads(r.value)["id"] for r in written} == {i for i, _ in events}
