@@ -90,53 +90,6 @@ async def test_full_service_over_sasl_ssl_scram_512_with_least_privilege_leaks_n
         assert secret not in metrics
 
 
-async def test_dead_lettering_without_write_on_the_dlq_fails_loudly_and_loses_nothing(
-        secured: Secured) -> None:
-    bootstrap, admin = secured.bootstrap, secured.admin
-    topic, dlq = f"acl-{uuid.uuid4().hex[:8]}", f"acl-{uuid.uuid4().hex[:8]}.dlq"
-    await create_kafka_topics(bootstrap, {topic: 1, dlq: 1}, security=admin)
-    group = f"g-{uuid.uuid4().hex[:8]}"
-    secured.broker.grant("svc", ["Read"], topic=topic, group=group)
-    secured.broker.grant("svc", ["Write"], topic=dlq)
-    invalid = next(iter(invalid_samples()))[1]
-    svc = Service(**secured.sasl_settings("svc"), topics=topic, dlq_topic=dlq, group_id=group,
-                  sink_url="none", commit_interval="0.2", dlq_send_timeout="2").start()
-    kafka_admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **admin.options())
-    await kafka_admin.start()
-    try:
-        async def committed_to(offset: int) -> bool:
-            return await committed_offset(kafka_admin, group, topic) == offset
-
-        first = await produce_values(bootstrap, topic, [event_value(0)[1], invalid,
-                                                        event_value(1)[1]], security=admin)
-        await wait_until(lambda: committed_to(first[-1] + 1), 60, "first round committed", svc)
-
-        secured.broker.revoke("svc", ["Write"], topic=dlq)
-        second = await produce_values(bootstrap, topic, [event_value(2)[1], invalid,
-                                                         event_value(3)[1]], security=admin)
-
-        async def loud() -> bool:
-            return f"dead-letter send to {dlq} failed" in svc.log_tail()
-
-        await wait_until(loud, 60, "dead-letter failures logged", svc)
-        # The valid record before it is committed; nothing past the stuck one is.
-        await wait_until(lambda: committed_to(second[1]), 30, "commit up to the stuck one", svc)
-        await asyncio.sleep(2.0)  # ten commit intervals: the commit stays put
-        assert await committed_offset(kafka_admin, group, topic) == second[1]
-        assert "TopicAuthorizationFailedError" in svc.log_tail()
-
-        secured.broker.grant("svc", ["Write"], topic=dlq)
-        await wait_until(lambda: committed_to(second[-1] + 1), 60, "all committed", svc)
-        assert svc.terminate() == 0
-    finally:
-        await kafka_admin.close()
-        if svc.alive:
-            svc.kill()
-    letters = await read_topic(bootstrap, dlq, idle=1.0, security=admin)
-    origins = sorted(int(dict(r.headers)["dlq.original.offset"]) for r in letters)
-    assert origins == [first[1], second[1]]
-
-
 async def test_mutual_tls_without_sasl_consumes_dead_letters_and_writes_the_kafka_sink(
         secured: Secured) -> None:
     bootstrap, admin, broker = secured.bootstrap, secured.admin, secured.broker
@@ -168,6 +121,68 @@ async def test_mutual_tls_without_sasl_consumes_dead_letters_and_writes_the_kafk
     assert len(await read_topic(bootstrap, dlq, idle=1.0, security=admin)) == traffic.invalid
 
 
+async def revoke_write_then_restore(secured: Secured, svc: Service, *, topic: str, group: str,
+                                    target: str, rounds: tuple[list[bytes], list[bytes]],
+                                    failure: str, held_at: int) -> tuple[list[int], list[int]]:
+    """Produce `rounds[0]` and see it committed; revoke WRITE on `target`;
+    produce `rounds[1]`: `failure` is logged and the commit stops at the
+    offset of `rounds[1][held_at]`, and stays there; grant WRITE back: all of
+    it is committed; SIGTERM exits 0. Returns both rounds' offsets."""
+    bootstrap, admin = secured.bootstrap, secured.admin
+    kafka_admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **admin.options())
+    await kafka_admin.start()
+    try:
+        async def committed_to(offset: int) -> bool:
+            return await committed_offset(kafka_admin, group, topic) == offset
+
+        first = await produce_values(bootstrap, topic, rounds[0], security=admin)
+        await wait_until(lambda: committed_to(first[-1] + 1), 60, "first round committed", svc)
+
+        secured.broker.revoke("svc", ["Write"], topic=target)
+        second = await produce_values(bootstrap, topic, rounds[1], security=admin)
+
+        async def loud() -> bool:
+            return failure in svc.log_tail()
+
+        await wait_until(loud, 60, f"{failure!r} logged", svc)
+        await wait_until(lambda: committed_to(second[held_at]), 30, "commit up to the held one",
+                         svc)
+        await asyncio.sleep(2.0)  # ten commit intervals: the commit stays put
+        assert await committed_offset(kafka_admin, group, topic) == second[held_at]
+
+        secured.broker.grant("svc", ["Write"], topic=target)
+        await wait_until(lambda: committed_to(second[-1] + 1), 60, "all committed", svc)
+        assert svc.terminate() == 0
+    finally:
+        await kafka_admin.close()
+        if svc.alive:
+            svc.kill()
+    return first, second
+
+
+async def test_dead_lettering_without_write_on_the_dlq_fails_loudly_and_loses_nothing(
+        secured: Secured) -> None:
+    bootstrap, admin = secured.bootstrap, secured.admin
+    topic, dlq = f"acl-{uuid.uuid4().hex[:8]}", f"acl-{uuid.uuid4().hex[:8]}.dlq"
+    await create_kafka_topics(bootstrap, {topic: 1, dlq: 1}, security=admin)
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    secured.broker.grant("svc", ["Read"], topic=topic, group=group)
+    secured.broker.grant("svc", ["Write"], topic=dlq)
+    invalid = next(iter(invalid_samples()))[1]
+    svc = Service(**secured.sasl_settings("svc"), topics=topic, dlq_topic=dlq, group_id=group,
+                  sink_url="none", commit_interval="0.2", dlq_send_timeout="2").start()
+    # The valid record before the invalid one commits; nothing past it does.
+    first, second = await revoke_write_then_restore(
+        secured, svc, topic=topic, group=group, target=dlq,
+        rounds=([event_value(0)[1], invalid, event_value(1)[1]],
+                [event_value(2)[1], invalid, event_value(3)[1]]),
+        failure=f"dead-letter send to {dlq} failed", held_at=1)
+    assert "TopicAuthorizationFailedError" in svc.log_tail()
+    letters = await read_topic(bootstrap, dlq, idle=1.0, security=admin)
+    origins = sorted(int(dict(r.headers)["dlq.original.offset"]) for r in letters)
+    assert origins == [first[1], second[1]]
+
+
 async def test_kafka_sink_without_write_holds_its_rows_and_recovers_when_granted_back(
         secured: Secured) -> None:
     bootstrap, admin = secured.bootstrap, secured.admin
@@ -179,33 +194,9 @@ async def test_kafka_sink_without_write_holds_its_rows_and_recovers_when_granted
     svc = Service(**secured.sasl_settings("svc"), topics=topic, group_id=group,
                   sink_url=f"kafka://{out}", commit_interval="0.2").start()
     events = [event_value(i) for i in range(6)]  # (id, value)
-    kafka_admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **admin.options())
-    await kafka_admin.start()
-    try:
-        async def committed_to(offset: int) -> bool:
-            return await committed_offset(kafka_admin, group, topic) == offset
-
-        first = await produce_values(bootstrap, topic, [v for _, v in events[:3]],
-                                     security=admin)
-        await wait_until(lambda: committed_to(first[-1] + 1), 60, "first round committed", svc)
-
-        secured.broker.revoke("svc", ["Write"], topic=out)
-        second = await produce_values(bootstrap, topic, [v for _, v in events[3:]],
-                                      security=admin)
-
-        async def loud() -> bool:
-            return "sink kafka write of" in svc.log_tail()
-
-        await wait_until(loud, 60, "sink failures logged", svc)
-        await asyncio.sleep(2.0)  # ten commit intervals: nothing of the second round commits
-        assert await committed_offset(kafka_admin, group, topic) == second[0]
-
-        secured.broker.grant("svc", ["Write"], topic=out)
-        await wait_until(lambda: committed_to(second[-1] + 1), 60, "all committed", svc)
-        assert svc.terminate() == 0
-    finally:
-        await kafka_admin.close()
-        if svc.alive:
-            svc.kill()
+    await revoke_write_then_restore(
+        secured, svc, topic=topic, group=group, target=out,
+        rounds=([v for _, v in events[:3]], [v for _, v in events[3:]]),
+        failure="sink kafka write of", held_at=0)
     written = await read_topic(bootstrap, out, idle=1.0, security=admin)
     assert {orjson.loads(r.value)["id"] for r in written} == {i for i, _ in events}
