@@ -1,7 +1,8 @@
 """Composition root: builds everything from `Settings` and owns the lifecycle.
 
-settings → metrics → processor (consumer.pipeline) → engine → HTTP probes →
-signals. SIGTERM/SIGINT drain and exit 0; a second signal stops at once after
+settings → Kafka security → metrics → processor (consumer.pipeline) → engine →
+HTTP probes → signals → broker check (TLS handshake, authentication) → start.
+SIGTERM/SIGINT drain and exit 0; a second signal stops at once after
 committing what is done; a drain past `shutdown_timeout`, a fatal processing
 error or a failed start exits 1.
 """
@@ -13,37 +14,30 @@ import contextlib
 import gc
 import logging
 import signal
-from typing import TYPE_CHECKING
 
 from aiokafka.errors import KafkaError
 
-from consumer.config import Settings
+from consumer.config import Settings, mask_url, secrets_of
 from consumer.engine.engine import Engine
-from consumer.errors import ConsumerError
+from consumer.errors import BrokerError, ConsumerError
 from consumer.observability.http import HttpServer
 from consumer.observability.logging import setup_logging
 from consumer.observability.metrics import Metrics
 from consumer.observability.tracing import start_tracing
 from consumer.pipeline import build_processor
-
-if TYPE_CHECKING:
-    from consumer.observability.otel import Tracing
+from consumer.security import check_broker, kafka_security, not_authorized
 
 log = logging.getLogger("consumer")
 
 
 async def serve(settings: Settings) -> int:
+    security = kafka_security(settings)  # a bad certificate or key: ConfigError, exit 2
+    log.info("starting", extra={
+        "bootstrap_servers": settings.bootstrap_servers, "topics": settings.topics,
+        "group": settings.group_id, "security_protocol": settings.security_protocol.value,
+        "kafka_identity": security.identity(), "sink": mask_url(settings.sink_url)})
     metrics = Metrics()
-    tracing = start_tracing(settings.tracing)
-    try:
-        return await _serve(settings, metrics, tracing)
-    finally:
-        if tracing is not None:
-            # Export the spans still buffered (bounded); the exporter blocks.
-            await asyncio.to_thread(tracing.shutdown)
-
-
-async def _serve(settings: Settings, metrics: Metrics, tracing: Tracing | None) -> int:
+    tracing = start_tracing(settings.tracing)  # an invalid OTEL_* variable: exit 2
     processor = build_processor(settings, metrics, tracing)
     metrics.declare(topics=settings.topics, sink=processor.sink.name,
                     max_in_flight=settings.max_in_flight,
@@ -68,6 +62,9 @@ async def _serve(settings: Settings, metrics: Metrics, tracing: Tracing | None) 
         loop.add_signal_handler(sig, on_signal, sig)
     await http.start()
     try:
+        # One dial first: a wrong password or an untrusted certificate is one
+        # clear line, not every client retrying and logging its own failure.
+        await check_broker(settings.bootstrap_servers, security)
         start = getattr(processor, "start", None)
         if start is not None:
             await start()
@@ -77,7 +74,9 @@ async def _serve(settings: Settings, metrics: Metrics, tracing: Tracing | None) 
     except (KafkaError, OSError, ConsumerError) as exc:
         # Broker or sink unreachable at start: exit 1 and let the supervisor
         # restart us with its back-off (outages after start are ridden out).
-        log.error("cannot run: %r", exc)  # noqa: TRY400 - the reason is the message
+        reason = not_authorized(exc, settings, security) or (
+            str(exc) if isinstance(exc, BrokerError) else repr(exc))
+        log.error("cannot run: %s", reason)  # noqa: TRY400 - the reason is the message
         code = 1
         await engine.close()  # it may never have started: release its client
         await processor.close()
@@ -85,6 +84,9 @@ async def _serve(settings: Settings, metrics: Metrics, tracing: Tracing | None) 
         await http.close()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
+        if tracing is not None:
+            # Export the spans still buffered (bounded); the exporter blocks.
+            await asyncio.to_thread(tracing.shutdown)
     log.info("stopped", extra={"exit_code": code})
     return code
 
@@ -116,7 +118,7 @@ def tune_gc() -> None:
 
 
 def main(settings: Settings) -> int:
-    setup_logging(settings.log_level, settings.log_format)
+    setup_logging(settings.log_level, settings.log_format, secrets=secrets_of(settings))
     tune_gc()
     try:
         import uvloop

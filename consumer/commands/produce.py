@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from consumer.commands.connect import Target, check_or_exit, kafka_target
 from consumer.config import Tracing as TracingKind
 from consumer.errors import ConfigError
 from consumer.observability.tracing import start_tracing
@@ -61,12 +62,13 @@ def _samples(count: int, type_: str | None, seed: int | None) -> Iterator[KeyVal
         yield sample_bytes(i, type=type_, rng=rng)
 
 
-def _run(bootstrap: str, topic: str, records: Iterator[KeyValue] | list[KeyValue], total: int,
+def _run(target: Target, topic: str, records: Iterator[KeyValue] | list[KeyValue], total: int,
          rate: float | None, *, tracing: Tracing | None) -> ProduceSummary:
+    bootstrap, security = target.bootstrap, target.security
     try:
         if not sys.stdout.isatty():
             return asyncio.run(produce_events(bootstrap, topic, records, rate=rate,
-                                              tracing=tracing))
+                                              security=security, tracing=tracing))
         from rich.progress import Progress as Bar
 
         with Bar(transient=True) as bar:
@@ -76,7 +78,8 @@ def _run(bootstrap: str, topic: str, records: Iterator[KeyValue] | list[KeyValue
                 bar.advance(task, n)
 
             return asyncio.run(produce_events(bootstrap, topic, records, rate=rate,
-                                              progress=advance, tracing=tracing))
+                                              progress=advance, security=security,
+                                              tracing=tracing))
     finally:
         if tracing is not None:
             tracing.shutdown()  # export the send spans before exiting
@@ -107,16 +110,19 @@ def produce(
     seed: Annotated[int | None, typer.Option(
         "--seed", help="Seed for sample data (ids stay unique).",
     )] = None,
-    bootstrap: Annotated[str, typer.Option(
-        "--bootstrap-servers", envvar="CONSUMER_BOOTSTRAP_SERVERS", help="Kafka bootstrap servers.",
-    )] = "localhost:9092",
+    bootstrap: Annotated[str | None, typer.Option(
+        "--bootstrap-servers", help="Kafka bootstrap servers (default: "
+        "CONSUMER_BOOTSTRAP_SERVERS or localhost:9092).",
+    )] = None,
     tracing_kind: Annotated[TracingKind, typer.Option(
         "--tracing", envvar="CONSUMER_TRACING",
         help="otlp: a send span per event, its traceparent in the record's headers "
              "(OTEL_* variables as for `consumer run`).",
     )] = TracingKind.NONE,
 ) -> None:
-    """Produce sample or NDJSON events to a topic (validated before sending)."""
+    """Produce sample or NDJSON events to a topic (validated before sending).
+    Security (TLS, SASL) comes from the same CONSUMER_* settings as the service."""
+    target = kafka_target(bootstrap)
     records: Iterator[KeyValue] | list[KeyValue]
     invalid = 0
     if from_ is not None:
@@ -142,13 +148,14 @@ def produce(
             raise typer.Exit(2)
         total = 10 if count is None else count
         records = _samples(total, type_, seed)
+    check_or_exit(target)
     try:
         tracing = start_tracing(tracing_kind)
     except ConfigError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from None
     try:
-        summary = _run(bootstrap, topic, records, total, rate, tracing=tracing)
+        summary = _run(target, topic, records, total, rate, tracing=tracing)
     except ProduceError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(1) from None
