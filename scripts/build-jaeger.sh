@@ -35,7 +35,7 @@ echo "build-jaeger: building Jaeger $VERSION (once; several minutes)" >&2
 cd "$WORK"
 go mod init consumer.invalid/jaeger-build >/dev/null 2>&1
 go get -tool "github.com/jaegertracing/jaeger/cmd/jaeger@$VERSION"
-go build -trimpath -o "$WORK/jaeger" github.com/jaegertracing/jaeger/cmd/jaeger
+go build -o "$WORK/jaeger" github.com/jaegertracing/jaeger/cmd/jaeger
 mv "$WORK/jaeger" "$DIR/.jaeger.tmp"
 mv "$DIR/.jaeger.tmp" "$BIN"
 echo "build-jaeger: Jaeger $VERSION built in $(( $(date +%s) - start ))s" >&2
