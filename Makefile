@@ -6,18 +6,18 @@ STAMP := $(VENV)/.installed
 export PIP_CACHE_DIR := $(CURDIR)/.cache/pip
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: run test lint unit integration setup system jars bench clean format dashboard jaeger
+.PHONY: run test lint unit integration setup system jars k8s-tools jaeger bench clean format dashboard
 
 run: setup
 	$(BIN)/consumer dev demo
 
-test: setup lint
+test: setup k8s-tools jaeger lint
 	$(BIN)/pytest tests
 
 unit: setup
 	$(BIN)/pytest tests/unit
 
-integration: setup
+integration: setup jaeger
 	$(BIN)/pytest tests/integration
 
 lint: $(STAMP)
@@ -42,8 +42,13 @@ $(STAMP): pyproject.toml constraints.txt
 jars: $(STAMP)
 	$(BIN)/consumer dev kafka jars
 
-# Jaeger, the tracing tests' backend: built once into ~/.cache/consumer/ (minutes), then instant.
-test integration: jaeger
+# helm, a Kubernetes control plane, etcd and kwok for the chart tests: built
+# once into ~/.cache/consumer/<tool>-<version>/ (about 15 min on 2 cores), then instant.
+k8s-tools:
+	@nice -n 10 bash scripts/build-k8s-tools.sh
+
+# Jaeger, the tracing test's backend: built once into ~/.cache/consumer/ (about
+# 16 min on 2 cores), then instant.
 jaeger:
 	@nice -n 10 bash scripts/build-jaeger.sh
 
