@@ -12,18 +12,15 @@ event loop.
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
-import tempfile
-import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from consumer.dev.kafka import stop_process
 from consumer.dev.ports import free_port, project_root
+from consumer.dev.server import LocalServer
 
 BUILD_SCRIPT = project_root() / "scripts" / "build-jaeger.sh"
 
@@ -62,15 +59,13 @@ def config(otlp_port: int, query_port: int, grpc_port: int) -> dict[str, Any]:
 
 
 @dataclass
-class LocalJaeger:
+class LocalJaeger(LocalServer):
     """`start()` returns once the query API answers; `otlp_endpoint` is what
     `OTEL_EXPORTER_OTLP_ENDPOINT` should be."""
 
     otlp_port: int = 0
     query_port: int = 0
     grpc_port: int = 0
-    _dir: Path | None = field(default=None, init=False)
-    _proc: subprocess.Popen[bytes] | None = field(default=None, init=False)
 
     @property
     def otlp_endpoint(self) -> str:
@@ -80,31 +75,15 @@ class LocalJaeger:
     def query_url(self) -> str:
         return f"http://127.0.0.1:{self.query_port}"
 
-    @property
-    def pid(self) -> int | None:
-        return None if self._proc is None else self._proc.pid
-
     def start(self, timeout: float = 60.0) -> str:
         binary = jaeger_binary()
         self.otlp_port = self.otlp_port or free_port()
         self.query_port = self.query_port or free_port()
         self.grpc_port = self.grpc_port or free_port()
-        self._dir = Path(tempfile.mkdtemp(prefix="consumer-jaeger-"))
-        path = self._dir / "jaeger.yaml"
+        path = self._workdir() / "jaeger.yaml"
         # JSON is YAML: no YAML writer needed.
         path.write_text(json.dumps(config(self.otlp_port, self.query_port, self.grpc_port)))
-        with (self._dir / "jaeger.log").open("wb") as log:
-            self._proc = subprocess.Popen([str(binary), f"--config=file:{path}"],
-                                          stdout=log, stderr=subprocess.STDOUT,
-                                          cwd=self._dir)
-        deadline = time.monotonic() + timeout
-        while not self._ready():
-            if self._proc.poll() is not None:
-                raise RuntimeError(f"jaeger exited {self._proc.returncode}: {self.log()}")
-            if time.monotonic() > deadline:
-                self.stop()
-                raise TimeoutError("jaeger not ready")
-            time.sleep(0.2)
+        self._run([str(binary), f"--config=file:{path}"], self._ready, timeout)
         return self.query_url
 
     def _ready(self) -> bool:
@@ -131,18 +110,3 @@ class LocalJaeger:
         data = body.get("data") or []
         found: dict[str, Any] | None = data[0] if data else None
         return found
-
-    def log(self) -> str:
-        path = self._dir / "jaeger.log" if self._dir else None
-        return path.read_text(errors="replace")[-3000:] if path and path.exists() else ""
-
-    def stop(self) -> None:
-        """Terminate our own process (by its pid) and remove its files. Safe twice."""
-        if self._proc is not None:
-            proc, self._proc = self._proc, None
-            if proc.poll() is None:
-                stop_process(proc.pid, grace=15.0)
-                proc.wait()
-        if self._dir is not None:
-            shutil.rmtree(self._dir, ignore_errors=True)
-            self._dir = None

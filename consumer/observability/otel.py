@@ -108,9 +108,9 @@ class LinkedSampler(Sampler):
                       kind: SpanKind | None = None, attributes: Attributes = None,
                       links: Sequence[Link] | None = None,
                       trace_state: Any = None) -> SamplingResult:
-        parent = trace.get_current_span(parent_context).get_span_context()
-        if not parent.is_valid and links and any(
-                link.context.trace_flags.sampled for link in links):
+        # Links first: most spans have none, and they pay nothing more.
+        if links and any(link.context.trace_flags.sampled for link in links) and not (
+                trace.get_current_span(parent_context).get_span_context().is_valid):
             return SamplingResult(Decision.RECORD_AND_SAMPLE, attributes)
         return self.delegate.should_sample(parent_context, trace_id, name, kind, attributes,
                                            links, trace_state)
