@@ -43,6 +43,7 @@ from consumer.types import Done, Record
 MAX_KEY_BYTES = 128
 
 Coordinates = tuple[str, int, int]
+_ROOT = OtelContext()
 
 
 class SpanRegistry:
@@ -92,7 +93,10 @@ class MessageSpans:
     def start(self, record: Record) -> Span:
         """The record's `process` span, parented by its headers' context;
         registered (to end at `done`) when sampled."""
-        span = self.tracer.start_span(f"process {record.topic}", context=extract(record.headers),
+        # No headers (a producer that does not trace): nothing to parse, a root.
+        headers = record.headers
+        span = self.tracer.start_span(f"process {record.topic}",
+                                      context=extract(headers) if headers else _ROOT,
                                       kind=SpanKind.CONSUMER)
         if span.is_recording():
             span.set_attributes(self._attributes(record))
