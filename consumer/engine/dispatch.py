@@ -8,8 +8,10 @@ another lane could use. Keyless records in `key` mode have no order to keep
 (producers spread them across partitions at random) and are dispatched as
 `unordered`.
 
-Workers never create a task per message; a whole run goes through one
-`await processor.process(record, done)` loop.
+Workers never create a task per message. A processor with `process_run`
+gets the run in chunks of at most `MAX_RUN` records, each completed with one
+`done_run`; any other gets one `await processor.process(record, done)` per
+record. Either way the worker yields to the event loop after each chunk.
 """
 
 from __future__ import annotations
@@ -24,6 +26,11 @@ from consumer.engine.partition import PartitionState
 from consumer.types import Processor, Record
 
 log = logging.getLogger("consumer.engine")
+
+#: Most records handed to the processor in one call (and processed between
+#: two yields to the event loop): large enough that per-call costs vanish,
+#: small enough that one chunk of the store path takes a few milliseconds.
+MAX_RUN = 500
 
 
 class Run:
@@ -154,27 +161,37 @@ class Dispatcher:
         return self._ready.popleft()
 
     async def _worker_routine(self) -> None:
+        run_process = getattr(self._processor, "process_run", None)
         process = self._processor.process
         while not self._stopped:
             run = await self._next()
             state = run.state
-            done = state.done
             records = run.records
             self._active += 1
-            index = 0
+            start = 0  # records[start:] were never started
             try:
-                for index, record in enumerate(records):
-                    if state.revoking or self._stopped:
-                        state.drop(records[index:])
-                        break
-                    await process(record, done)
+                while start < len(records) and not (state.revoking or self._stopped):
+                    stop = min(start + MAX_RUN, len(records))
+                    if run_process is not None:
+                        chunk, start = records[start:stop], stop
+                        await run_process(chunk, state.done_run)
+                    else:
+                        while start < stop and not (state.revoking or self._stopped):
+                            start += 1
+                            await process(records[start - 1], state.done)
+                    # A processor that never suspends (the store path only
+                    # buffers) would otherwise hold the loop for a whole fetch:
+                    # yield after each chunk, so probes, heartbeats and
+                    # commits wait for one chunk at most.
+                    await asyncio.sleep(0)
+                state.drop(records[start:])
             except asyncio.CancelledError:
-                # The record being processed may still complete (its rows are
-                # with the batcher); only the ones never started are dropped.
-                state.drop(records[index + 1:])
+                # The records being processed may still complete (their rows
+                # are with the batcher); only the ones never started are dropped.
+                state.drop(records[start:])
                 raise
             except Exception as exc:  # noqa: BLE001 - surfaced to the engine, which stops
-                state.drop(records[index + 1:])
+                state.drop(records[start:])
                 self._stopped = True
                 self._on_error(exc)
             finally:

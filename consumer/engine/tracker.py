@@ -10,7 +10,7 @@ done, plus one: committing it can never skip an unfinished message.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 
 class OffsetTracker:
@@ -51,6 +51,39 @@ class OffsetTracker:
             last = pending.popleft()
             finished.discard(last)
         self._committable = last + 1
+
+    def done_many(self, offsets: Sequence[int]) -> None:
+        """Mark a run of delivered offsets done at once; `offsets` ascending.
+
+        Same result as `done` for each, in any order. The common case — the
+        run starts at the oldest pending offset and covers a contiguous stretch
+        of the delivered ones — is a walk that pops the deque, no set at all.
+        """
+        pending = self._pending
+        finished = self._done
+        count = len(offsets)
+        i = 0
+        last = None
+        while i < count and pending:
+            head = pending[0]
+            offset = offsets[i]
+            if offset == head:
+                last = pending.popleft()
+                i += 1
+            elif head in finished:
+                finished.discard(head)
+                last = pending.popleft()
+            elif offset < head:
+                i += 1  # unknown, repeated or already committable: ignored
+            else:
+                break
+        if i < count and pending:  # the rest lie beyond the oldest pending offset
+            finished.update(offsets[i:])
+        while finished and pending and pending[0] in finished:
+            last = pending.popleft()
+            finished.discard(last)
+        if last is not None:
+            self._committable = last + 1
 
     @property
     def committable(self) -> int | None:
