@@ -250,7 +250,9 @@ async def test_a_unit_spanning_batches_settles_once_with_its_refused_rows(bad: s
 async def test_an_unwritten_unit_fails_retriable_on_close_and_an_empty_one_is_done() -> None:
     sink = FakeSink(outage=10**6)
     batcher = await started(sink, batch_max_items=4)
-    assert await batcher.submit_many([]) is None
+    empty = batcher.submit_many([])
+    assert empty.done()
+    assert empty.exception() is None
     unit = batcher.submit_many([row(i) for i in range(10)])
     await asyncio.sleep(0.05)
     close = asyncio.create_task(batcher.close())
