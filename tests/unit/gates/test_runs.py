@@ -176,7 +176,8 @@ async def test_emit_picks_records_and_replaces_events() -> None:
             ctx.emit([events[0]], indexes=[0, 1])
 
     proc, batcher, _ = pipeline(handler)
+    run = [record(i) for i in range(3)]
     async with proc:
-        await proc.process_run([record(i) for i in range(3)], DoneRun())
+        await proc.process_run(run, DoneRun())
     [(row, _)] = batcher.rows
-    assert (row.offset, row.id) == (0, validate(record(2).value).id)
+    assert (row.offset, row.id) == (0, validate(run[2].value).id)
