@@ -6,9 +6,10 @@ the one place that decides their order:
 
 and, for a whole run at once (`process_run`, the fast path, taken when the
 handler is a batch handler — the built-in store handler is one — and there is
-no user middleware): validate the run in one pass → dead-letter the invalid
-records one by one → the batch handler on the valid part → its rows to the
-batcher as one unit → `done` for the run at once. If the batch handler
+no user middleware): validate the run in one pass, then in the run's order
+the batch handler on each stretch of valid records (its rows to the batcher
+as one unit, one `done` for the stretch) and the dead-letter path for each
+invalid record. If the batch handler
 raises, the run is split: each record goes through the per-record chain
 above alone, so the failing one is retried and dead-lettered on its own.
 
@@ -220,14 +221,15 @@ class Pipeline:
         if self.breaker.open:
             raise CircuitOpenError(f"dead-letter circuit breaker is open: {self.breaker.reason}")
         started = time.perf_counter()
-        valid, events, invalid = validate_run(records,
-                                              allow_unknown=self.settings.allow_unknown_types)
-        if valid:
-            await self._handle_run(valid, events, done)
-        for record, exc in invalid:
-            ctx = Context(record)
-            ctx.failed(exc)
-            await self._dead_letter(ctx, exc, lambda r: done((r,)))
+        for segment in validate_run(records, allow_unknown=self.settings.allow_unknown_types):
+            if self.breaker.open:
+                break  # the rest stays undone, as after a per-record trip
+            if segment.error is None:
+                await self._handle_run(segment.records, segment.events, done)
+                continue
+            ctx = Context(segment.records[0])
+            ctx.failed(segment.error)
+            await self._dead_letter(ctx, segment.error, lambda r: done((r,)))
         # One observation per run: the time per message of this run.
         self.metrics.processing(records[0].topic, (time.perf_counter() - started) / len(records))
         if self.breaker.open:

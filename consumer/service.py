@@ -20,6 +20,7 @@ from consumer.engine.engine import Engine
 from consumer.errors import ConsumerError
 from consumer.observability.http import HttpServer
 from consumer.observability.logging import setup_logging
+from consumer.observability.loop import LoopLagMonitor
 from consumer.observability.metrics import Metrics
 from consumer.pipeline import build_processor
 
@@ -44,7 +45,9 @@ async def serve(settings: Settings) -> int:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal, sig)
+    lag = LoopLagMonitor(metrics.event_loop_lag)
     await http.start()
+    await lag.start()
     try:
         start = getattr(processor, "start", None)
         if start is not None:
@@ -58,6 +61,7 @@ async def serve(settings: Settings) -> int:
         await engine.close()  # it may never have started: release its client
         await processor.close()
     finally:
+        await lag.close()
         await http.close()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)

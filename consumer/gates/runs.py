@@ -133,21 +133,36 @@ class RunContext:
         return good, sorted(refused.items()), stuck
 
 
-def validate_run(records: Sequence[Record], *, allow_unknown: bool = False,
-                 ) -> tuple[list[Record], list[Any], list[tuple[Record, InvalidEvent]]]:
-    """Validate a run in one pass: (valid records, their events, invalid
-    records with why), each in the run's order."""
-    valid: list[Record] = []
-    events: list[Any] = []
-    invalid: list[tuple[Record, InvalidEvent]] = []
+@dataclass(slots=True)
+class Segment:
+    """A stretch of a run: valid records with their events, or one invalid
+    record with why (`error`)."""
+
+    records: list[Record]
+    events: list[Any]
+    error: InvalidEvent | None = None
+
+
+def validate_run(records: Sequence[Record], *, allow_unknown: bool = False) -> list[Segment]:
+    """Validate a run in one pass and cut it, in order, into segments of
+    valid records and single invalid ones: the pipeline handles them in that
+    order, so the handler, the dead-letter topic and the breaker see the
+    records in the order a per-record pass would."""
+    segments: list[Segment] = []
+    current = Segment([], [])
     results = validate_many([r.value for r in records], allow_unknown=allow_unknown)
     for record, result in zip(records, results, strict=True):
         if isinstance(result, InvalidEvent):
-            invalid.append((record, result))
+            if current.records:
+                segments.append(current)
+                current = Segment([], [])
+            segments.append(Segment([record], [], result))
         else:
-            valid.append(record)
-            events.append(result)
-    return valid, events, invalid
+            current.records.append(record)
+            current.events.append(result)
+    if current.records:
+        segments.append(current)
+    return segments
 
 
 def per_event(handler: BatchHandler, submit: SubmitMany | None) -> Handler:

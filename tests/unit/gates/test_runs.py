@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from itertools import pairwise
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from consumer.errors import CircuitOpenError, FatalError, TransientError
 from consumer.gates.context import Context
-from consumer.gates.runs import RunContext, batch_handler
+from consumer.gates.runs import RunContext, batch_handler, validate_run
 from consumer.handlers.store import store_batch
 from consumer.types import Record
 from schemas import validate
@@ -181,3 +184,36 @@ async def test_emit_picks_records_and_replaces_events() -> None:
         await proc.process_run(run, DoneRun())
     [(row, _)] = batcher.rows
     assert (row.offset, row.id) == (0, validate(run[2].value).id)
+
+
+async def test_the_breaker_counts_a_run_in_its_order() -> None:
+    # Three bad, one good, three bad: never five in a row, as per record.
+    proc, batcher, publisher = pipeline(store_batch, dlq_breaker_consecutive=5)
+    bad = [1, 1, 1, 0, 1, 1, 1]
+    done = DoneRun()
+    async with proc:
+        await proc.process_run([record(i, value=b"x" if b else None)
+                                for i, b in enumerate(bad)], done)
+        assert proc.healthy()
+        batcher.write_all()
+        await settle()
+    assert done.offsets == list(range(7))
+    assert len(publisher.sent) == 6
+
+
+@given(st.lists(st.booleans(), max_size=40))
+def test_validate_run_cuts_in_order(bad: list[bool]) -> None:
+    run = [record(i, value=b"x" if b else None) for i, b in enumerate(bad)]
+    segments = validate_run(run)
+    assert [r for s in segments for r in s.records] == run
+    for s in segments:
+        if s.error is not None:
+            assert len(s.records) == 1
+            assert not s.events
+        else:
+            assert s.records
+            assert [e.id for e in s.events] == [validate(r.value).id for r in s.records]
+    errors = [s.error is not None for s in segments]
+    assert sum(errors) == sum(bad)
+    # Valid stretches are maximal: never two in a row.
+    assert all(a or b for a, b in pairwise(errors))
