@@ -113,6 +113,7 @@ class CountingProcessor:
         self.sleep = sleep
         self.first = 0.0
         self.finished = asyncio.Event()
+        self.takes_runs = not sleep
 
     async def process(self, record: Record, done: Done) -> None:
         if not self.first:

@@ -147,6 +147,12 @@ class Pipeline:
     def healthy(self) -> bool:
         return not self.breaker.open
 
+    @property
+    def takes_runs(self) -> bool:
+        """True when a run is one handler call (a batch handler, no user
+        middleware): the dispatcher then packs keys into long runs."""
+        return self._run_handler is not None
+
     async def flush(self) -> None:
         if self.batcher is not None:
             await self.batcher.flush()
