@@ -24,6 +24,7 @@ from pathlib import Path
 from consumer.dev.ports import free_port, project_root
 
 _TICK = os.sysconf("SC_CLK_TCK")
+_RESULT = re.compile(r'\{"messages".*\}')
 _MESSAGES = re.compile(r"^consumer_messages_total\{[^}]*\} ([0-9.e+]+)$", re.MULTILINE)
 
 
@@ -80,10 +81,11 @@ def child(name: str, argv: list[str], env: dict[str, str] | None = None,
     finally:
         timer.cancel()
     code, cpu, rss = _reap(proc)
-    lines = [line for line in out.splitlines() if line.startswith("{")]
-    if code != 0 and not lines:
-        raise RuntimeError(f"{name} failed with {code}")
-    data = json.loads(lines[-1])
+    # Terminal control codes may share the line (faust's spinner).
+    found = _RESULT.findall(out)
+    if not found:
+        raise RuntimeError(f"{name} failed with {code} and no result: {out[-2000:]}")
+    data = json.loads(found[-1])
     return Result(name, data["messages"], data["seconds"], data.get("cpu", 0.0), cpu, rss)
 
 

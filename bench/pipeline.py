@@ -27,6 +27,7 @@ import sqlite3
 import sys
 import tempfile
 import uuid
+from collections.abc import Callable
 from contextlib import closing
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,7 @@ from consumer.sinks.postgres import PostgresSink
 from schemas.samples import sample_event
 
 PARTITIONS = 6
+PIPELINE_AND_RAW = {"raw_aiokafka", "pipeline_none", "pipeline_postgres", "pipeline_sqlite"}
 
 
 def produce(bootstrap: str, topic: str, count: int, *, keys: int | None = None,
@@ -188,6 +190,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--backlog", type=int, default=2_000_000, help="0 skips the RSS run")
     parser.add_argument("--no-peers", action="store_true")
+    parser.add_argument("--only", help="comma-separated contenders (default: all), e.g. "
+                        "pipeline_postgres,quix_postgres; skips the later sections")
     parser.add_argument("--raw-child", nargs=4)
     args = parser.parse_args(argv)
     if args.raw_child:
@@ -213,15 +217,20 @@ def report(bootstrap: str, dsn: str, args: argparse.Namespace) -> None:
           "first message to the last; µs/msg = process CPU over that span", flush=True)
     print(HEADER, flush=True)
     bench = Bench(bootstrap, dsn, topic, events)
-    bench.raw_aiokafka()
-    if not args.no_peers:
-        bench.peer("raw_confluent", "confluent", database=False)
-    bench.pipeline("pipeline_none", "none")
-    bench.pipeline("pipeline_postgres", "postgres")
-    bench.pipeline("pipeline_sqlite", "sqlite")
-    if not args.no_peers:
-        bench.peer("quix_postgres", "quix", database=True)
-        bench.peer("faust_postgres", "faust", database=True)
+    peers = not args.no_peers
+    runs: dict[str, Callable[[], None]] = {
+        "raw_aiokafka": bench.raw_aiokafka,
+        "raw_confluent": lambda: bench.peer("raw_confluent", "confluent", database=False),
+        "pipeline_none": lambda: bench.pipeline("pipeline_none", "none"),
+        "pipeline_postgres": lambda: bench.pipeline("pipeline_postgres", "postgres"),
+        "pipeline_sqlite": lambda: bench.pipeline("pipeline_sqlite", "sqlite"),
+        "quix_postgres": lambda: bench.peer("quix_postgres", "quix", database=True),
+        "faust_postgres": lambda: bench.peer("faust_postgres", "faust", database=True),
+    }
+    only = set(args.only.split(",")) if args.only else None
+    for name, run in runs.items():
+        if (only is None or name in only) and (peers or name in PIPELINE_AND_RAW):
+            run()
     r = bench.results.get
     ratio("pipeline_postgres/quix_postgres", r("pipeline_postgres"), r("quix_postgres"))
     ratio("pipeline_postgres/faust_postgres", r("pipeline_postgres"), r("faust_postgres"))
@@ -229,14 +238,16 @@ def report(bootstrap: str, dsn: str, args: argparse.Namespace) -> None:
     ratio("pipeline_none/raw_aiokafka", r("pipeline_none"), r("raw_aiokafka"))
     ratio("pipeline_sqlite/raw_aiokafka", r("pipeline_sqlite"), r("raw_aiokafka"))
     ratio("pipeline_postgres/raw_confluent", r("pipeline_postgres"), r("raw_confluent"))
-    pg = bench.results["pipeline_postgres"]
-    print(f"pipeline_postgres CPU per message: {pg.cpu_us:.1f} µs (goal ≤ 30)")
+    if (pg := r("pipeline_postgres")) is not None:
+        print(f"pipeline_postgres CPU per message: {pg.cpu_us:.1f} µs (goal ≤ 30)")
     for name in ("pipeline_none", "pipeline_postgres"):
-        for path, samples in bench.results[name].latency.items():
+        for path, samples in getattr(r(name), "latency", {}).items():
             print(f"{name} {path} latency under a full backlog: {percentiles(samples)}")
-    print(f"/metrics p99 latency under a full backlog: "
-          f"{p99(bench.results['pipeline_postgres'].latency['/metrics']) * 1e3:.0f} ms "
-          "(goal < 100)")
+    if pg is not None:
+        print(f"/metrics p99 latency under a full backlog: "
+              f"{p99(pg.latency['/metrics']) * 1e3:.0f} ms (goal < 100)")
+    if only is not None:
+        return
     slow_handler(bootstrap)
     if args.backlog:
         backlog(bootstrap, args.backlog)
