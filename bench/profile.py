@@ -47,8 +47,8 @@ def profile(bootstrap: str, dsn: str, events: int, src: Path, out: Path) -> None
                 "CONSUMER_TOPICS": topic, "CONSUMER_GROUP_ID": f"profile-{uuid.uuid4().hex[:6]}",
                 "CONSUMER_SINK_URL": dsn, "CONSUMER_HTTP_PORT": str(port),
                 "CONSUMER_HTTP_HOST": "127.0.0.1", "CONSUMER_LOG_LEVEL": "WARNING"})
-    argv = [sys.executable, "-m", "pyinstrument", "--async-mode", "disabled", "-r", "text",
-            "--show-all", "-o", str(out), "-m", "consumer.cli", "run"]
+    argv = [sys.executable, "-m", "pyinstrument", "-r", "session", "-o", str(out),
+            "-m", "consumer.cli", "run"]
     proc = subprocess.Popen(argv, env=env, cwd=src)
     try:
         deadline = time.monotonic() + 900
@@ -59,8 +59,12 @@ def profile(bootstrap: str, dsn: str, events: int, src: Path, out: Path) -> None
         proc.wait(120)
 
 
-def top(path: Path, lines: int = 60) -> str:
-    return "\n".join(path.read_text().splitlines()[:lines])
+def render(session: Path, *options: str, lines: int = 45) -> str:
+    """A text rendering of a saved session, its first `lines` lines."""
+    out = subprocess.run([sys.executable, "-m", "pyinstrument", "--load", str(session),
+                          "-r", "text", "--unicode", *options],
+                         capture_output=True, text=True, check=True).stdout
+    return "\n".join(out.splitlines()[:lines])
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -73,14 +77,17 @@ def main(argv: list[str] | None = None) -> None:
     bootstrap = broker.start()
     try:
         dsn = asyncio.run(_database(pg.start(), f"profile_{uuid.uuid4().hex[:6]}"))
-        out = args.out or Path(tempfile.mkdtemp()) / "profile.txt"
+        out = args.out or Path(tempfile.mkdtemp()) / "profile.pyisession"
         profile(bootstrap, dsn, args.events, args.src.resolve(), out)
     finally:
         pg.stop()
         broker.stop()
     print(f"# pyinstrument, `consumer run` from {args.src}, {args.events:,} events, "
-          f"PostgreSQL sink; full profile: {out}")
-    print(top(out))
+          f"PostgreSQL sink; session: {out} (`pyinstrument --load {out}`)")
+    print("## functions by own time")
+    print(render(out, "-p", "flat", "-p", "flat_time=self", lines=30))
+    print("## call tree")
+    print(render(out, "-p", "processor_options.filter_threshold=0.02", lines=70))
 
 
 if __name__ == "__main__":
