@@ -167,7 +167,9 @@ def validate_many_with(
     (One `validate_json` per value measured as fast as one call over the
     concatenated run, and needs no re-parse when one value is not JSON.)
     """
-    check = registry.adapter.validate_json
+    # pydantic-core's validator itself: the TypeAdapter wrapper costs a few
+    # hundred nanoseconds per call, which adds up over a run.
+    check = registry.adapter.validator.validate_json
     out: list[Event | InvalidEvent] = []
     append = out.append
     for raw in raws:
