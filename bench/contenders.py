@@ -8,6 +8,7 @@ caller (rows in the contender's database, offsets committed by its group).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -15,6 +16,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
@@ -108,8 +110,16 @@ def service(name: str, env: dict[str, str], count: int, *, window: float | None 
                  "CONSUMER_LOG_LEVEL": "WARNING", **env})
     proc = subprocess.Popen([sys.executable, "-m", "consumer.cli", "run"], env=full,
                             cwd=project_root())
+    # The control: an idle Python HTTP server on the same machine, asked at
+    # the same moments. Its latency is what the machine alone costs (a
+    # process waiting for a core), not the service's event loop.
+    control_port = free_port()
+    control = subprocess.Popen([sys.executable, "-m", "http.server", "--bind", "127.0.0.1",
+                                "-d", tempfile.gettempdir(), str(control_port)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     metrics: list[float] = []
     health: list[float] = []
+    idle: list[float] = []
     first: tuple[float, float, float] | None = None  # (time, done, cpu)
     last = (0.0, 0.0, 0.0)
     deadline = time.monotonic() + limit
@@ -128,6 +138,8 @@ def service(name: str, env: dict[str, str], count: int, *, window: float | None 
             if first is not None and took >= 0:
                 metrics.append(took)
                 health.append(took_h)
+                with contextlib.suppress(OSError):
+                    idle.append(_get(f"http://127.0.0.1:{control_port}/")[0])
             if done > last[1]:
                 last = (now, done, _cpu_of(proc.pid))
             if done >= count or (first is not None and window and now - first[0] >= window):
@@ -138,6 +150,8 @@ def service(name: str, env: dict[str, str], count: int, *, window: float | None 
                 raise TimeoutError(f"{name}: only {done:.0f} of {count} done in time")
             time.sleep(0.05)
     finally:
+        control.terminate()
+        control.wait()
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
         killer = threading.Timer(90, proc.kill)
@@ -147,17 +161,19 @@ def service(name: str, env: dict[str, str], count: int, *, window: float | None 
     assert first is not None
     result = Result(name, int(last[1] - first[1]), max(last[0] - first[0], 1e-3),
                     last[2] - first[2], cpu, rss)
-    result.latency = {"/metrics": metrics, "/healthz": health}
+    result.latency = {"/metrics": metrics, "/healthz": health, "control (idle server)": idle}
     return result
 
 
 def percentiles(samples: list[float]) -> str:
     if len(samples) < 2:
         return "no samples"
-    cuts = statistics.quantiles(samples, n=100)
+    cuts = statistics.quantiles(samples, n=100, method="inclusive")
     return (f"p50 {cuts[49] * 1e3:.0f} ms, p99 {cuts[98] * 1e3:.0f} ms, "
             f"max {max(samples) * 1e3:.0f} ms ({len(samples)} samples)")
 
 
 def p99(samples: list[float]) -> float:
-    return statistics.quantiles(samples, n=100)[98] if len(samples) >= 2 else float("nan")
+    if len(samples) < 2:
+        return float("nan")
+    return statistics.quantiles(samples, n=100, method="inclusive")[98]

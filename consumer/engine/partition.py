@@ -20,8 +20,10 @@ from consumer.types import TP, Record
 RECORD_OVERHEAD = 162
 
 
-def record_size(record: Record) -> int:
-    size: int = RECORD_OVERHEAD + record.serialized_value_size + record.serialized_key_size
+def _run_size(records: Sequence[Record]) -> int:
+    """In-flight bytes of `records`: overhead plus key and value sizes."""
+    size: int = RECORD_OVERHEAD * len(records) + sum(
+        [r.serialized_value_size + r.serialized_key_size for r in records])
     return size
 
 
@@ -41,8 +43,8 @@ class PartitionState:
         self.revoked = False  # fenced: completions no longer count
 
     def deliver(self, records: Sequence[Record]) -> None:
-        self._flow.acquire(self.load, len(records), sum(map(record_size, records)))
-        self.tracker.deliver(r.offset for r in records)
+        self._flow.acquire(self.load, len(records), _run_size(records))
+        self.tracker.deliver([r.offset for r in records])
 
     def done(self, record: Record) -> None:
         """The processor's completion callback: exactly once per record.
@@ -65,9 +67,7 @@ class PartitionState:
         once: one budget release and one tracker walk for the whole run."""
         if not records:
             return
-        size = RECORD_OVERHEAD * len(records) + sum(
-            [r.serialized_value_size + r.serialized_key_size for r in records])
-        self._flow.release(self.load, len(records), size)
+        self._flow.release(self.load, len(records), _run_size(records))
         if not self.revoked:
             self.tracker.done_many([r.offset for r in records])
             self.completed += len(records)
@@ -76,7 +76,7 @@ class PartitionState:
         """Records that will never be processed here (revoked, stopping): free
         their budget; their offsets stay uncommitted, so they are redelivered."""
         if records:
-            self._flow.release(self.load, len(records), sum(map(record_size, records)))
+            self._flow.release(self.load, len(records), _run_size(records))
 
     @property
     def in_flight(self) -> int:
