@@ -9,14 +9,15 @@ handler is a batch handler — the built-in store handler is one — and there i
 no user middleware): validate the run in one pass, then in the run's order
 the batch handler on each stretch of valid records (its rows to the batcher
 as one unit, one `done` for the stretch) and the dead-letter path for each
-invalid record. If the batch handler
-raises, the run is split: each record goes through the per-record chain
-above alone, so the failing one is retried and dead-lettered on its own.
+invalid record. If the batch handler raises, the stretch is split: each
+record goes through the per-record chain above alone, so the failing one is
+retried and dead-lettered on its own.
 
-Either way the pipeline routes the outcome: every emitted row written → `done`; the chain gave
-up (fatal, invalid or exhausted) or the sink refused a row → dead-letter
-topic → `done` once the broker acknowledged it. `done` is never called for a
-message whose dead-letter send is unacknowledged: it stays in flight.
+Either way the pipeline routes the outcome: every emitted row written →
+`done`; the chain gave up (fatal, invalid or exhausted) or the sink refused a
+row → dead-letter topic → `done` once the broker acknowledged it. `done` is
+never called for a message whose dead-letter send is unacknowledged: it stays
+in flight.
 """
 
 from __future__ import annotations

@@ -16,7 +16,8 @@ run then holds the keys it carries (per-event handlers keep one run per key).
 Workers never create a task per message. A processor with `process_run`
 gets the run in chunks of at most `MAX_RUN` records, each completed with one
 `done_run`; any other gets one `await processor.process(record, done)` per
-record. Either way the worker yields to the event loop after each chunk.
+record. Either way a worker waits for its turn before each chunk: one chunk
+starts per event-loop iteration, so I/O is polled between any two.
 """
 
 from __future__ import annotations
@@ -33,9 +34,9 @@ from consumer.types import Processor, Record
 log = logging.getLogger("consumer.engine")
 
 #: Most records handed to the processor in one call (and processed between
-#: two yields to the event loop): large enough that per-call costs vanish,
-#: small enough that one chunk of the store path takes a few milliseconds.
-MAX_RUN = 500
+#: two turns, see `_turn`): large enough that per-call costs vanish, small
+#: enough that one chunk of the store path takes a few milliseconds.
+MAX_RUN = 256
 #: Fewest records per pack of keys, so small fetches still make long runs.
 MIN_PACK = 64
 
@@ -71,6 +72,8 @@ class Dispatcher:
         self._ready: deque[Run] = deque()
         self._waiting: dict[Hashable, deque[Run]] = {}  # lane → runs behind the active one
         self._wakeup = asyncio.Event()
+        self._turns: deque[asyncio.Future[None]] = deque()
+        self._passing = False
         self._tasks: list[asyncio.Task[None]] = []
         self._active = 0
         self._stopped = False
@@ -225,6 +228,32 @@ class Dispatcher:
             await self._wakeup.wait()
         return self._ready.popleft()
 
+    async def _turn(self) -> None:
+        """Wait for this worker's turn to run a chunk: one waiting worker is
+        let through per event-loop iteration, so the loop polls I/O (probes,
+        heartbeats, fetches, acknowledgements) between any two chunks. A
+        `sleep(0)` per worker is not enough: every worker woken in the same
+        iteration would run its chunk before the loop looks at I/O again."""
+        loop = asyncio.get_running_loop()
+        turn: asyncio.Future[None] = loop.create_future()
+        self._turns.append(turn)
+        if not self._passing:
+            self._passing = True
+            loop.call_soon(self._pass_turn)
+        await turn
+
+    def _pass_turn(self) -> None:
+        turns = self._turns
+        while turns:
+            turn = turns.popleft()
+            if not turn.done():  # a cancelled waiter gave its turn up
+                turn.set_result(None)
+                break
+        if turns:
+            asyncio.get_running_loop().call_soon(self._pass_turn)
+        else:
+            self._passing = False
+
     async def _worker_routine(self) -> None:
         run_process = getattr(self._processor, "process_run", None)
         process = self._processor.process
@@ -236,6 +265,12 @@ class Dispatcher:
             start = 0  # records[start:] were never started
             try:
                 while start < len(records) and not (state.revoking or self._stopped):
+                    # The store path never suspends on its own (emitting only
+                    # buffers): without turns, workers would hold the loop for
+                    # a whole fetch while probes, heartbeats and commits wait.
+                    await self._turn()
+                    if state.revoking or self._stopped:
+                        break
                     stop = min(start + MAX_RUN, len(records))
                     if run_process is not None:
                         chunk, start = records[start:stop], stop
@@ -244,11 +279,6 @@ class Dispatcher:
                         while start < stop and not (state.revoking or self._stopped):
                             start += 1
                             await process(records[start - 1], state.done)
-                    # A processor that never suspends (the store path only
-                    # buffers) would otherwise hold the loop for a whole fetch:
-                    # yield after each chunk, so probes, heartbeats and
-                    # commits wait for one chunk at most.
-                    await asyncio.sleep(0)
                 state.drop(records[start:])
             except asyncio.CancelledError:
                 # The records being processed may still complete (their rows
