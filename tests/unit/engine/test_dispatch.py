@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
+from itertools import pairwise
 
 from aiokafka.structs import ConsumerRecord
 from hypothesis import given, settings
@@ -275,3 +276,51 @@ def test_packed_key_runs_keep_every_key_sequential_and_process_each_record_once(
         assert state.tracker.committable == offset
 
     asyncio.run(scenario())
+
+
+async def test_the_loop_polls_between_any_two_chunks() -> None:
+    """Processors that never suspend (the store path) must not chain their
+    chunks in one loop iteration: a coroutine that ticks once per iteration
+    ticks between any two chunk starts."""
+    log: list[str] = []
+
+    class Busy:
+        takes_runs = True
+
+        async def process(self, record: Record, done: Done) -> None:
+            raise AssertionError("runs only")
+
+        async def process_run(self, records: Sequence[Record], done: DoneRun) -> None:
+            log.append("chunk")
+            done(records)  # no await that suspends: CPU-bound work
+
+        async def flush(self) -> None:
+            return None
+
+        async def close(self) -> None:
+            return None
+
+    stop = False
+
+    async def ticker() -> None:
+        while not stop:
+            log.append("tick")
+            await asyncio.sleep(0)
+
+    _, sts = states(3)
+    dispatcher = Dispatcher(Busy(), Ordering.UNORDERED, 8, _ignore)
+    await dispatcher.start()
+    tick = asyncio.create_task(ticker())
+    try:
+        for state in sts:
+            batch = [rec(state.tp, i, None) for i in range(3 * MAX_RUN)]
+            state.deliver(batch)
+            dispatcher.submit(state, batch)
+        await until(lambda: all(s.in_flight == 0 for s in sts))
+    finally:
+        stop = True
+        await tick
+        await dispatcher.close()
+    chunks = [i for i, entry in enumerate(log) if entry == "chunk"]
+    assert len(chunks) >= 9
+    assert all(b - a > 1 for a, b in pairwise(chunks))  # a tick between any two
