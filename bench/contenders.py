@@ -64,6 +64,22 @@ def _cpu_of(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _TICK
 
 
+def tree_cpu(pid: int | None) -> float:
+    """CPU seconds of a process and all its children, live and exited (a
+    server's backends come and go): 0.0 when unknown."""
+    if pid is None:
+        return 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    total = sum(int(f) for f in fields[11:15]) / _TICK  # utime stime cutime cstime
+    for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
+        with contextlib.suppress(OSError):
+            total += _cpu_of(int(child))
+    return total
+
+
 def _reap(proc: subprocess.Popen[bytes]) -> tuple[int, float, float]:
     """Wait for `proc`; (exit code, CPU seconds, peak RSS MiB)."""
     _, status, usage = os.wait4(proc.pid, 0)

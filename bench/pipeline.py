@@ -36,7 +36,7 @@ import asyncpg
 import orjson
 from aiokafka.admin import AIOKafkaAdminClient
 
-from bench.contenders import HEADER, Result, child, p99, percentiles, service
+from bench.contenders import HEADER, Result, child, p99, percentiles, service, tree_cpu
 from bench.peers_env import peer_env, peer_python
 from consumer.dev.kafka import LocalKafka, create_topics
 from consumer.dev.postgres import LocalPostgres
@@ -121,10 +121,18 @@ def _verify(result: Result, bootstrap: str, group: str, topic: str, rows: int | 
 
 
 class Bench:
-    def __init__(self, bootstrap: str, admin_dsn: str, topic: str, events: int) -> None:
+    def __init__(self, bootstrap: str, admin_dsn: str, topic: str, events: int,
+                 db_pid: int | None = None) -> None:
         self.bootstrap, self.admin_dsn, self.topic, self.events = (bootstrap, admin_dsn, topic,
                                                                    events)
+        self.db_pid = db_pid
         self.results: dict[str, Result] = {}
+
+    def _db_cpu(self, result: Result, before: float) -> None:
+        """PostgreSQL's own CPU per stored row while the contender ran."""
+        used = tree_cpu(self.db_pid) - before
+        if self.db_pid is not None and result.messages:
+            result.verified += f"; PostgreSQL {used / self.events * 1e6:.0f} µs/row"
 
     def _group(self, name: str) -> str:
         return f"bench-{name}-{uuid.uuid4().hex[:6]}"
@@ -148,9 +156,12 @@ class Bench:
                 "--topic", self.topic, "--group", group, "--count", str(self.events)]
         if dsn is not None:
             argv += ["--dsn", dsn]
+        db_before = tree_cpu(self.db_pid)
         result = child(name, argv, env=peer_env())
         _verify(result, self.bootstrap, group, self.topic,
                 None if dsn is None else asyncio.run(_rows(dsn)))
+        if dsn is not None:
+            self._db_cpu(result, db_before)
         self._record(result)
 
     def pipeline(self, name: str, sink: str) -> None:
@@ -160,12 +171,15 @@ class Bench:
             url = {"none": "none", "sqlite": f"sqlite:///{db}"}.get(sink)
             if url is None:
                 url = asyncio.run(_database(self.admin_dsn, name))
+            db_before = tree_cpu(self.db_pid)
             result = service(name, {"CONSUMER_BOOTSTRAP_SERVERS": self.bootstrap,
                                     "CONSUMER_TOPICS": self.topic, "CONSUMER_GROUP_ID": group,
                                     "CONSUMER_SINK_URL": url}, self.events)
             rows = (None if sink == "none" else _sqlite_rows(db) if sink == "sqlite"
                     else asyncio.run(_rows(url)))
         _verify(result, self.bootstrap, group, self.topic, rows)
+        if sink == "postgres":
+            self._db_cpu(result, db_before)
         self._record(result)
 
 
@@ -202,13 +216,13 @@ def main(argv: list[str] | None = None) -> None:
     broker, pg = LocalKafka(heap="1g"), LocalPostgres()
     bootstrap = broker.start()
     try:
-        report(bootstrap, pg.start(), args)
+        report(bootstrap, pg.start(), args, pg.pid)
     finally:
         pg.stop()
         broker.stop()
 
 
-def report(bootstrap: str, dsn: str, args: argparse.Namespace) -> None:
+def report(bootstrap: str, dsn: str, args: argparse.Namespace, db_pid: int | None) -> None:
     events = args.events
     topic = f"bench-pipeline-{uuid.uuid4().hex[:6]}"
     produce(bootstrap, topic, events)
@@ -216,7 +230,7 @@ def report(bootstrap: str, dsn: str, args: argparse.Namespace) -> None:
           "PostgreSQL, each contender in its own process with a fresh group; rates from the "
           "first message to the last; µs/msg = process CPU over that span", flush=True)
     print(HEADER, flush=True)
-    bench = Bench(bootstrap, dsn, topic, events)
+    bench = Bench(bootstrap, dsn, topic, events, db_pid)
     peers = not args.no_peers
     runs: dict[str, Callable[[], None]] = {
         "raw_aiokafka": bench.raw_aiokafka,
