@@ -95,6 +95,11 @@ class Dispatcher:
         """Runs being processed right now."""
         return self._active
 
+    @property
+    def waiting(self) -> int:
+        """Runs ready but not taken, and chunks waiting for their turn."""
+        return len(self._ready) + len(self._turns)
+
     def alive(self) -> bool:
         return bool(self._tasks) and not any(t.done() for t in self._tasks)
 
