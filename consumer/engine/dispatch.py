@@ -96,9 +96,10 @@ class Dispatcher:
         return self._active
 
     @property
-    def waiting(self) -> int:
-        """Runs ready but not taken, and chunks waiting for their turn."""
-        return len(self._ready) + len(self._turns)
+    def waiting_turns(self) -> int:
+        """Chunks ready to run that only wait for their turn (loop
+        iterations), as opposed to runs waiting for a free worker."""
+        return len(self._turns)
 
     def alive(self) -> bool:
         return bool(self._tasks) and not any(t.done() for t in self._tasks)

@@ -240,16 +240,17 @@ class Engine:
                 await self._let_workers_start()
 
     async def _let_workers_start(self) -> None:
-        """Let the workers get through what was just dispatched (one chunk
-        starts per loop iteration) before flow control looks at the
+        """Let the workers get through the chunks they can start right away
+        (one starts per loop iteration) before flow control looks at the
         in-flight count again — otherwise every fetch looks like a backlog
-        and partitions get paused, their prefetched data dropped, for
-        nothing — but for `_SETTLE` seconds at most: real pressure must
-        still pause."""
+        to a fast pipeline and partitions get paused, their prefetched data
+        dropped, for nothing. Work waiting for a free worker (a slow
+        handler) is real pressure and is not waited for; nor anything past
+        `_SETTLE` seconds."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + _SETTLE
         await asyncio.sleep(0)
-        while self._dispatcher.waiting and loop.time() < deadline:  # noqa: ASYNC110 - one iteration at a time is the point
+        while self._dispatcher.waiting_turns and loop.time() < deadline:  # noqa: ASYNC110 - one iteration at a time is the point
             await asyncio.sleep(0)
 
     def _apply_flow(self) -> None:
