@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs the system parts the tests and `make run` need, only when missing:
 # a JDK (the local Kafka broker), Maven (resolves the broker jars), the
-# PostgreSQL server (the integration tests' database) and Prometheus with
-# promtool (the alert rules' tests and the dashboard's live test). Idempotent.
+# PostgreSQL server (the integration tests' database), Prometheus with
+# promtool (the alert rules' tests and the dashboard's live test) and openssl
+# (certificates for the secured broker). Idempotent.
 set -euo pipefail
 
 missing=()
@@ -11,6 +12,7 @@ command -v mvn >/dev/null 2>&1 || missing+=(maven)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
 command -v runuser >/dev/null 2>&1 || missing+=(util-linux)
 { command -v prometheus && command -v promtool; } >/dev/null 2>&1 || missing+=(prometheus)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
