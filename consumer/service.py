@@ -22,6 +22,7 @@ from consumer.engine.engine import Engine
 from consumer.errors import BrokerError, ConsumerError
 from consumer.observability.http import HttpServer
 from consumer.observability.logging import setup_logging
+from consumer.observability.loop import LoopLagMonitor
 from consumer.observability.metrics import Metrics
 from consumer.observability.tracing import start_tracing
 from consumer.pipeline import build_processor
@@ -60,7 +61,9 @@ async def serve(settings: Settings) -> int:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal, sig)
+    lag = LoopLagMonitor(metrics.event_loop_lag)
     await http.start()
+    await lag.start()
     try:
         # One dial first: a wrong password or an untrusted certificate is one
         # clear line, not every client retrying and logging its own failure.
@@ -81,6 +84,7 @@ async def serve(settings: Settings) -> int:
         await engine.close()  # it may never have started: release its client
         await processor.close()
     finally:
+        await lag.close()
         await http.close()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)

@@ -31,6 +31,7 @@ log = logging.getLogger("consumer.engine")
 
 _POLL_MS = 100  # short polls: pauses and resumes take effect within this
 _DRAIN_POLL = 0.02
+_SETTLE = 0.05  # longest wait for the workers after a fetch
 _METRICS_EVERY = 0.5
 #: Paused partitions are not fetched, so their high watermark stops moving:
 #: ask the broker for their end offsets this often instead.
@@ -238,10 +239,21 @@ class Engine:
                 dispatcher.submit(state, records)
                 fetched.labels(tp.topic).inc(len(records))
             if batch:
-                # Let the workers start on it before flow control looks at the
-                # in-flight count again; otherwise every fetch looks like a
-                # backlog and partitions get paused for nothing.
-                await asyncio.sleep(0)
+                await self._let_workers_start()
+
+    async def _let_workers_start(self) -> None:
+        """Let the workers get through the chunks they can start right away
+        (one starts per loop iteration) before flow control looks at the
+        in-flight count again — otherwise every fetch looks like a backlog
+        to a fast pipeline and partitions get paused, their prefetched data
+        dropped, for nothing. Work waiting for a free worker (a slow
+        handler) is real pressure and is not waited for; nor anything past
+        `_SETTLE` seconds."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + _SETTLE
+        await asyncio.sleep(0)
+        while self._dispatcher.waiting_turns and loop.time() < deadline:  # noqa: ASYNC110 - one iteration at a time is the point
+            await asyncio.sleep(0)
 
     def _apply_flow(self) -> None:
         want = self._flow.decide(self._paused)

@@ -26,8 +26,10 @@ _now = time.time
 _bisect = bisect_left
 
 
-def record_size(record: Record) -> int:
-    size: int = RECORD_OVERHEAD + record.serialized_value_size + record.serialized_key_size
+def _run_size(records: Sequence[Record]) -> int:
+    """In-flight bytes of `records`: overhead plus key and value sizes."""
+    size: int = RECORD_OVERHEAD * len(records) + sum(
+        [r.serialized_value_size + r.serialized_key_size for r in records])
     return size
 
 
@@ -50,8 +52,8 @@ class PartitionState:
         self.revoked = False  # fenced: completions no longer count
 
     def deliver(self, records: Sequence[Record]) -> None:
-        self._flow.acquire(self.load, len(records), sum(map(record_size, records)))
-        self.tracker.deliver(r.offset for r in records)
+        self._flow.acquire(self.load, len(records), _run_size(records))
+        self.tracker.deliver([r.offset for r in records])
         self._batches.append(records)
         self._forget_done_batches()
 
@@ -77,11 +79,32 @@ class PartitionState:
             self.tracker.done(record.offset)
             self.completed += 1
 
+    def done_run(self, records: Sequence[Record]) -> None:
+        """`done` for a run of this partition's records (ascending offsets), at
+        once: one budget release, one tracker walk, one clock read for the
+        record ages."""
+        if not records:
+            return
+        self._flow.release(self.load, len(records), _run_size(records))
+        # consumer_record_age_seconds: AgeBuckets.observe, inlined per record.
+        now = _now()
+        ages = self._ages
+        counts, bounds = ages.counts, ages.bounds
+        total = 0.0
+        for record in records:
+            age = now - record.timestamp * 0.001
+            counts[_bisect(bounds, age)] += 1
+            total += age
+        ages.total += total
+        if not self.revoked:
+            self.tracker.done_many([r.offset for r in records])
+            self.completed += len(records)
+
     def drop(self, records: Sequence[Record]) -> None:
         """Records that will never be processed here (revoked, stopping): free
         their budget; their offsets stay uncommitted, so they are redelivered."""
         if records:
-            self._flow.release(self.load, len(records), sum(map(record_size, records)))
+            self._flow.release(self.load, len(records), _run_size(records))
 
     def oldest_undone_timestamp(self) -> float | None:
         """Broker timestamp (seconds) of the oldest delivered record not yet

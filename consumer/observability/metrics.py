@@ -131,6 +131,11 @@ class Metrics:
         self.ratelimit_throttled = Counter(f"{PREFIX}_ratelimit_throttled", "429/503 answers "
                                            "from a downstream.", ["downstream", "status"],
                                            registry=r)
+        # Event loop (consumer/observability/loop.py)
+        self.event_loop_lag = Histogram(
+            f"{PREFIX}_event_loop_lag_seconds", "How late a 100 ms timer fires: the longest "
+            "stretch of synchronous work the loop ran meanwhile.", registry=r,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
 
     def declare(self, *, topics: list[str], sink: str, max_in_flight: int,
                 max_in_flight_bytes: int, concurrency: int) -> None:
