@@ -50,7 +50,7 @@ from consumer.gates.middleware import (
 )
 from consumer.gates.ratelimit import Limiters
 from consumer.gates.retry import RetryMiddleware, RetryPolicy
-from consumer.gates.runs import RunContext, is_batch_handler, per_event, validate_run
+from consumer.gates.runs import RunContext, Segment, is_batch_handler, per_event, validate_run
 from consumer.security import kafka_security
 from consumer.sinks.batcher import mark_retrieved
 from consumer.types import Done, DoneRun, Handler, Record
@@ -131,7 +131,10 @@ class Pipeline:
         self._started = False
         self._closed = False
 
-    # The two gates a traced pipeline replaces by its own (consumer.gates.tracing).
+    # What a traced pipeline replaces by its own (consumer.gates.tracing).
+    def _validate_run(self, records: Sequence[Record]) -> list[Segment]:
+        return validate_run(records, allow_unknown=self.settings.allow_unknown_types)
+
     def _validation(self, allow_unknown: bool) -> Middleware:
         return ValidationMiddleware(allow_unknown)
 
@@ -239,7 +242,7 @@ class Pipeline:
         if self.breaker.open:
             raise CircuitOpenError(f"dead-letter circuit breaker is open: {self.breaker.reason}")
         started = time.perf_counter()
-        for segment in validate_run(records, allow_unknown=self.settings.allow_unknown_types):
+        for segment in self._validate_run(records):
             if self.breaker.open:
                 break  # the rest stays undone, as after a per-record trip
             if segment.error is None:

@@ -24,6 +24,7 @@ span: they alone are kept in `SpanRegistry` (for the links and the end at
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -35,9 +36,10 @@ from consumer.config import Settings
 from consumer.gates.context import Context, Next
 from consumer.gates.middleware import Middleware, ValidationMiddleware
 from consumer.gates.retry import RetryMiddleware, RetryPolicy
+from consumer.gates.runs import RunContext, Segment
 from consumer.observability.otel import extract
 from consumer.pipeline import Pipeline
-from consumer.types import Done, Record
+from consumer.types import Done, DoneRun, Handler, Record
 
 #: Keys longer than this, or not UTF-8 text, are not recorded.
 MAX_KEY_BYTES = 128
@@ -147,6 +149,44 @@ class MessageSpans:
                         "messaging.operation.name": "send",
                         "messaging.destination.name": topic})
 
+    def child(self, parent: Span, name: str, start: int, end: int, *,
+              error: BaseException | None, attributes: dict[str, Any]) -> None:
+        """A finished child span with given times (ns): the run path's steps
+        run once for many messages, each of which gets its own child."""
+        span = self.tracer.start_span(name, context=trace.set_span_in_context(parent),
+                                      start_time=start, attributes=attributes)
+        if error is not None:
+            span.record_exception(error)
+            span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
+            span.set_attribute("error.type", type(error).__name__)
+        span.end(end_time=end)
+
+    def validated_run(self, segments: Sequence[Segment], start: int, end: int,
+                      size: int) -> None:
+        """`validate` children for the sampled records of a run validated in
+        one pass (each spans the pass), and their event ids."""
+        get = self.registry.get
+        for segment in segments:
+            for i, record in enumerate(segment.records):
+                parent = get(record.topic, record.partition, record.offset)
+                if parent is None:
+                    continue
+                if segment.error is None:
+                    parent.set_attribute("messaging.message.id", str(segment.events[i].id))
+                self.child(parent, "validate", start, end, error=segment.error,
+                           attributes={"consumer.run.size": size})
+
+    def ending_run(self, done: DoneRun) -> DoneRun:
+        """`done` for runs that first ends the records' spans."""
+        end = self.registry.end
+
+        def traced_done(records: Sequence[Record]) -> None:
+            for record in records:
+                end(record)
+            done(records)
+
+        return traced_done
+
     def ending(self, done: Done) -> Done:
         """`done` that first ends the record's span."""
         end = self.registry.end
@@ -251,6 +291,8 @@ class TracedPipeline(Pipeline):
         self._tracer = tracer
         self._spans = MessageSpans(tracer, settings, registry)
         super().__init__(settings, metrics, **kwargs)
+        if self._run_handler is not None:
+            self._run_handler = self._traced_run_handler(self._run_handler)
 
     def _validation(self, allow_unknown: bool) -> Middleware:
         return TracedValidation(self._tracer, allow_unknown)
@@ -261,6 +303,51 @@ class TracedPipeline(Pipeline):
     async def close(self) -> None:
         await super().close()
         self._spans.registry.end_all("left_in_flight")
+
+    async def process_run(self, records: Sequence[Record], done: DoneRun) -> None:
+        if self._run_handler is None:  # record by record: `process` starts each span
+            await super().process_run(records, done)
+            return
+        start = self._spans.start
+        sampled = False
+        for record in records:
+            if start(record).is_recording():
+                sampled = True
+        await super().process_run(records, self._spans.ending_run(done) if sampled else done)
+
+    def _validate_run(self, records: Sequence[Record]) -> list[Segment]:
+        started = time.time_ns()
+        segments = super()._validate_run(records)
+        if len(self._spans.registry):
+            self._spans.validated_run(segments, started, time.time_ns(), len(records))
+        return segments
+
+    def _traced_run_handler(self, handler: Handler) -> Handler:
+        """The batch handler, with a `handle` child (the whole call) for each
+        sampled message of the run."""
+        spans = self._spans
+
+        async def handle(events: Sequence[Any], ctx: RunContext) -> None:
+            get = spans.registry.get
+            parents = [p for r in ctx.records
+                       if (p := get(r.topic, r.partition, r.offset)) is not None]
+            if not parents:
+                await handler(events, ctx)
+                return
+            started = time.time_ns()
+            error: BaseException | None = None
+            try:
+                await handler(events, ctx)
+            except BaseException as exc:
+                error = exc  # the run is split and retried record by record
+                raise
+            finally:
+                ended = time.time_ns()
+                for parent in parents:
+                    spans.child(parent, "handle", started, ended, error=error, attributes={
+                        "consumer.attempt": 1, "consumer.run.size": len(events)})
+
+        return handle
 
     async def process(self, record: Record, done: Done) -> None:
         spans = self._spans

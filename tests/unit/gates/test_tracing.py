@@ -316,3 +316,117 @@ def test_build_processor_composes_the_traced_path_only_when_asked(
     proc = build_processor(settings, None, tracing(exporter))
     assert isinstance(proc, TracedPipeline)
     assert isinstance(proc.batcher.sink, TracedSink)
+
+
+# -- the run path: one validation pass and one batch handler call per run ----
+
+
+def run_pipeline(exporter: InMemorySpanExporter, handler: Handler, **settings: Any,
+                 ) -> tuple[TracedPipeline, MemorySink]:
+    opts: dict[str, Any] = {"sink_url": "none", "batch_max_items": 1000,
+                            "batch_max_latency": 0.01, "retry_base_delay": 0.0,
+                            "retry_max_delay": 0.0, **settings}
+    configured = Settings(**opts)
+    registry, trc, sink = SpanRegistry(), tracing(exporter), MemorySink()
+    proc = TracedPipeline(configured, tracer=trc.tracer, registry=registry, handler=handler,
+                          batcher=Batcher(TracedSink(sink, trc.tracer, registry), configured),
+                          publisher=FakePublisher(), handler_timeout=False)
+    return proc, sink
+
+
+class RunDone:
+    def __init__(self) -> None:
+        self.offsets: list[int] = []
+
+    def __call__(self, records: Sequence[Any]) -> None:
+        self.offsets.extend(r.offset for r in records)
+
+
+async def wait_done(done: RunDone, count: int) -> None:
+    for _ in range(200):
+        if len(done.offsets) >= count:
+            return
+        await asyncio.sleep(0.01)
+
+
+async def test_a_run_gives_every_message_its_own_spans(exporter: InMemorySpanExporter) -> None:
+    from consumer.handlers.store import store_batch
+
+    proc, sink = run_pipeline(exporter, store_batch)
+    assert proc.takes_runs
+    run = [make_record(0, headers=HEADERS), make_record(1), make_record(2, value=b"{oops"),
+           make_record(3), make_record(4)]
+    done = RunDone()
+    async with proc:
+        await proc.process_run(run, done)
+        await wait_done(done, 5)
+    assert sorted(done.offsets) == [0, 1, 2, 3, 4]
+    spans = exporter.get_finished_spans()
+    names = by_name(spans)
+    processes = {attrs(p)["messaging.kafka.offset"]: p for p in names["process t"]}
+    assert sorted(processes) == [0, 1, 2, 3, 4]
+    assert processes[0].context.trace_id == TRACE_ID
+    for offset, process in processes.items():
+        kids = {s.name: s for s in children(spans, process)}
+        assert attrs(kids["validate"])["consumer.run.size"] == 5
+        if offset == 2:
+            assert set(kids) == {"validate", "send t.dlq"}
+            assert kids["validate"].status.status_code is StatusCode.ERROR
+            assert attrs(process)["consumer.outcome"] == "invalid"
+            assert process.status.status_code is StatusCode.ERROR
+        else:
+            assert set(kids) == {"validate", "handle"}
+            # Valid stretches around the invalid record: [0, 1] and [3, 4].
+            assert attrs(kids["handle"])["consumer.run.size"] == 2
+            assert attrs(process)["consumer.outcome"] == "ok"
+            assert attrs(process)["messaging.message.id"]
+    (write,) = names["write memory"]
+    assert {link.context.span_id for link in write.links} == {
+        processes[o].context.span_id for o in (0, 1, 3, 4)}
+
+
+async def test_a_split_run_keeps_one_process_span_per_message(
+        exporter: InMemorySpanExporter) -> None:
+    from consumer.gates.runs import RunContext, batch_handler
+
+    @batch_handler
+    async def handler(events: Sequence[Any], ctx: RunContext) -> None:
+        if any(r.offset == 1 for r in ctx.records):
+            raise FatalError("poison")
+        ctx.emit()
+
+    proc, _ = run_pipeline(exporter, handler)
+    done = RunDone()
+    async with proc:
+        await proc.process_run([make_record(i) for i in range(3)], done)
+        await wait_done(done, 3)
+    assert sorted(done.offsets) == [0, 1, 2]
+    spans = exporter.get_finished_spans()
+    processes = {attrs(p)["messaging.kafka.offset"]: p for p in by_name(spans)["process t"]}
+    assert sorted(processes) == [0, 1, 2]  # split, not started again
+    poison = sorted((s for s in children(spans, processes[1]) if s.name == "handle"),
+                    key=lambda s: s.start_time or 0)
+    # The run's call (failed, for all three), then the poison record alone.
+    assert [attrs(s).get("consumer.run.size") for s in poison] == [3, None]
+    assert all(s.status.status_code is StatusCode.ERROR for s in poison)
+    assert attrs(processes[1])["consumer.outcome"] == "dead_lettered"
+    assert attrs(processes[0])["consumer.outcome"] == "ok"
+
+
+async def test_an_unsampled_run_records_nothing(exporter: InMemorySpanExporter) -> None:
+    from consumer.handlers.store import store_batch
+
+    opts: dict[str, Any] = {"sink_url": "none", "batch_max_latency": 0.01}
+    configured = Settings(**opts)
+    registry, sink = SpanRegistry(), MemorySink()
+    trc = tracing(exporter, OTEL_TRACES_SAMPLER="always_off")
+    proc = TracedPipeline(configured, tracer=trc.tracer, registry=registry, handler=store_batch,
+                          batcher=Batcher(TracedSink(sink, trc.tracer, registry), configured),
+                          publisher=FakePublisher(), handler_timeout=False)
+    done = RunDone()
+    async with proc:
+        await proc.process_run([make_record(i) for i in range(3)], done)
+        await wait_done(done, 3)
+    assert sorted(done.offsets) == [0, 1, 2]
+    assert sink.batches
+    assert exporter.get_finished_spans() == ()
