@@ -381,6 +381,7 @@ async def test_a_run_gives_every_message_its_own_spans(exporter: InMemorySpanExp
             assert attrs(process)["consumer.outcome"] == "ok"
             assert attrs(process)["messaging.message.id"]
     (write,) = names["write memory"]
+    assert [len(b) for b in sink.batches] == [4]
     assert {link.context.span_id for link in write.links} == {
         processes[o].context.span_id for o in (0, 1, 3, 4)}
 
