@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 
 import orjson
 import pytest
@@ -86,6 +87,12 @@ def test_service_name_defaults_to_consumer(monkeypatch: pytest.MonkeyPatch) -> N
 
 def test_start_tracing_none_is_nothing() -> None:
     assert start_tracing("none") is None
+
+
+def test_otlp_without_the_extra_names_the_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "consumer.observability.otel", None)  # import fails
+    with pytest.raises(ConfigError, match=r"^CONSUMER_TRACING: otlp needs the otel extra"):
+        start_tracing("otlp")
 
 
 def test_log_lines_carry_the_current_trace_and_span() -> None:
