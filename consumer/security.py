@@ -172,7 +172,8 @@ def explain(exc: BaseException, broker: str, security: KafkaSecurity) -> str:  #
     return f"cannot connect to Kafka at {broker}: {_reason(exc)}"
 
 
-_AUTHORIZATION = (TopicAuthorizationFailedError, GroupAuthorizationFailedError,
+#: ACL refusals: no retry cures them, so they stop the service with one line.
+NOT_AUTHORIZED = (TopicAuthorizationFailedError, GroupAuthorizationFailedError,
                   ClusterAuthorizationFailedError)
 
 
@@ -180,7 +181,7 @@ def not_authorized(exc: BaseException, settings: Settings,
                    security: KafkaSecurity) -> str | None:
     """One line for an ACL refusal at start-up, saying what the principal
     needs; None for any other error."""
-    if not isinstance(exc, _AUTHORIZATION):
+    if not isinstance(exc, NOT_AUTHORIZED):
         return None
     # A producer without WRITE on any topic is refused its producer id: that
     # surfaces as a cluster-level refusal, though WRITE on a topic is the fix.

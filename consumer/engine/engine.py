@@ -24,7 +24,7 @@ from consumer.engine.flow import FlowControl
 from consumer.engine.partition import PartitionState
 from consumer.observability.metrics import Metrics
 from consumer.observability.partitions import PartitionGauges
-from consumer.security import kafka_security
+from consumer.security import NOT_AUTHORIZED, kafka_security
 from consumer.types import TP, Processor
 
 log = logging.getLogger("consumer.engine")
@@ -120,7 +120,9 @@ class Engine:
         return set(self._consumer.paused())
 
     async def run(self) -> int:
-        """Consume until `request_stop` or a fatal error; returns the exit code."""
+        """Consume until `request_stop` or a fatal error; returns the exit code.
+        Raises the broker's authorization refusal (missing READ on the group or
+        a topic) after shutting down, for the caller to report."""
         await self._consumer.start()
         try:
             self._consumer.subscribe(topics=self._settings.topics, listener=_Listener(self))
@@ -140,8 +142,12 @@ class Engine:
                 exc = self._fetch_task.exception()
                 if exc is not None:
                     self._error = self._error or exc
-                    log.error("fetch routine failed: %r", exc)
-            return await self._shutdown()
+                    if not isinstance(exc, NOT_AUTHORIZED):  # the caller reports it
+                        log.error("fetch routine failed: %r", exc)
+            code = await self._shutdown()
+            if isinstance(self._error, NOT_AUTHORIZED):
+                raise self._error
+            return code
         finally:
             await self.close()
 
@@ -176,8 +182,9 @@ class Engine:
             complete = await self._drain(states, self._settings.shutdown_timeout)
         if not complete:
             dropped = self._dispatcher.cancel(states)
-            log.warning("stopping with unfinished work",
-                        extra={"in_flight": self._flow.messages, "never_started": dropped})
+            if dropped or self._flow.messages:
+                log.warning("stopping with unfinished work",
+                            extra={"in_flight": self._flow.messages, "never_started": dropped})
         await self._dispatcher.close()
         for task in self._tasks:  # no periodic commit may race the final one
             task.cancel()
