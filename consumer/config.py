@@ -118,9 +118,10 @@ class Settings(BaseSettings):
     http_port: int = Field(8080, ge=0, le=65_535)
     log_level: str = "INFO"
     log_format: str = Field("json", pattern="^(json|console)$")
-    #: After a failure (exit 1) keep /metrics up this long, so the last scrape
-    #: sees why (the breaker gauge, the counters); at least the scrape interval.
-    metrics_linger: float = Field(30.0, ge=0.0)
+    #: After a failure once consuming (exit 1) keep /metrics up this long, so
+    #: the last scrape sees why (the breaker gauge, the counters); at least the
+    #: scrape interval: 30 s by default for a ServiceMonitor, plus a margin.
+    metrics_linger: float = Field(35.0, ge=0.0)
 
     # Handler and middleware
     handler: str | None = None  # "module:function"; None = built-in store
