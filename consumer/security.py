@@ -9,8 +9,9 @@ client used for topic creation all take a `KafkaSecurity` from it.
 `check_broker` dials the bootstrap servers once, through the TLS handshake and
 SASL authentication, and turns what went wrong into one line (which broker,
 which user, why) instead of aiokafka's "Unable to bootstrap" after logging
-each attempt. Start-up calls it before building any client, so a wrong
-password or an untrusted certificate exits at once, with no retry storm.
+each attempt. Start-up calls it before starting any client (they are built,
+not connected), so a wrong password or an untrusted certificate exits at once,
+with no retry storm.
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ from consumer.engine.flow import FlowControl
 from consumer.engine.partition import PartitionState
 from consumer.observability.metrics import Metrics
 from consumer.observability.partitions import PartitionGauges
-from consumer.security import NOT_AUTHORIZED, kafka_security
+from consumer.security import NOT_AUTHORIZED, KafkaSecurity, kafka_security
 from consumer.types import TP, Processor
 
 log = logging.getLogger("consumer.engine")
@@ -49,7 +49,8 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
 
 
 class Engine:
-    def __init__(self, settings: Settings, processor: Processor, metrics: Metrics) -> None:
+    def __init__(self, settings: Settings, processor: Processor, metrics: Metrics, *,
+                 security: KafkaSecurity | None = None) -> None:
         self._settings = settings
         self._processor = processor
         self._metrics = metrics
@@ -63,7 +64,7 @@ class Engine:
                                       self._on_worker_error)
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=settings.bootstrap_servers,
-            **kafka_security(settings).options(),
+            **(security or kafka_security(settings)).options(),
             group_id=settings.group_id,
             group_instance_id=settings.group_instance_id,
             client_id=settings.client_id,
