@@ -35,6 +35,7 @@ _METRICS_EVERY = 0.5
 #: Paused partitions are not fetched, so their high watermark stops moving:
 #: ask the broker for their end offsets this often instead.
 _END_OFFSETS_EVERY = 2.0
+_POSITION_WITHIN = 0.05
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -296,10 +297,29 @@ class Engine:
             for tp, state in list(self._states.items()):
                 highs = [h for h in (self._consumer.highwater(tp), ends.get(tp)) if h is not None]
                 base = state.tracker.committable
-                self._gauges.update(tp, high=max(highs, default=None),
-                                    base=state.committed if base is None else base,
+                base = state.committed if base is None else base
+                if state.tracker.oldest_pending is None:
+                    # Nothing pending: the fetch position is where we are. It
+                    # is past the last delivered offset after a transaction
+                    # marker (lag would never reach 0), and known before the
+                    # first delivery. For the gauges only, never for commits.
+                    position = await self._position(tp)
+                    if position is not None and (base is None or position > base):
+                        base = position
+                self._gauges.update(tp, high=max(highs, default=None), base=base,
                                     oldest_timestamp=state.oldest_undone_timestamp(), now=now)
             await asyncio.sleep(_METRICS_EVERY)
+
+    async def _position(self, tp: TP) -> int | None:
+        """The consumer's fetch position of `tp`, or None if it is not known
+        at once (being reset, or no longer assigned): bounded short, the other
+        gauges wait for it."""
+        try:
+            async with asyncio.timeout(_POSITION_WITHIN):
+                position: int = await self._consumer.position(tp)
+        except (KafkaError, TimeoutError):
+            return None
+        return position
 
     async def _end_offsets(self, tps: set[TP]) -> dict[TP, int]:
         """The partitions' end offsets from the broker; {} if it does not answer

@@ -143,6 +143,21 @@ class Service:
             return str(resp.read().decode())
 
 
+def terminate_all(*services: Service) -> list[int | None]:
+    """SIGTERM each started service and wait: their exit codes (None for one
+    that had to be killed). Every one is stopped, whatever the others do."""
+    codes: list[int | None] = []
+    for svc in services:
+        if svc.proc is None:
+            codes.append(None)
+            continue
+        try:
+            codes.append(svc.terminate())
+        except subprocess.TimeoutExpired:
+            codes.append(None)  # terminate() killed it
+    return codes
+
+
 async def stored_ids(dsn: str) -> list[str]:
     conn: asyncpg.Connection[Any] = await asyncpg.connect(dsn)
     try:
