@@ -37,12 +37,12 @@ async def serve(settings: Settings) -> int:
         "group": settings.group_id, "security_protocol": settings.security_protocol.value,
         "kafka_identity": security.identity(), "sink": mask_url(settings.sink_url)})
     metrics = Metrics()
-    processor = build_processor(settings, metrics)
+    processor = build_processor(settings, metrics, security=security)
     metrics.declare(topics=settings.topics, sink=processor.sink.name,
                     max_in_flight=settings.max_in_flight,
                     max_in_flight_bytes=settings.max_in_flight_bytes,
                     concurrency=settings.concurrency)
-    engine = Engine(settings, processor, metrics)
+    engine = Engine(settings, processor, metrics, security=security)
     http = HttpServer(settings.http_host, settings.http_port, metrics.registry,
                       healthy=lambda: engine.healthy() and _processor_healthy(processor),
                       ready=engine.ready)
