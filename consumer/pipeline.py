@@ -51,7 +51,7 @@ from consumer.gates.middleware import (
 from consumer.gates.ratelimit import Limiters
 from consumer.gates.retry import RetryMiddleware, RetryPolicy
 from consumer.gates.runs import RunContext, Segment, is_batch_handler, per_event, validate_run
-from consumer.security import kafka_security
+from consumer.security import KafkaSecurity, kafka_security
 from consumer.sinks.batcher import mark_retrieved
 from consumer.types import Done, DoneRun, Handler, Record
 
@@ -93,7 +93,8 @@ class Pipeline:
                  handler: Handler, middleware: Sequence[Middleware] = (),
                  batcher: Any = None, sink: Any = None,
                  publisher: Publisher | None = None,
-                 limiters: Limiters | None = None, handler_timeout: bool = True) -> None:
+                 limiters: Limiters | None = None, handler_timeout: bool = True,
+                 security: KafkaSecurity | None = None) -> None:
         self.settings = settings
         self.metrics = GateMetrics(metrics)
         self.sink = sink
@@ -101,7 +102,7 @@ class Pipeline:
         self.publisher: Publisher = publisher or DeadLetterPublisher(
             settings.bootstrap_servers, settings.dead_letter_topic,
             client_id=settings.client_id, send_timeout=settings.dlq_send_timeout,
-            metrics=self.metrics, **kafka_security(settings).options())
+            metrics=self.metrics, **(security or kafka_security(settings)).options())
         self.limiters = limiters or Limiters(settings.rate_limit, settings.rate_burst,
                                              metrics=self.metrics)
         self.http = HttpClient(self.limiters, timeout=settings.handler_timeout)
@@ -382,7 +383,8 @@ class Pipeline:
                      self.breaker.reason)
 
 
-def build_processor(settings: Settings, metrics: Any = None,
+def build_processor(settings: Settings, metrics: Any = None, *,
+                    security: KafkaSecurity | None = None,
                     tracing: Tracing | None = None) -> Pipeline:
     """Build (not start) the pipeline from settings: loads the handler and
     middleware and builds the sink, raising `ConfigError` before any I/O. The
@@ -394,18 +396,19 @@ def build_processor(settings: Settings, metrics: Any = None,
 
     handler = load_handler(settings.handler or STORE_HANDLER)
     middleware = [load_middleware(spec) for spec in settings.middleware]
-    sink = open_sink(settings.sink_url, settings=settings, metrics=metrics)
+    security = security or kafka_security(settings)
+    sink = open_sink(settings.sink_url, settings=settings, metrics=metrics, security=security)
     # The built-in store handler never awaits (emit only buffers), so a timer
     # per message would cost time and bound nothing.
     bounded = settings.handler is not None or bool(middleware)
     if tracing is None:
         batcher = Batcher(sink, settings, metrics)
         return Pipeline(settings, metrics, handler=handler, middleware=middleware,
-                        batcher=batcher, sink=sink, handler_timeout=bounded)
+                        batcher=batcher, sink=sink, handler_timeout=bounded, security=security)
     from consumer.gates.tracing import SpanRegistry, TracedPipeline, TracedSink
 
     registry = SpanRegistry()
     batcher = Batcher(TracedSink(sink, tracing.tracer, registry), settings, metrics)
     return TracedPipeline(settings, metrics, tracer=tracing.tracer, registry=registry,
                           handler=handler, middleware=middleware, batcher=batcher, sink=sink,
-                          handler_timeout=bounded)
+                          handler_timeout=bounded, security=security)

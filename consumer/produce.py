@@ -18,18 +18,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import InvalidProducerEpoch, OutOfOrderSequenceNumber, UnknownProducerId
 
 from consumer.errors import TransientError
 from consumer.security import PLAINTEXT, KafkaSecurity
-
-#: An idempotent producer's numbering no longer matches the broker's: batches
-#: it numbered were refused (e.g. while WRITE on the topic was revoked) and
-#: aiokafka does not rewind. Every later send fails the same way; only a new
-#: producer (a new producer id) recovers. The dead-letter publisher and the
-#: Kafka sink replace theirs on these.
-STALE_PRODUCER_ERRORS: tuple[type[BaseException], ...] = (
-    OutOfOrderSequenceNumber, UnknownProducerId, InvalidProducerEpoch)
 
 if TYPE_CHECKING:
     from consumer.observability.otel import Tracing

@@ -39,12 +39,12 @@ async def serve(settings: Settings) -> int:
         "kafka_identity": security.identity(), "sink": mask_url(settings.sink_url)})
     metrics = Metrics()
     tracing = start_tracing(settings.tracing)  # an invalid OTEL_* variable: exit 2
-    processor = build_processor(settings, metrics, tracing)
+    processor = build_processor(settings, metrics, security=security, tracing=tracing)
     metrics.declare(topics=settings.topics, sink=processor.sink.name,
                     max_in_flight=settings.max_in_flight,
                     max_in_flight_bytes=settings.max_in_flight_bytes,
                     concurrency=settings.concurrency)
-    engine = Engine(settings, processor, metrics)
+    engine = Engine(settings, processor, metrics, security=security)
     http = HttpServer(settings.http_host, settings.http_port, metrics.registry,
                       healthy=lambda: engine.healthy() and _processor_healthy(processor),
                       ready=engine.ready)

@@ -24,7 +24,7 @@ from consumer.engine.flow import FlowControl
 from consumer.engine.partition import PartitionState
 from consumer.observability.metrics import Metrics
 from consumer.observability.partitions import PartitionGauges
-from consumer.security import kafka_security
+from consumer.security import NOT_AUTHORIZED, KafkaSecurity, kafka_security
 from consumer.types import TP, Processor
 
 log = logging.getLogger("consumer.engine")
@@ -36,6 +36,7 @@ _METRICS_EVERY = 0.5
 #: Paused partitions are not fetched, so their high watermark stops moving:
 #: ask the broker for their end offsets this often instead.
 _END_OFFSETS_EVERY = 2.0
+_POSITION_WITHIN = 0.05
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -50,7 +51,8 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
 
 
 class Engine:
-    def __init__(self, settings: Settings, processor: Processor, metrics: Metrics) -> None:
+    def __init__(self, settings: Settings, processor: Processor, metrics: Metrics, *,
+                 security: KafkaSecurity | None = None) -> None:
         self._settings = settings
         self._processor = processor
         self._metrics = metrics
@@ -64,7 +66,7 @@ class Engine:
                                       self._on_worker_error)
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=settings.bootstrap_servers,
-            **kafka_security(settings).options(),
+            **(security or kafka_security(settings)).options(),
             group_id=settings.group_id,
             group_instance_id=settings.group_instance_id,
             client_id=settings.client_id,
@@ -121,7 +123,9 @@ class Engine:
         return set(self._consumer.paused())
 
     async def run(self) -> int:
-        """Consume until `request_stop` or a fatal error; returns the exit code."""
+        """Consume until `request_stop` or a fatal error; returns the exit code.
+        Raises the broker's authorization refusal (missing READ on the group or
+        a topic) after shutting down, for the caller to report."""
         await self._consumer.start()
         try:
             self._consumer.subscribe(topics=self._settings.topics, listener=_Listener(self))
@@ -141,8 +145,12 @@ class Engine:
                 exc = self._fetch_task.exception()
                 if exc is not None:
                     self._error = self._error or exc
-                    log.error("fetch routine failed: %r", exc)
-            return await self._shutdown()
+                    if not isinstance(exc, NOT_AUTHORIZED):  # the caller reports it
+                        log.error("fetch routine failed: %r", exc)
+            code = await self._shutdown()
+            if isinstance(self._error, NOT_AUTHORIZED):
+                raise self._error
+            return code
         finally:
             await self.close()
 
@@ -177,8 +185,9 @@ class Engine:
             complete = await self._drain(states, self._settings.shutdown_timeout)
         if not complete:
             dropped = self._dispatcher.cancel(states)
-            log.warning("stopping with unfinished work",
-                        extra={"in_flight": self._flow.messages, "never_started": dropped})
+            if dropped or self._flow.messages:
+                log.warning("stopping with unfinished work",
+                            extra={"in_flight": self._flow.messages, "never_started": dropped})
         await self._dispatcher.close()
         for task in self._tasks:  # no periodic commit may race the final one
             task.cancel()
@@ -300,10 +309,29 @@ class Engine:
             for tp, state in list(self._states.items()):
                 highs = [h for h in (self._consumer.highwater(tp), ends.get(tp)) if h is not None]
                 base = state.tracker.committable
-                self._gauges.update(tp, high=max(highs, default=None),
-                                    base=state.committed if base is None else base,
+                base = state.committed if base is None else base
+                if state.tracker.oldest_pending is None:
+                    # Nothing pending: the fetch position is where we are. It
+                    # is past the last delivered offset after a transaction
+                    # marker (lag would never reach 0), and known before the
+                    # first delivery. For the gauges only, never for commits.
+                    position = await self._position(tp)
+                    if position is not None and (base is None or position > base):
+                        base = position
+                self._gauges.update(tp, high=max(highs, default=None), base=base,
                                     oldest_timestamp=state.oldest_undone_timestamp(), now=now)
             await asyncio.sleep(_METRICS_EVERY)
+
+    async def _position(self, tp: TP) -> int | None:
+        """The consumer's fetch position of `tp`, or None if it is not known
+        at once (being reset, or no longer assigned): bounded short, the other
+        gauges wait for it."""
+        try:
+            async with asyncio.timeout(_POSITION_WITHIN):
+                position: int = await self._consumer.position(tp)
+        except (KafkaError, TimeoutError):
+            return None
+        return position
 
     async def _end_offsets(self, tps: set[TP]) -> dict[TP, int]:
         """The partitions' end offsets from the broker; {} if it does not answer

@@ -3,7 +3,7 @@ so tests and several services in one process do not collide).
 
 Labels stay bounded: topic, partition, outcome, reason, sink, downstream —
 never an event id or a key. Every metric is listed, with its meaning, in
-docs/METRICS.md; the dashboard and the alert rules read only these names.
+docs/OBSERVABILITY.md; the dashboard and the alert rules read only these names.
 """
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ class Metrics:
                          ["topic", "partition"], registry=r)
         self.lag_seconds = Gauge(
             f"{PREFIX}_lag_seconds", "Age of the oldest record not yet done (0 when caught "
-            "up; see docs/METRICS.md for the estimate when none is fetched).",
+            "up; see docs/OBSERVABILITY.md for the estimate when none is fetched).",
             ["topic", "partition"], registry=r)
         self.record_ages = RecordAges(
             f"{PREFIX}_record_age_seconds", "Broker timestamp of a record to its done.",

@@ -301,7 +301,7 @@ def test_tracing_off_builds_the_plain_pipeline_and_loads_no_opentelemetry() -> N
         "import consumer.service\n"
         "settings = Settings(sink_url='none')\n"
         "assert start_tracing(settings.tracing) is None\n"
-        "p = build_processor(settings, None, None)\n"
+        "p = build_processor(settings)\n"
         "assert type(p) is Pipeline, type(p)\n"
         "loaded = [m for m in sys.modules if m.startswith('opentelemetry')]\n"
         "assert not loaded, loaded\n"
@@ -313,7 +313,7 @@ def test_build_processor_composes_the_traced_path_only_when_asked(
         exporter: InMemorySpanExporter) -> None:
     settings = Settings(sink_url="none")
     assert type(build_processor(settings)) is Pipeline
-    proc = build_processor(settings, None, tracing(exporter))
+    proc = build_processor(settings, tracing=tracing(exporter))
     assert isinstance(proc, TracedPipeline)
     assert isinstance(proc.batcher.sink, TracedSink)
 
