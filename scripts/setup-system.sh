@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs the system parts the tests and `make run` need, only when missing:
 # a JDK (the local Kafka broker), Maven (resolves the broker jars) and the
-# PostgreSQL server (the integration tests' database). Idempotent.
+# PostgreSQL server (the integration tests' database), and a Docker engine
+# with debootstrap (the container image tests run their own engine and base
+# image). Idempotent.
 set -euo pipefail
 
 missing=()
@@ -9,6 +11,8 @@ command -v java >/dev/null 2>&1 || missing+=(default-jre-headless)
 command -v mvn >/dev/null 2>&1 || missing+=(maven)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
 command -v runuser >/dev/null 2>&1 || missing+=(util-linux)
+command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
+command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
