@@ -174,9 +174,11 @@ class DockerEngine:
 
 def docker_client() -> str:
     """The client shipped with the engine (same API version), else any `docker`."""
-    dockerd = shutil.which("dockerd")
-    if dockerd and (beside := Path(dockerd).with_name("docker")).exists():
-        return str(beside)
+    if dockerd := shutil.which("dockerd"):
+        bindir = Path(dockerd).parent  # Debian: /usr/sbin/dockerd, /usr/bin/docker
+        for candidate in (bindir / "docker", bindir.parent / "bin" / "docker"):
+            if candidate.exists():
+                return str(candidate)
     client = shutil.which("docker")
     if client is None:
         raise RuntimeError("no docker client: run `make setup`")
