@@ -163,9 +163,10 @@ class DockerEngine:
             unmount_under(self._exec_root)
             shutil.rmtree(self._exec_root, ignore_errors=True)
             self._exec_root = None
-        if self._lock is not None:
+        if self._lock is not None:  # the shared data root: claimed afresh by the next start()
             self._lock.close()
             self._lock = None
+            self.data_root = None
         if self._temp_data and self.data_root is not None:
             _remove_tree(self.data_root)
             self.data_root = None
