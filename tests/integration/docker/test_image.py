@@ -41,7 +41,7 @@ def test_image_metadata_user_and_no_build_tools(docker_engine: DockerEngine,
     assert config["User"] == "10001:10001"
     assert config["Entrypoint"] == ["consumer", "run"]
     assert config["StopSignal"] == "SIGTERM"
-    assert config["WorkingDir"] == "/data"
+    assert config["WorkingDir"] == "/var/lib/consumer"
     assert "8080/tcp" in config["ExposedPorts"]
     labels = config["Labels"]
     head = subprocess.run(["git", "-C", str(project_root()), "rev-parse", "HEAD"],
