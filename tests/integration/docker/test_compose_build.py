@@ -11,10 +11,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from consumer.dev.docker import DockerEngine
+from consumer.dev.docker import DockerEngine, compose_binary
 from consumer.dev.images import pip_build_args
 from consumer.dev.ports import project_root
-from tests.unit.test_compose import COMPOSE
 
 pytestmark = pytest.mark.integration
 
@@ -31,8 +30,8 @@ def test_compose_builds_the_service_image(docker_engine: DockerEngine, tmp_path:
         "image": TAG, "build": {"network": "host", "args": pip_build_args()}}}}))
     root = project_root()
     proc = subprocess.run(
-        [str(COMPOSE), "--project-directory", str(root), "-f", str(root / "docker-compose.yml"),
-         "-f", str(override), "build", "consumer"],
+        [str(compose_binary()), "--project-directory", str(root),
+         "-f", str(root / "docker-compose.yml"), "-f", str(override), "build", "consumer"],
         env={**docker_engine.env(), "COMPOSE_BAKE": "false"}, capture_output=True, text=True,
         timeout=900, check=False)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
