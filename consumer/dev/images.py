@@ -122,7 +122,7 @@ def _build(engine: DockerEngine, context: Path, tag: str, args: dict[str, str],
         argv += ["--build-arg", f"{name}={value}"]
     engine.docker(*argv, str(context), timeout=timeout)
     # Keep the layer cache of recent builds, drop what stale ones left behind.
-    engine.docker("image", "prune", "--force", "--filter", "until=72h", check=False)
+    engine.docker("image", "prune", "--force", "--filter", "until=24h", check=False)
 
 
 def image_size(engine: DockerEngine, ref: str) -> int:
