@@ -2,9 +2,10 @@
 # Installs the system parts the tests and `make run` need, only when missing:
 # a JDK (the local Kafka broker), Maven (resolves the broker jars), the
 # PostgreSQL server (the integration tests' database), Prometheus with
-# promtool (the alert rules' tests and the dashboard's live test), and a
-# Docker engine with debootstrap (the container image tests run their own
-# engine and base image). Idempotent.
+# promtool (the alert rules' tests and the dashboard's live test), openssl
+# (certificates for the secured broker), and a Docker engine with
+# debootstrap (the container image tests run their own engine and base
+# image). Idempotent.
 set -euo pipefail
 
 missing=()
@@ -13,6 +14,7 @@ command -v mvn >/dev/null 2>&1 || missing+=(maven)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
 command -v runuser >/dev/null 2>&1 || missing+=(util-linux)
 { command -v prometheus && command -v promtool; } >/dev/null 2>&1 || missing+=(prometheus)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
 command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
 
