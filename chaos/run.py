@@ -128,7 +128,10 @@ class LagMonitor:
     async def _routine(self) -> None:
         while True:
             began = time.monotonic()
-            self.samples.append((self._clock.now(), await self.total()))
+            sample = (self._clock.now(), await self.total())
+            self.samples.append(sample)
+            if len(self.samples) % 15 == 0:
+                print(f"chaos: t={sample[0]:.0f}s lag={sample[1]}", flush=True)
             await asyncio.sleep(max(0.0, 1.0 - (time.monotonic() - began)))
 
     async def close(self) -> None:
