@@ -36,13 +36,22 @@ Extra = tuple[float, str, float]
 
 
 def attribute(outcomes: Sequence[Outcome], extra: Sequence[Extra]) -> list[int]:
-    """Extra deliveries per outcome; the last slot counts those no fault explains.
+    """Extra deliveries per outcome; the last slot counts those no fault explains."""
+    counts = [0] * (len(outcomes) + 1)
+    for pick in blame(outcomes, extra):
+        counts[pick] += 1
+    return counts
+
+
+def blame(outcomes: Sequence[Outcome], extra: Sequence[Extra]) -> list[int]:
+    """For each extra delivery, the index of the fault to blame
+    (len(outcomes): none).
 
     The fault to blame was under way between the delivery that did not get
     committed and the redelivery: first choice, one that hit the member of
     that delivery (a SIGKILL, a SIGSTOP); else the earliest that began in
     between (a broker restart); else the latest one still under way."""
-    counts = [0] * (len(outcomes) + 1)
+    picks = []
     spans = [(o.started, o.ended if o.ended is not None else math.inf, i)
              for i, o in enumerate(outcomes) if o.started is not None]
     spans.sort()
@@ -50,9 +59,8 @@ def attribute(outcomes: Sequence[Outcome], extra: Sequence[Extra]) -> list[int]:
         during = [(s, i) for s, e, i in spans if s <= at and e >= previous]
         own = [i for _, i in during if outcomes[i].member == member]
         began = [i for s, i in during if s > previous]
-        pick = (own or began or [i for _, i in during[-1:]] or [len(outcomes)])[0]
-        counts[pick] += 1
-    return counts
+        picks.append((own or began or [i for _, i in during[-1:]] or [len(outcomes)])[0])
+    return picks
 
 
 def recovery(out: Outcome, lag: Sequence[LagSample], threshold: int) -> float | None:

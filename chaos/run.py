@@ -23,10 +23,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer
@@ -36,13 +37,16 @@ from aiokafka.structs import TopicPartition
 from chaos.accounting import account, gather_inputs
 from chaos.downstream import Downstream
 from chaos.faults import Injector
-from chaos.report import LagSample, Verdict, verdict
+from chaos.report import LagSample, Verdict, blame, verdict
 from chaos.schedule import Timing, plan
 from chaos.supervisor import Member, Supervisor
 from consumer.dev.kafka import LocalKafka, create_topics
 from consumer.dev.ports import project_root
 from consumer.dev.postgres import LocalPostgres
 
+#: Beyond production and the drain: start-up, a slipped schedule, the final
+#: stop and the accounting.
+LIMIT_SLACK = 420.0
 TOPIC = "chaos"
 GROUP = "chaos"
 
@@ -228,11 +232,21 @@ async def scenario(cfg: Config, *, kafka: LocalKafka, pg: LocalPostgres, downstr
         kafka.bootstrap, TOPIC, f"{TOPIC}.dlq", pg.dsn, ledgers)
     accounts = account(produced, rows, dead, invocations)
     print(f"chaos: producer {summary}; downstream answers {downstream.stats()}", flush=True)
+    extra = [(clock.of_ns(r.previous_ns), r.previous_member, clock.of_ns(r.at_ns))
+             for r in accounts.redeliveries_seen]
+    with (workdir / "redone.csv").open("w") as out:  # for a closer look
+        out.write("previous_at,previous_member,redelivered_at,fault\n")
+        out.writelines(f"{p:.2f},{m},{a:.2f},{i + 1}\n"
+                       for (p, m, a), i in zip(extra, blame(outcomes, extra), strict=True))
     return verdict(seed=cfg.seed, outcomes=outcomes, exits=supervisor.exits, lag=lag.samples,
-                   threshold=cfg.lag_threshold, accounts=accounts,
-                   extra=[(clock.of_ns(r.previous_ns), r.previous_member, clock.of_ns(r.at_ns))
-                          for r in accounts.redeliveries_seen],
+                   threshold=cfg.lag_threshold, accounts=accounts, extra=extra,
                    drain=cfg.shutdown_timeout, drained=drained)
+
+
+async def _bounded(seconds: float, run: Coroutine[Any, Any, Verdict]) -> Verdict:
+    """The whole scenario within `seconds`: a hang anywhere fails the run."""
+    async with asyncio.timeout(seconds):
+        return await run
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
@@ -277,9 +291,11 @@ def run(cfg: Config) -> int:
             supervisor = Supervisor(make, clock.now)
             producer = Producer(cfg, kafka.bootstrap, workdir / "producer.log")
             try:
-                result = asyncio.run(scenario(
-                    cfg, kafka=kafka, pg=pg, downstream=downstream, supervisor=supervisor,
-                    producer=producer, clock=clock, workdir=workdir))
+                result = asyncio.run(_bounded(cfg.duration + cfg.drain_limit + LIMIT_SLACK,
+                                              scenario(cfg, kafka=kafka, pg=pg,
+                                                       downstream=downstream,
+                                                       supervisor=supervisor, producer=producer,
+                                                       clock=clock, workdir=workdir)))
             finally:
                 producer.stop()
                 supervisor.kill_all()
