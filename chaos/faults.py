@@ -67,15 +67,17 @@ class Injector:
 
     async def _one(self, out: Outcome) -> None:
         fault = out.fault
-        if fault.target not in ("broker", "postgres", "downstream", "joiner"):
-            # A member still coming back from an earlier fault: wait for it.
-            for _ in range(600):
-                if self._sup.up(fault.target):
-                    break
-                await asyncio.sleep(0.1)
-            else:
-                out.note = "skipped: member not up"
-                return
+        # A member still coming back from an earlier fault, or an earlier
+        # joiner still draining: wait for it (bounded).
+        if fault.kind in MEMBER_KINDS:
+            ready = await _within(60.0, lambda: self._sup.up(fault.target))
+        elif fault.kind is Kind.JOIN:
+            ready = await _within(60.0, lambda: not self._sup.running(JOINER))
+        else:
+            ready = True
+        if not ready:
+            out.note = "skipped: target not ready"
+            return
         out.started = self._clock()
         cause = f"{fault.kind.value}@{fault.at:.0f}s"
         match fault.kind:
@@ -106,3 +108,12 @@ class Injector:
                 await asyncio.to_thread(self._downstream.fault, status, fault.hold)
                 await asyncio.sleep(fault.hold)
         out.ended = self._clock()
+
+
+async def _within(seconds: float, check: Callable[[], bool]) -> bool:
+    """Poll `check` until true or `seconds` passed."""
+    for _ in range(int(seconds * 10)):
+        if check():
+            return True
+        await asyncio.sleep(0.1)
+    return check()

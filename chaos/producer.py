@@ -16,12 +16,15 @@ import argparse
 import asyncio
 import itertools
 import random
+import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import orjson
 
+from consumer.dev.ports import project_root
 from consumer.produce import KeyValue, ProduceError, produce_events
 from schemas.samples import invalid_samples, sample_bytes
 
@@ -60,6 +63,36 @@ async def produce(bootstrap: str, topic: str, *, rate: float, seconds: float,
         failed += summary.failed
         break
     return {"sent": sent, "failed": failed, "restarts": restarts}
+
+
+class Producer:
+    """The traffic as a child process; `stop()` by its pid, also on failure."""
+
+    def __init__(self, bootstrap: str, topic: str, *, rate: float, invalid_every: int,
+                 seed: int, log: Path) -> None:
+        self._argv = [sys.executable, "-m", "chaos.producer", "--bootstrap", bootstrap,
+                      "--topic", topic, "--rate", str(rate),
+                      "--invalid-every", str(invalid_every), "--seed", str(seed)]
+        self._log = log
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, seconds: float) -> None:
+        with self._log.open("ab") as err:
+            self.proc = subprocess.Popen([*self._argv, "--seconds", str(seconds)],
+                                         cwd=project_root(),
+                                         stdout=subprocess.PIPE, stderr=err)
+
+    async def wait(self) -> dict[str, int]:
+        assert self.proc is not None
+        out, _ = await asyncio.to_thread(self.proc.communicate)
+        lines = out.decode(errors="replace").strip().splitlines()
+        summary: dict[str, int] = orjson.loads(lines[-1]) if lines else {}
+        return summary
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
 
 
 def main() -> None:

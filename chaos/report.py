@@ -14,13 +14,13 @@ from dataclasses import dataclass
 
 from chaos.accounting import Accounts
 from chaos.faults import Outcome
+from chaos.lag import LagSample
 from chaos.schedule import Kind
 from chaos.supervisor import CANNOT_RUN, EARLY, Exit
 
 OUTAGES = frozenset({Kind.BROKER, Kind.POSTGRES, Kind.HTTP_429, Kind.HTTP_500})
 #: After the broker is back, the group coordinator needs a moment to load.
 START_GRACE = 15.0
-LagSample = tuple[float, int | None]  # (seconds since start, total lag or None if unknown)
 
 
 @dataclass(frozen=True, slots=True)

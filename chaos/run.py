@@ -19,7 +19,6 @@ import contextlib
 import logging
 import random
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -29,19 +28,15 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-import orjson
-from aiokafka import AIOKafkaConsumer
-from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.structs import TopicPartition
-
 from chaos.accounting import account, gather_inputs
 from chaos.downstream import Downstream
 from chaos.faults import Injector
-from chaos.report import LagSample, Verdict, blame, verdict
+from chaos.lag import Clock, LagMonitor
+from chaos.producer import Producer
+from chaos.report import Verdict, blame, verdict
 from chaos.schedule import Timing, plan
 from chaos.supervisor import Member, Supervisor
 from consumer.dev.kafka import LocalKafka, create_topics
-from consumer.dev.ports import project_root
 from consumer.dev.postgres import LocalPostgres
 
 #: Beyond production and the drain: start-up, a slipped schedule, the final
@@ -95,105 +90,6 @@ def member_settings(cfg: Config, bootstrap: str, dsn: str) -> dict[str, str]:
     }
 
 
-class LagMonitor:
-    """Total lag of the group (end offsets minus committed) once a second;
-    None while the broker does not answer."""
-
-    def __init__(self, bootstrap: str, partitions: int, clock: Clock) -> None:
-        self._bootstrap = bootstrap
-        self._tps = [TopicPartition(TOPIC, p) for p in range(partitions)]
-        self._clock = clock
-        self.samples: list[LagSample] = []
-        self._task: asyncio.Task[None] | None = None
-
-    async def total(self) -> int | None:
-        admin = AIOKafkaAdminClient(bootstrap_servers=self._bootstrap, request_timeout_ms=3000)
-        consumer = AIOKafkaConsumer(bootstrap_servers=self._bootstrap, request_timeout_ms=3000)
-        try:
-            async with asyncio.timeout(5):
-                await admin.start()
-                await consumer.start()
-                committed = await admin.list_consumer_group_offsets(GROUP)
-                ends = await consumer.end_offsets(self._tps)
-        except Exception:  # noqa: BLE001 - broker away: no sample
-            return None
-        finally:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(consumer.stop(), 3)
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(admin.close(), 3)
-        total: int = sum(ends[tp] - (committed[tp].offset if tp in committed else 0)
-                         for tp in self._tps)
-        return total
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._routine(), name="chaos-lag")
-
-    async def _routine(self) -> None:
-        while True:
-            began = time.monotonic()
-            sample = (self._clock.now(), await self.total())
-            self.samples.append(sample)
-            if len(self.samples) % 15 == 0:
-                print(f"chaos: t={sample[0]:.0f}s lag={sample[1]}", flush=True)
-            await asyncio.sleep(max(0.0, 1.0 - (time.monotonic() - began)))
-
-    async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-
-    async def drained(self, limit: float) -> bool:
-        """Wait (bounded) until the last sample says lag 0."""
-        deadline = time.monotonic() + limit
-        while time.monotonic() < deadline:
-            if self.samples and self.samples[-1][1] == 0:
-                return True
-            await asyncio.sleep(0.5)
-        return False
-
-
-class Clock:
-    """Seconds since the run began, in this process and from other
-    processes' monotonic nanoseconds (the same clock on one machine)."""
-
-    def __init__(self) -> None:
-        self.t0 = time.monotonic()
-
-    def now(self) -> float:
-        return time.monotonic() - self.t0
-
-    def of_ns(self, ns: int) -> float:
-        return ns / 1e9 - self.t0
-
-
-class Producer:
-    def __init__(self, cfg: Config, bootstrap: str, log: Path) -> None:
-        self._argv = [sys.executable, "-m", "chaos.producer", "--bootstrap", bootstrap,
-                      "--topic", TOPIC, "--rate", str(cfg.rate),
-                      "--invalid-every", str(cfg.invalid_every), "--seed", str(cfg.seed)]
-        self._log = log
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self, seconds: float) -> None:
-        with self._log.open("ab") as err:
-            self.proc = subprocess.Popen([*self._argv, "--seconds", str(seconds)],
-                                         cwd=project_root(),
-                                         stdout=subprocess.PIPE, stderr=err)
-
-    async def wait(self) -> dict[str, int]:
-        assert self.proc is not None
-        out, _ = await asyncio.to_thread(self.proc.communicate)
-        lines = out.decode(errors="replace").strip().splitlines()
-        summary: dict[str, int] = orjson.loads(lines[-1]) if lines else {}
-        return summary
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-
-
 async def scenario(cfg: Config, *, kafka: LocalKafka, pg: LocalPostgres, downstream: Downstream,
                    supervisor: Supervisor, producer: Producer, clock: Clock,
                    workdir: Path) -> Verdict:
@@ -207,7 +103,7 @@ async def scenario(cfg: Config, *, kafka: LocalKafka, pg: LocalPostgres, downstr
           f"duration={duration:.0f}s workdir={workdir}", flush=True)
     for f in faults:
         print(f"  planned: {f.describe()}", flush=True)
-    lag = LagMonitor(kafka.bootstrap, cfg.partitions, clock)
+    lag = LagMonitor(kafka.bootstrap, GROUP, TOPIC, cfg.partitions, clock)
     for name in names:
         supervisor.start(name)
     supervisor.start_watching()
@@ -289,7 +185,9 @@ def run(cfg: Config) -> int:
                               member_settings(cfg, kafka.bootstrap, pg.dsn), env)
 
             supervisor = Supervisor(make, clock.now)
-            producer = Producer(cfg, kafka.bootstrap, workdir / "producer.log")
+            producer = Producer(kafka.bootstrap, TOPIC, rate=cfg.rate,
+                                invalid_every=cfg.invalid_every, seed=cfg.seed,
+                                log=workdir / "producer.log")
             try:
                 result = asyncio.run(_bounded(cfg.duration + cfg.drain_limit + LIMIT_SLACK,
                                               scenario(cfg, kafka=kafka, pg=pg,

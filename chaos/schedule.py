@@ -44,11 +44,12 @@ class Timing:
     outage: tuple[float, float] = (4.0, 12.0)  # PostgreSQL and downstream
     settle: float = 8.0
     broker_busy: float = 30.0
-    drain_busy: float = 10.0  # SIGTERM: the drain before the restart
+    drain_busy: float = 10.0  # SIGTERM and the joiner leaving: the drain
 
     def busy(self, kind: Kind, hold: float) -> float:
         """How long `kind` with `hold` keeps its target from the next fault."""
-        extra = {Kind.BROKER: self.broker_busy, Kind.SIGTERM: self.drain_busy + self.settle,
+        drain = self.drain_busy + self.settle
+        extra = {Kind.BROKER: self.broker_busy, Kind.SIGTERM: drain, Kind.JOIN: drain,
                  Kind.SIGSTOP: self.session_timeout + self.settle}.get(kind, self.settle)
         return hold + extra
 

@@ -85,11 +85,18 @@ class Supervisor:
         self._restarting: set[asyncio.Task[None]] = set()
 
     def start(self, name: str) -> Member:
+        """Start `name`'s process; it must not be running (one process per name)."""
         member = self.members.get(name) or self._make(name)
+        if member.alive:
+            raise RuntimeError(f"member {name} is still running")
         self.members[name] = member
         member.faulted = False
         member.start()
         return member
+
+    def running(self, name: str) -> bool:
+        member = self.members.get(name)
+        return member is not None and member.alive
 
     def up(self, name: str) -> bool:
         member = self.members.get(name)

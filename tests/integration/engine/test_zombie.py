@@ -35,6 +35,7 @@ def member(bootstrap: str, topic: str, handled: Path, handler: str, **extra: str
     svc = Service(bootstrap_servers=bootstrap, topics=topic, group_id=f"g-{topic}",
                   handler=f"tests.integration.engine.handlers:{handler}", sink_url="none",
                   log_level="INFO", commit_interval="0.5", shutdown_timeout="20",
+                  http_host="127.0.0.1",
                   **SESSION, **extra)
     svc.env["TEST_HANDLED_FILE"] = str(handled)
     return svc
