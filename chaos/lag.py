@@ -66,12 +66,18 @@ class LagMonitor:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
 
-    async def drained(self, limit: float) -> bool:
-        """Wait (bounded) until the last sample says lag 0."""
-        deadline = time.monotonic() + limit
-        while time.monotonic() < deadline:
-            if self.samples and self.samples[-1][1] == 0:
+    async def drained(self, limit: float, stall: float = 60.0) -> bool:
+        """Wait until a sample says lag 0. False after `limit` seconds, or
+        once the lag has not reached a new low for `stall` seconds: a slow
+        machine may take long, a stuck group never gets there."""
+        began = last_low = time.monotonic()
+        low: int | None = None
+        while time.monotonic() - began < limit and time.monotonic() - last_low < stall:
+            value = self.samples[-1][1] if self.samples else None
+            if value == 0:
                 return True
+            if value is not None and (low is None or value < low):
+                low, last_low = value, time.monotonic()
             await asyncio.sleep(0.5)
         return False
 

@@ -141,7 +141,8 @@ def verdict(*, seed: int, outcomes: Sequence[Outcome], exits: Sequence[Exit],
             f"lost={a.lost} doubled={a.doubled} dlq={a.dlq} redone={a.redone} seed={seed}")
     problems = explain(exits, outcomes, drain)
     if not drained:
-        problems.append("the group did not drain (lag never reached 0) before the drain limit")
+        problems.append("the group did not drain: lag not 0 within the drain limit, or "
+                        "stopped falling for 60 s")
     if a.lost:
         problems.append(f"{a.lost} valid events lost, e.g. {', '.join(a.lost_sample)}")
     if a.doubled:

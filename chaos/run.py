@@ -57,7 +57,7 @@ class Config:
     invalid_every: int = 100
     session_timeout: float = 10.0
     shutdown_timeout: float = 30.0
-    drain_limit: float = 240.0  # after production stops
+    drain_limit: float = 900.0  # after production stops (and the lag must keep falling)
     warmup: float = 15.0  # no fault before this
     workdir: Path | None = None
 
@@ -216,7 +216,8 @@ def parse(argv: list[str]) -> Config:
     parser.add_argument("--faults", type=int, default=22)
     parser.add_argument("--members", type=int, default=3)
     parser.add_argument("--session-timeout", type=float, default=10.0, help="seconds")
-    parser.add_argument("--drain-limit", type=float, default=240.0, help="seconds")
+    parser.add_argument("--drain-limit", type=float, default=900.0,
+                        help="seconds after production; the lag must also keep falling")
     parser.add_argument("--warmup", type=float, default=15.0, help="seconds without faults")
     parser.add_argument("--workdir", type=Path, default=None)
     args = parser.parse_args(argv)

@@ -29,7 +29,7 @@ SEED = 20_261_129
 def test_short_chaos_run_loses_nothing_and_explains_every_exit(tmp_path: Path) -> None:
     argv = [sys.executable, "-m", "chaos", "--seed", str(SEED), "--faults", str(len(Kind)),
             "--duration", "50", "--rate", "150", "--warmup", "8", "--session-timeout", "6",
-            "--drain-limit", "90", "--workdir", str(tmp_path)]
+            "--drain-limit", "120", "--workdir", str(tmp_path)]
     proc = subprocess.Popen(argv, cwd=project_root(), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     try:
