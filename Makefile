@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export PIP_CACHE_DIR := $(CURDIR)/.cache/pip
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: run test lint unit integration setup system jars bench chaos clean format
+.PHONY: run test lint unit integration setup system jars bench chaos clean format dashboard
 
 run: setup
 	$(BIN)/consumer dev demo
@@ -41,6 +41,10 @@ $(STAMP): pyproject.toml constraints.txt
 
 jars: $(STAMP)
 	$(BIN)/consumer dev kafka jars
+
+# The Grafana dashboard is generated; commit the result (a unit test compares).
+dashboard: $(STAMP)
+	$(BIN)/python -m consumer.observability.dashboard > helm/consumer/files/dashboard.json
 
 bench: setup
 	$(BIN)/pip install -q -c constraints.txt -e '.[dev,bench]'
