@@ -111,7 +111,7 @@ def verdict(*, seed: int, outcomes: Sequence[Outcome], exits: Sequence[Exit],
     for e in exits:
         codes.setdefault(e.cause.split(" ")[0], []).append(str(e.code))
     rows = [f"{'#':>2} {'fault':<9} {'target':<10} {'at s':>6} {'hold s':>6} {'exit':>6} "
-            f"{'redone':>7} {'recovered s':>11}  note"]
+            f"{'extra':>7} {'recovered s':>11}  note"]
     for i, out in enumerate(outcomes):
         f = out.fault
         rec = recovery(out, lag, threshold)
@@ -126,7 +126,7 @@ def verdict(*, seed: int, outcomes: Sequence[Outcome], exits: Sequence[Exit],
         by_kind[out.fault.kind.value] += per_fault[i]
         n_kind[out.fault.kind.value] += 1
     rows.append("")
-    rows.append("redone per fault type: " + ", ".join(
+    rows.append("extra deliveries per fault type: " + ", ".join(
         f"{k} {by_kind[k]}/{n_kind[k]} = {by_kind[k] / n_kind[k]:.0f} each"
         for k in sorted(n_kind)))
     finals = [f"{e.member}:{e.code}" for e in exits if e.cause == "final stop"]
