@@ -6,12 +6,12 @@ STAMP := $(VENV)/.installed
 export PIP_CACHE_DIR := $(CURDIR)/.cache/pip
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: run test lint unit integration setup system jars bench chaos clean format dashboard
+.PHONY: run test lint unit integration setup system jars k8s-tools bench chaos clean format dashboard
 
 run: setup
 	$(BIN)/consumer dev demo
 
-test: setup lint
+test: setup k8s-tools lint
 	$(BIN)/pytest tests
 
 unit: setup
@@ -41,6 +41,11 @@ $(STAMP): pyproject.toml constraints.txt
 
 jars: $(STAMP)
 	$(BIN)/consumer dev kafka jars
+
+# helm, a Kubernetes control plane, etcd and kwok for the chart tests: built
+# once into ~/.cache/consumer/<tool>-<version>/ (about 15 min on 2 cores), then instant.
+k8s-tools:
+	@nice -n 10 bash scripts/build-k8s-tools.sh
 
 # The Grafana dashboard is generated; commit the result (a unit test compares).
 dashboard: $(STAMP)
