@@ -16,7 +16,7 @@ from chaos.accounting import Accounts
 from chaos.faults import Outcome
 from chaos.lag import LagSample
 from chaos.schedule import Kind
-from chaos.supervisor import CANNOT_RUN, EARLY, Exit
+from chaos.supervisor import CANNOT_RUN, DEADLINE, EARLY, Exit
 
 OUTAGES = frozenset({Kind.BROKER, Kind.POSTGRES, Kind.HTTP_429, Kind.HTTP_500})
 #: After the broker is back, the group coordinator needs a moment to load.
@@ -76,8 +76,9 @@ def recovery(out: Outcome, lag: Sequence[LagSample], threshold: int) -> float | 
 
 def explain(exits: Sequence[Exit], outcomes: Sequence[Outcome], drain: float) -> list[str]:
     """Exits no fault explains: SIGKILL must read -9; SIGTERM (a fault, the
-    joiner leaving, the final stop) must read 0 — or 1 when an outage overlapped
-    the drain, which then could not finish within its deadline. A (re)start
+    joiner leaving, the final stop) must read 0 — or 1 when its drain hit
+    the shutdown deadline (the member's log says so) or an outage overlapped
+    the drain. A (re)start
     refused with `cannot run` (exit 1) is explained only while the broker or
     PostgreSQL is down, or within `START_GRACE` s of its return."""
     outages = [(o.started, o.ended) for o in outcomes
@@ -94,6 +95,8 @@ def explain(exits: Sequence[Exit], outcomes: Sequence[Outcome], drain: float) ->
             ok = False
         elif e.cause.endswith(EARLY):
             ok = e.code == -signal.SIGTERM
+        elif e.cause.endswith(DEADLINE):
+            ok = e.code == 1
         else:
             overlapped = any(s <= e.at and (end is None or end >= e.at - drain)
                              for s, end in outages)

@@ -26,6 +26,9 @@ CANNOT_RUN = "cannot run"
 #: A SIGTERM that lands while the process is still starting (before it
 #: installs its handlers) ends it with the default action: nothing was consumed.
 EARLY = "(during start-up)"
+#: SIGTERM whose drain outlived `CONSUMER_SHUTDOWN_TIMEOUT`: commit what is
+#: done, exit 1 — the designed end of a drain that cannot finish in time.
+DEADLINE = "(drain deadline)"
 
 
 class Member(Service):
@@ -37,6 +40,8 @@ class Member(Service):
         self.env.update(env)
         #: Set while a fault owns this member's next exit.
         self.faulted = False
+        #: Set from a signal until its exit is recorded: the name is not free.
+        self.exiting = False
         self._mark = 0
 
     @property
@@ -56,6 +61,12 @@ class Member(Service):
         with self._log.open("rb") as log:
             log.seek(self._mark)
             return b'"msg":"consuming"' in log.read()
+
+    def drain_deadline_passed(self) -> bool:
+        """This run's drain ended at `CONSUMER_SHUTDOWN_TIMEOUT` (exit 1 by design)."""
+        with self._log.open("rb") as log:
+            log.seek(self._mark)
+            return b"stopping with unfinished work" in log.read()
 
     def refused_to_start(self) -> bool:
         """The last run ended with the service's `cannot run` line (a broker
@@ -87,7 +98,7 @@ class Supervisor:
     def start(self, name: str) -> Member:
         """Start `name`'s process; it must not be running (one process per name)."""
         member = self.members.get(name) or self._make(name)
-        if member.alive:
+        if member.alive or member.exiting:
             raise RuntimeError(f"member {name} is still running")
         self.members[name] = member
         member.faulted = False
@@ -95,8 +106,9 @@ class Supervisor:
         return member
 
     def running(self, name: str) -> bool:
+        """Alive, or its exit not recorded yet."""
         member = self.members.get(name)
-        return member is not None and member.alive
+        return member is not None and (member.alive or member.exiting)
 
     def up(self, name: str) -> bool:
         member = self.members.get(name)
@@ -110,16 +122,22 @@ class Supervisor:
         member.faulted = True
         if member.proc is None or member.proc.poll() is not None:
             return member.code()
-        member.proc.send_signal(sig)
-        code = await _wait_exit(member, within)
-        if code is None:
-            member.kill()
-            cause = f"{cause} (did not exit)"
-        elif code == -signal.SIGTERM and not member.consuming():
-            cause = f"{cause} {EARLY}"
-        final = member.code()
-        assert final is not None
-        self.exits.append(Exit(name, final, self._clock(), cause))
+        member.exiting = True
+        try:
+            member.proc.send_signal(sig)
+            code = await _wait_exit(member, within)
+            if code is None:
+                member.kill()
+                cause = f"{cause} (did not exit)"
+            elif code == -signal.SIGTERM and not member.consuming():
+                cause = f"{cause} {EARLY}"
+            elif code == 1 and sig is signal.SIGTERM and member.drain_deadline_passed():
+                cause = f"{cause} {DEADLINE}"
+            final = member.code()
+            assert final is not None
+            self.exits.append(Exit(name, final, self._clock(), cause))
+        finally:
+            member.exiting = False
         return code
 
     def pause(self, name: str) -> None:

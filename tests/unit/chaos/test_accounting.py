@@ -6,7 +6,7 @@ from chaos.accounting import Invocation, Produced, account
 from chaos.faults import Outcome
 from chaos.report import attribute, explain
 from chaos.schedule import Fault, Kind
-from chaos.supervisor import CANNOT_RUN, EARLY, Exit
+from chaos.supervisor import CANNOT_RUN, DEADLINE, EARLY, Exit
 
 PRODUCED = Produced(valid={(0, 0): "a", (0, 1): "b", (1, 0): "c"},
                     invalid=frozenset({(0, 2), (1, 1)}))
@@ -80,6 +80,7 @@ def test_exits_are_explained_by_their_fault_or_not() -> None:
         Exit("m3", 1, 105, CANNOT_RUN),  # restarted while PostgreSQL was down
         Exit("m4", -15, 30, f"join@25s {EARLY}"),
         Exit("m2", 1, 108, "sigterm@100s"),  # drain overlapped the outage
+        Exit("m3", 1, 150, f"sigterm@120s {DEADLINE}"),  # drain outlived its deadline
         Exit("m1", 0, 300, "final stop"),
     ]
     assert explain(exits, faults, drain=30) == []
@@ -89,5 +90,6 @@ def test_exits_are_explained_by_their_fault_or_not() -> None:
         Exit("m2", 1, 250, "sigterm@250s"),
         Exit("m2", 3, 260, "unexplained"),
         Exit("m1", -9, 300, "final stop (did not exit)"),
+        Exit("m3", 0, 310, f"sigterm@300s {DEADLINE}"),
     ]
     assert len(explain(wrong, faults, drain=30)) == len(wrong)
