@@ -62,3 +62,9 @@ chaos: setup
 
 clean:
 	rm -rf $(VENV) .cache .mypy_cache .ruff_cache .pytest_cache .hypothesis
+
+# The container base image the Docker tests import: built once (~2 min) into ~/.cache/consumer/.
+test integration: base-image
+.PHONY: base-image
+base-image:
+	@bash scripts/build-base-image.sh >/dev/null

@@ -2,8 +2,10 @@
 # Installs the system parts the tests and `make run` need, only when missing:
 # a JDK (the local Kafka broker), Maven (resolves the broker jars), the
 # PostgreSQL server (the integration tests' database), Prometheus with
-# promtool (the alert rules' tests and the dashboard's live test) and openssl
-# (certificates for the secured broker). Idempotent.
+# promtool (the alert rules' tests and the dashboard's live test), openssl
+# (certificates for the secured broker), and a Docker engine with
+# debootstrap (the container image tests run their own engine and base
+# image). Idempotent.
 set -euo pipefail
 
 missing=()
@@ -14,6 +16,8 @@ command -v runuser >/dev/null 2>&1 || missing+=(util-linux)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)  # the chart tests' API server keys
 { command -v prometheus && command -v promtool; } >/dev/null 2>&1 || missing+=(prometheus)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
+command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0

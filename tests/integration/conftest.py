@@ -2,20 +2,23 @@
 
 Provider order, for each: an address from the environment
 (`KAFKA_BOOTSTRAP_SERVERS`, `DATABASE_URL`) → testcontainers when a Docker
-engine answers → a local process (Kafka from Maven jars, PostgreSQL from
-Debian's package). A provider that cannot start fails the tests; nothing skips.
+engine answers (Kafka: `consumer.dev.containers`, host networking on a Linux
+engine, image `CONSUMER_TEST_KAFKA_IMAGE` or apache/kafka) → a local process
+(Kafka from Maven jars, PostgreSQL from Debian's package). A provider that
+cannot start fails the tests; nothing skips.
 """
 
 from __future__ import annotations
 
 import os
-import socket
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
 
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from consumer.dev.docker import ping
 from consumer.dev.kafka import LocalKafka
 from consumer.dev.postgres import LocalPostgres
 
@@ -29,14 +32,7 @@ def docker_engine_answers() -> bool:
     host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
     if not host.startswith("unix://"):
         return False  # a remote engine: set KAFKA_BOOTSTRAP_SERVERS/DATABASE_URL instead
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-            sock.settimeout(3)
-            sock.connect(host.removeprefix("unix://"))
-            sock.sendall(b"GET /_ping HTTP/1.0\r\n\r\n")
-            return b" 200 " in sock.recv(256)
-    except OSError:
-        return False
+    return ping(Path(host.removeprefix("unix://")))
 
 
 @pytest.fixture(scope="session")
@@ -45,10 +41,11 @@ def kafka_bootstrap() -> Iterator[str]:
         yield addr
         return
     if docker_engine_answers():
-        from testcontainers.kafka import KafkaContainer
+        from consumer.dev.containers import KAFKA_IMAGE, kafka_container
 
-        with KafkaContainer().with_kraft() as container:
-            yield container.get_bootstrap_server()
+        # CONSUMER_TEST_KAFKA_IMAGE: e.g. the local image where none can be pulled.
+        with kafka_container(os.environ.get("CONSUMER_TEST_KAFKA_IMAGE", KAFKA_IMAGE)) as addr:
+            yield addr
         return
     broker = LocalKafka()
     try:
