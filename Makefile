@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export PIP_CACHE_DIR := $(CURDIR)/.cache/pip
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: run test lint unit integration setup system jars k8s-tools jaeger bench clean format dashboard
+.PHONY: run test lint unit integration setup system jars k8s-tools jaeger bench chaos clean format dashboard
 
 run: setup
 	$(BIN)/consumer dev demo
@@ -21,12 +21,12 @@ integration: setup jaeger
 	$(BIN)/pytest tests/integration
 
 lint: $(STAMP)
-	$(BIN)/ruff check consumer schemas tests bench
+	$(BIN)/ruff check consumer schemas tests bench chaos
 	$(BIN)/mypy
 
 format: $(STAMP)
-	$(BIN)/ruff check --fix consumer schemas tests bench
-	$(BIN)/ruff format consumer schemas tests bench
+	$(BIN)/ruff check --fix consumer schemas tests bench chaos
+	$(BIN)/ruff format consumer schemas tests bench chaos
 
 setup: system $(STAMP) jars
 
@@ -59,6 +59,11 @@ dashboard: $(STAMP)
 bench: setup
 	$(BIN)/pip install -q -c constraints.txt -e '.[dev,otel,bench]'
 	$(BIN)/python -m bench
+
+# A consumer group under a seeded storm of faults, every event counted
+# (on demand, 5-8 minutes). Replay a run: make chaos SEED=<seed>.
+chaos: setup
+	$(BIN)/python -m chaos $(if $(SEED),--seed $(SEED)) $(CHAOS_ARGS)
 
 clean:
 	rm -rf $(VENV) .cache .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -90,10 +90,15 @@ def ensure_tools() -> Path:
 @dataclass
 class LocalKafka:
     """One broker+controller on 127.0.0.1. `start()` returns once a metadata
-    round trip succeeds; `stop()` sends SIGTERM, then SIGKILL after `grace`."""
+    round trip succeeds; `stop()` sends SIGTERM, then SIGKILL after `grace`.
+
+    `kill()` then `start()` is a broker crash and restart: the same ports and
+    data directory, so clients reconnect to the same address and the logs are
+    recovered from disk."""
 
     port: int = 0
     data_dir: Path | None = None
+    controller_port: int = 0
     heap: str = "512m"
     _proc: subprocess.Popen[bytes] | None = field(default=None, init=False)
     _owns_data: bool = field(default=False, init=False)
@@ -112,7 +117,8 @@ class LocalKafka:
         if java is None:
             raise RuntimeError("Java is not installed; run `make setup` first")
         self.port = self.port or free_port()
-        controller = free_port()
+        self.controller_port = self.controller_port or free_port()
+        controller = self.controller_port
         if self.data_dir is None:
             self.data_dir = Path(tempfile.mkdtemp(prefix="consumer-kafka-"))
             self._owns_data = True
@@ -122,14 +128,11 @@ class LocalKafka:
         log4j = self.data_dir / "log4j2.properties"
         log4j.write_text(_LOG4J.format(log=self.data_dir / "broker.log"))
         classpath = f"{libs}/*"
-        subprocess.run(
-            [java, "-cp", classpath, "kafka.tools.StorageTool", "format",
-             "-t", _cluster_id(), "-c", str(props), "--ignore-formatted",
-             *self._format_args()],
-            capture_output=True, check=True,
-            env={**os.environ, "KAFKA_LOG4J_OPTS": ""},
-        )
-        with (self.data_dir / "stdout.log").open("wb") as out:
+        # A restart on the same data keeps its cluster id: formatting again
+        # with a new one would fail.
+        if not (self.data_dir / "log" / "meta.properties").exists():
+            self._format(java, classpath, props)
+        with (self.data_dir / "stdout.log").open("ab") as out:
             self._proc = subprocess.Popen(
                 [java, "-Xms128m", f"-Xmx{self.heap}", "-XX:+UseSerialGC",
                  "-XX:TieredStopAtLevel=1", "-Djava.awt.headless=true",
@@ -143,6 +146,15 @@ class LocalKafka:
             self.stop()
             raise
         return self.bootstrap
+
+    def _format(self, java: str, classpath: str, props: Path) -> None:
+        subprocess.run(
+            [java, "-cp", classpath, "kafka.tools.StorageTool", "format",
+             "-t", _cluster_id(), "-c", str(props), "--ignore-formatted",
+             *self._format_args()],
+            capture_output=True, check=True,
+            env={**os.environ, "KAFKA_LOG4J_OPTS": ""},
+        )
 
     def _properties(self, controller: int) -> str:
         """server.properties; `data_dir` exists."""
@@ -176,6 +188,17 @@ class LocalKafka:
             if path.exists():
                 text += "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
         return text
+
+    def kill(self) -> None:
+        """SIGKILL the broker (a crash: no clean shutdown) and wait until its
+        ports are free; the data directory is kept for `start()`."""
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.kill()
+            self._proc.wait()
+        self._proc = None
+        for port in (self.port, self.controller_port):
+            if port:
+                wait_port_closed(port, timeout=15.0)
 
     def stop(self, grace: float = 15.0) -> None:
         if self._proc is not None and self._proc.poll() is None:

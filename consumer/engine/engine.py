@@ -31,6 +31,7 @@ log = logging.getLogger("consumer.engine")
 
 _POLL_MS = 100  # short polls: pauses and resumes take effect within this
 _DRAIN_POLL = 0.02
+_NO_GENERATION = -1  # aiokafka's OffsetCommitRequest.DEFAULT_GENERATION_ID
 _SETTLE = 0.05  # longest wait for the workers after a fetch
 _METRICS_EVERY = 0.5
 #: Paused partitions are not fetched, so their high watermark stops moving:
@@ -354,6 +355,12 @@ class Engine:
         modes records complete out of order, so dropping the queued ones would
         strand finished work behind an unfinished offset and the next owner
         would do it again. Past the deadline the rest is left to the next owner.
+
+        Partitions *lost* — the coordinator evicted us (a frozen process, a
+        session that expired) and has already given them to another member —
+        are not drained: that member is processing the same records and no
+        commit of ours can land, so draining would only do its work twice and
+        delay our rejoin. What has not started is dropped, the rest fenced.
         """
         states = {self._states[tp] for tp in revoked if tp in self._states}
         if not states:
@@ -362,7 +369,17 @@ class Engine:
         for state in states:
             state.accepting = False
         dropped = 0
-        if not await self._drain(states, self._revoke_deadline):
+        if self._lost():
+            for state in states:
+                state.revoking = True
+                state.revoked = True
+            dropped = self._dispatcher.cancel(states)
+            self._metrics.dropped_on_revoke.inc(dropped)
+            log.warning("partitions lost: evicted from the group, their work is another "
+                        "member's now", extra={"partitions": _names(revoked),
+                                               "in_flight": sum(s.in_flight for s in states),
+                                               "never_started": dropped})
+        elif not await self._drain(states, self._revoke_deadline):
             for state in states:
                 state.revoking = True
             dropped = self._dispatcher.cancel(states)
@@ -381,6 +398,13 @@ class Engine:
         self._paused -= revoked
         log.info("partitions revoked", extra={"committed": committed,
                                               "left_for_next_owner": dropped})
+
+    def _lost(self) -> bool:
+        """The coordinator no longer knows this member: aiokafka resets the
+        generation to -1 on UnknownMemberId / IllegalGeneration and then calls
+        `on_partitions_revoked` (it has no `on_partitions_lost`)."""
+        coordinator = getattr(self._consumer, "_coordinator", None)
+        return getattr(coordinator, "generation", None) == _NO_GENERATION
 
     async def on_assigned(self, assigned: set[TP]) -> None:
         self._metrics.rebalances.labels("assigned").inc()

@@ -30,3 +30,13 @@ async def record(event: Any, ctx: Any) -> None:
     if pause:
         await asyncio.sleep(pause)
     _write(ctx)
+
+
+async def gated(event: Any, ctx: Any) -> None:
+    """Hold every record while the file `TEST_GATE_FILE` exists, then note it:
+    a member that takes partitions over but completes nothing until told."""
+    gate = os.environ["TEST_GATE_FILE"]
+    # The gate is another process's file; a stat every 50 ms blocks nothing.
+    while os.path.exists(gate):  # noqa: ASYNC110, ASYNC240
+        await asyncio.sleep(0.05)
+    _write(ctx)

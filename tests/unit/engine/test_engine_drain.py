@@ -1,12 +1,14 @@
 """Engine bookkeeping that needs no broker: the drain deadline against a
-processor whose flush never returns, and the commit counter across
-rebalances. (The consumer is built but never started.)"""
+processor whose flush never returns, the commit counter across rebalances,
+and lost partitions fenced without a drain. (The consumer is built but never
+started.)"""
 
 from __future__ import annotations
 
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from types import SimpleNamespace
 
 import pytest
 from aiokafka.structs import ConsumerRecord
@@ -79,3 +81,23 @@ async def test_completed_count_never_decreases_across_rebalances(eng: Engine) ->
     second.deliver([rec(3)])
     second.done(rec(3))
     assert eng._completed() == 4
+
+
+async def test_lost_partitions_are_fenced_at_once_not_drained(eng: Engine) -> None:
+    # Evicted while frozen: aiokafka reset our generation, then revokes. The
+    # partitions are another member's already; draining would redo its work.
+    tp = TP("t", 0)
+    await eng.on_assigned({tp})
+    state = eng._states[tp]
+    state.deliver([rec(0), rec(1)])  # in flight; this processor never completes them
+    eng._consumer._coordinator = SimpleNamespace(generation=-1)
+    try:
+        began = time.monotonic()
+        await eng.on_revoked({tp})
+        assert time.monotonic() - began < 2.0  # not the 36 s revocation deadline
+    finally:
+        eng._consumer._coordinator = None
+    assert tp not in eng._states
+    state.done(rec(0))  # a late completion of the zombie
+    assert state.pending_commit() is None
+    assert state.in_flight == 1
