@@ -58,6 +58,9 @@ class Engine:
         self._processor = processor
         self._metrics = metrics
         self._gauges = PartitionGauges(metrics)
+        #: End offsets of partitions whose high watermark is not moving (paused,
+        #: not fetched yet), refreshed by `_end_offsets_routine`.
+        self._ends: dict[TP, int] = {}
         self._flow = FlowControl(settings.max_in_flight, settings.max_in_flight_bytes,
                                  settings.resume_ratio)
         self._states: dict[TP, PartitionState] = {}
@@ -135,6 +138,7 @@ class Engine:
             self._tasks = [
                 asyncio.create_task(self._commit_routine(), name="consumer-commit"),
                 asyncio.create_task(self._metrics_routine(), name="consumer-metrics"),
+                asyncio.create_task(self._end_offsets_routine(), name="consumer-end-offsets"),
             ]
             self._started = True
             log.info("consuming", extra={"topics": self._settings.topics,
@@ -294,18 +298,12 @@ class Engine:
 
     async def _metrics_routine(self) -> None:
         m = self._metrics
-        ends: dict[TP, int] = {}
-        ends_at = 0.0
         while True:
             m.in_flight_messages.set(self._flow.messages)
             m.in_flight_bytes.set(self._flow.bytes)
             m.paused_partitions.set(len(self._paused))
             m.assigned_partitions.set(len(self._states))
-            stale = {tp for tp in self._states
-                     if tp in self._paused or self._consumer.highwater(tp) is None}
-            if stale and time.monotonic() - ends_at >= _END_OFFSETS_EVERY:
-                ends_at = time.monotonic()
-                ends = await self._end_offsets(stale)
+            ends = self._ends
             now = time.time()
             for tp, state in list(self._states.items()):
                 highs = [h for h in (self._consumer.highwater(tp), ends.get(tp)) if h is not None]
@@ -323,6 +321,17 @@ class Engine:
                                     oldest_timestamp=state.oldest_undone_timestamp(), now=now)
             await asyncio.sleep(_METRICS_EVERY)
 
+    async def _end_offsets_routine(self) -> None:
+        """Keep `_ends` fresh for the partitions whose high watermark does not
+        move (paused, or not fetched yet). A broker round trip, so it runs
+        beside the metrics routine instead of holding the other gauges."""
+        while True:
+            stale = {tp for tp in self._states
+                     if tp in self._paused or self._consumer.highwater(tp) is None}
+            if stale:
+                self._ends = await self._end_offsets(stale)
+            await asyncio.sleep(_END_OFFSETS_EVERY)
+
     async def _position(self, tp: TP) -> int | None:
         """The consumer's fetch position of `tp`, or None if it is not known
         at once (being reset, or no longer assigned): bounded short, the other
@@ -337,7 +346,7 @@ class Engine:
     async def _end_offsets(self, tps: set[TP]) -> dict[TP, int]:
         """The partitions' end offsets from the broker; {} if it does not answer
         in time (the gauges then keep their last value until the next try).
-        Bounded short: the other gauges wait for it."""
+        Bounded by the refresh period."""
         try:
             async with asyncio.timeout(_END_OFFSETS_EVERY):
                 ends: dict[TP, int] = await self._consumer.end_offsets(list(tps))
