@@ -6,12 +6,12 @@ STAMP := $(VENV)/.installed
 export PIP_CACHE_DIR := $(CURDIR)/.cache/pip
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: run test lint unit integration setup system jars bench clean format
+.PHONY: run test lint unit integration setup system jars k8s-tools bench clean format
 
 run: setup
 	$(BIN)/consumer dev demo
 
-test: setup lint
+test: setup k8s-tools lint
 	$(BIN)/pytest tests
 
 unit: setup
@@ -41,6 +41,11 @@ $(STAMP): pyproject.toml constraints.txt
 
 jars: $(STAMP)
 	$(BIN)/consumer dev kafka jars
+
+# helm, a Kubernetes control plane, etcd and kwok for the chart tests: built
+# once into ~/.cache/consumer/<tool>-<version>/ (about 30 min of CPU), then instant.
+k8s-tools:
+	@nice -n 10 bash scripts/build-k8s-tools.sh
 
 bench: setup
 	$(BIN)/pip install -q -c constraints.txt -e '.[dev,bench]'

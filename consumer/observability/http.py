@@ -9,6 +9,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 Probe = Callable[[], bool]
 
+# Part of the public contract: the Helm chart's probes and scrape point here.
+METRICS_PATH = "/metrics"
+HEALTH_PATH = "/healthz"
+READY_PATH = "/readyz"
+
 
 class HttpServer:
     """Liveness: the event loop answers and `healthy()` holds. Readiness:
@@ -25,9 +30,9 @@ class HttpServer:
 
     async def start(self) -> None:
         app = web.Application()
-        app.router.add_get("/metrics", self._metrics)
-        app.router.add_get("/healthz", self._probe(self._healthy))
-        app.router.add_get("/readyz", self._probe(self._ready))
+        app.router.add_get(METRICS_PATH, self._metrics)
+        app.router.add_get(HEALTH_PATH, self._probe(self._healthy))
+        app.router.add_get(READY_PATH, self._probe(self._ready))
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         await web.TCPSite(self._runner, self._host, self._port).start()

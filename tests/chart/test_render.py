@@ -1,0 +1,263 @@
+"""The chart rendered offline: lint, Kubernetes schemas, and one test per rule."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from consumer.config import Settings, load_settings
+from consumer.dev.chart import config_schema, schema_path
+from consumer.observability.http import HEALTH_PATH, METRICS_PATH, READY_PATH
+from tests.chart.helm import CHART, Helm, Manifest, container, one, set_args, settings_map, workload
+
+#: Each optional feature on its own, as users switch them on.
+FEATURES: dict[str, dict[str, Any]] = {
+    "defaults": {},
+    "static-membership": {"staticMembership.enabled": True},
+    "hpa": {"autoscaling.enabled": True},
+    "keda": {"keda.enabled": True},
+    "service-monitor": {"metrics.serviceMonitor.enabled": True},
+    "prometheus-rule": {"metrics.prometheusRule.enabled": True},
+    "dashboard": {"dashboard.enabled": True},
+    "network-policy": {"networkPolicy.enabled": True},
+    "existing-secret": {"existingSecret": "consumer-credentials"},
+}
+#: Kinds from CRDs: no offline schema; the install test applies them to the real CRDs.
+CRD_KINDS = {"ScaledObject", "ServiceMonitor", "PrometheusRule"}
+KUBE_VERSIONS = ["1.30.0", kubernetes_validate.utils.latest_version()]
+
+
+def env_names(manifests: list[Manifest]) -> set[str]:
+    """Every variable the chart hands the service."""
+    names = set(settings_map(manifests)["data"])
+    for m in manifests:
+        if m["kind"] == "Secret":
+            names |= set(m.get("stringData", {})) | set(m.get("data", {}))
+    names |= {e["name"] for e in container(manifests).get("env", [])}
+    return names
+
+
+def settings_from(manifests: list[Manifest], monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """Settings as the service would load them from the rendered ConfigMap and Secret."""
+    env = dict(settings_map(manifests)["data"])
+    for m in manifests:
+        if m["kind"] == "Secret":
+            env.update(m["stringData"])
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return load_settings()
+
+
+def test_lint_strict(helm: Helm) -> None:
+    helm.run("lint", "--strict", str(CHART))
+    everything = {k: v for f, vals in FEATURES.items() if f != "hpa" for k, v in vals.items()}
+    helm.run("lint", "--strict", str(CHART), *set_args(everything))
+
+
+@pytest.mark.parametrize("kube_version", KUBE_VERSIONS)
+@pytest.mark.parametrize("feature", FEATURES)
+def test_manifests_match_kubernetes_schemas(helm: Helm, feature: str, kube_version: str) -> None:
+    manifests = helm.template(FEATURES[feature], kube_version=kube_version)
+    checked = 0
+    for m in manifests:
+        if m["kind"] in CRD_KINDS:
+            continue
+        kubernetes_validate.validate(m, kube_version, strict=True)
+        checked += 1
+    assert checked >= 5  # ServiceAccount, ConfigMap, Service, workload, PDB (+ Secret...)
+
+
+@pytest.mark.parametrize("timeout", [Settings().shutdown_timeout, 0.5, 90.5, 600])
+def test_grace_period_exceeds_shutdown_timeout(helm: Helm, timeout: float,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    manifests = helm.template({"shutdownTimeout": timeout})
+    grace = workload(manifests)["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+    margin = yaml.safe_load((CHART / "values.yaml").read_text())["terminationGraceMarginSeconds"]
+    assert settings_from(manifests, monkeypatch).shutdown_timeout == timeout
+    assert grace >= math.ceil(timeout) + margin > timeout
+
+
+def test_chart_defaults_follow_the_service(helm: Helm) -> None:
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    defaults = Settings()
+    assert values["shutdownTimeout"] == defaults.shutdown_timeout
+    assert values["httpPort"] == defaults.http_port
+    assert values["image"]["pullPolicy"] == "IfNotPresent"
+    assert container(helm.template())["image"] == f"consumer:{_app_version()}"
+
+
+@pytest.mark.parametrize("feature", ["defaults", "static-membership", "service-monitor"])
+def test_probes_use_the_service_paths(helm: Helm, feature: str) -> None:
+    manifests = helm.template({**FEATURES[feature], "httpPort": 9100})
+    c = container(manifests)
+    assert c["startupProbe"]["httpGet"] == {"path": HEALTH_PATH, "port": "http"}
+    assert c["livenessProbe"]["httpGet"] == {"path": HEALTH_PATH, "port": "http"}
+    assert c["readinessProbe"]["httpGet"] == {"path": READY_PATH, "port": "http"}
+    assert c["ports"] == [{"name": "http", "containerPort": 9100, "protocol": "TCP"}]
+    assert settings_map(manifests)["data"]["CONSUMER_HTTP_PORT"] == "9100"
+    assert one(manifests, "Service")["spec"]["ports"][0]["targetPort"] == "http"
+    for monitor in (m for m in manifests if m["kind"] == "ServiceMonitor"):
+        assert monitor["spec"]["endpoints"][0]["path"] == METRICS_PATH
+        assert monitor["spec"]["endpoints"][0]["port"] == "http"
+
+
+@pytest.mark.parametrize("feature", FEATURES)
+def test_security_context_is_restricted(helm: Helm, feature: str) -> None:
+    manifests = helm.template(FEATURES[feature])
+    pod = workload(manifests)["spec"]["template"]["spec"]
+    c = container(manifests)
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] > 0
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    sc = c["securityContext"]
+    assert sc["allowPrivilegeEscalation"] is False
+    assert sc["readOnlyRootFilesystem"] is True
+    assert sc["capabilities"] == {"drop": ["ALL"]}
+    assert sc["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert "privileged" not in sc
+    assert all(set(v) <= {"name", "emptyDir", "configMap", "secret", "projected"}
+               for v in pod["volumes"])
+    tmp = {m["mountPath"]: m["name"] for m in c["volumeMounts"]}["/tmp"]
+    assert "emptyDir" in next(v for v in pod["volumes"] if v["name"] == tmp)
+    assert pod["automountServiceAccountToken"] is False
+    assert one(manifests, "ServiceAccount")["automountServiceAccountToken"] is False
+    assert set(c["resources"]) == {"requests", "limits"}
+
+
+@pytest.mark.parametrize("feature", FEATURES)
+def test_env_names_are_known_settings(helm: Helm, feature: str,
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    values = {**FEATURES[feature], "config": {
+        "ordering": "partition", "concurrency": 32, "max_in_flight_bytes": 52428800,
+        "retry_on": ["TimeoutError", "ConnectionError"], "allow_unknown_types": True}}
+    manifests = helm.template(values)
+    known = {f"CONSUMER_{name.upper()}" for name in Settings.model_fields}
+    assert env_names(manifests) <= known, env_names(manifests) - known
+    if feature != "existing-secret":  # an existing Secret is the user's to fill
+        settings = settings_from(manifests, monkeypatch)
+        assert settings.max_in_flight_bytes == 52428800
+        assert settings.retry_on == ["TimeoutError", "ConnectionError"]
+
+
+def test_config_schema_is_the_settings_model() -> None:
+    schema = json.loads(schema_path().read_text())
+    assert schema["properties"]["config"] == config_schema(), (
+        "values.schema.json is stale: run `python -m consumer.dev.chart`")
+
+
+@pytest.mark.parametrize(("values", "message"), [
+    ({"config": {"ordering": "random"}}, "/config/ordering"),
+    ({"config": {"no_such_setting": 1}}, "no_such_setting"),
+    ({"config": {"concurrency": 0}}, "/config/concurrency"),
+    ({"kafka": {"topics": []}}, "/kafka/topics"),
+    ({"shutdownTimeout": 0}, "/shutdownTimeout"),
+    ({"replicas": 3}, "replicas"),
+    ({"sink": {"url": "mysql://db"}}, "/sink/url"),
+    ({"image": {"tag": "latest"}}, "image.tag"),
+    ({"autoscaling": {"enabled": True}, "keda": {"enabled": True}}, "choose one autoscaler"),
+])
+def test_bad_values_are_refused(helm: Helm, values: dict[str, Any], message: str) -> None:
+    result = helm.run("template", "rel", str(CHART), "--kube-version", "1.30.0",
+                      *set_args(values), check=False)
+    assert result.returncode != 0
+    assert message in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("kind", ["keda", "hpa"])
+@pytest.mark.parametrize(("partitions", "explicit"), [(3, None), (12, None), (12, 4)])
+def test_autoscaling_is_capped_by_partitions(helm: Helm, kind: str, partitions: int,
+                                             explicit: int | None) -> None:
+    key = {"keda": "keda.maxReplicaCount", "hpa": "autoscaling.maxReplicas"}[kind]
+    manifests = helm.template({**FEATURES[kind], "kafka.partitions": partitions, key: explicit})
+    if kind == "keda":
+        spec = one(manifests, "ScaledObject")["spec"]
+        maximum = spec["maxReplicaCount"]
+        trigger = spec["triggers"][0]
+        assert trigger["type"] == "kafka"
+        assert trigger["metadata"]["consumerGroup"] == "consumer"
+        assert trigger["metadata"]["lagThreshold"] == "1000"
+    else:
+        maximum = one(manifests, "HorizontalPodAutoscaler")["spec"]["maxReplicas"]
+    assert maximum == (explicit or partitions)
+    assert "replicas" not in workload(manifests)["spec"]  # the autoscaler owns it
+
+
+def test_static_membership_names_members_after_pods(helm: Helm) -> None:
+    manifests = helm.template(FEATURES["static-membership"])
+    assert workload(manifests)["kind"] == "StatefulSet"
+    env = {e["name"]: e for e in container(manifests)["env"]}
+    assert env["CONSUMER_GROUP_INSTANCE_ID"]["valueFrom"] == {
+        "fieldRef": {"fieldPath": "metadata.name"}}
+    assert settings_map(manifests)["data"]["CONSUMER_SESSION_TIMEOUT_MS"] == "60000"
+    assert workload(helm.template())["kind"] == "Deployment"
+
+
+def test_changed_settings_roll_the_pods(helm: Helm) -> None:
+    def checksums(values: dict[str, Any]) -> dict[str, str]:
+        annotations = workload(helm.template(values))["spec"]["template"]["metadata"]["annotations"]
+        return {k: v for k, v in annotations.items() if k.startswith("checksum/")}
+
+    base = checksums({})
+    assert checksums({})["checksum/config"] == base["checksum/config"]
+    assert checksums({"config.concurrency": 64})["checksum/config"] != base["checksum/config"]
+    assert checksums({"sink.url": "none"})["checksum/secret"] != base["checksum/secret"]
+
+
+def test_existing_secret_replaces_the_chart_secret(helm: Helm) -> None:
+    manifests = helm.template(FEATURES["existing-secret"])
+    assert not [m for m in manifests if m["kind"] == "Secret"]
+    refs = [r["secretRef"]["name"] for r in container(manifests)["envFrom"] if "secretRef" in r]
+    assert refs == ["consumer-credentials"]
+
+
+def test_rules_and_dashboard_are_the_shared_files(helm: Helm) -> None:
+    rules = yaml.safe_load((CHART / "files" / "alerts.yaml").read_text())
+    manifests = helm.template({"metrics.prometheusRule.enabled": True,
+                               "dashboard.enabled": True, "dashboard.folder": "Kafka"})
+    assert one(manifests, "PrometheusRule")["spec"]["groups"] == rules["groups"]
+    board = next(m for m in manifests
+                 if m["kind"] == "ConfigMap" and m["metadata"]["name"].endswith("-dashboard"))
+    assert board["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert board["metadata"]["annotations"] == {"grafana_folder": "Kafka"}
+    assert json.loads(board["data"]["consumer.json"]) == json.loads(
+        (CHART / "files" / "dashboard.json").read_text())
+
+
+def test_network_policy_lets_in_only_the_scrape(helm: Helm) -> None:
+    policy = one(helm.template(FEATURES["network-policy"]), "NetworkPolicy")["spec"]
+    assert policy["policyTypes"] == ["Ingress", "Egress"]
+    assert [r["ports"] for r in policy["ingress"]] == [[{"port": "http", "protocol": "TCP"}]]
+    egress_ports = {p["port"] for r in policy["egress"] for p in r["ports"]}
+    assert egress_ports == {53, 9092, 9093, 5432}
+
+
+def _app_version() -> str:
+    version: str = yaml.safe_load((CHART / "Chart.yaml").read_text())["appVersion"]
+    return version
+
+
+def test_readme_lists_every_value() -> None:
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    readme = (CHART / "README.md").read_text()
+    missing = [key for key in _value_keys(values, "") if f"| `{key}` |" not in readme]
+    assert not missing, f"helm/consumer/README.md lacks rows for {missing}"
+
+
+#: Values documented as one row, not key by key.
+_WHOLE = {"config", "resources", "probes", "updateStrategy", "podSecurityContext",
+          "securityContext"}
+
+
+def _value_keys(values: dict[str, Any], prefix: str) -> list[str]:
+    keys = []
+    for key, value in values.items():
+        if isinstance(value, dict) and value and key not in _WHOLE:
+            keys += _value_keys(value, f"{prefix}{key}.")
+        else:
+            keys.append(prefix + key)
+    return keys
