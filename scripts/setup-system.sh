@@ -3,7 +3,9 @@
 # a JDK (the local Kafka broker), Maven (resolves the broker jars) and the
 # PostgreSQL server (the integration tests' database), and a Docker engine
 # with debootstrap (the container image tests run their own engine and base
-# image). Idempotent.
+# image), and what a real single-node cluster needs besides the Go binaries:
+# containerd, runc, the CNI plugins, iptables, conntrack, and gcc with a static
+# libc for the pause binary. Idempotent.
 set -euo pipefail
 
 missing=()
@@ -14,6 +16,13 @@ command -v runuser >/dev/null 2>&1 || missing+=(util-linux)
 command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
 command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)  # the chart tests' API server keys
+command -v containerd >/dev/null 2>&1 || missing+=(containerd)
+command -v runc >/dev/null 2>&1 || missing+=(runc)
+[ -x /usr/lib/cni/bridge ] || missing+=(containernetworking-plugins)
+command -v iptables >/dev/null 2>&1 || missing+=(iptables)
+command -v conntrack >/dev/null 2>&1 || missing+=(conntrack)
+command -v gcc >/dev/null 2>&1 || missing+=(gcc)
+ls /usr/lib/*/libc.a >/dev/null 2>&1 || missing+=(libc6-dev)
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0

@@ -80,9 +80,12 @@ def ensure_jars(cache: Path | None = None) -> Path:
 @dataclass
 class LocalKafka:
     """One broker+controller on 127.0.0.1. `start()` returns once a metadata
-    round trip succeeds; `stop()` sends SIGTERM, then SIGKILL after `grace`."""
+    round trip succeeds; `stop()` sends SIGTERM, then SIGKILL after `grace`.
+    `host` moves the client listener to another local address (e.g. one pods
+    reach); the controller stays on loopback."""
 
     port: int = 0
+    host: str = "127.0.0.1"
     data_dir: Path | None = None
     heap: str = "512m"
     _proc: subprocess.Popen[bytes] | None = field(default=None, init=False)
@@ -90,7 +93,7 @@ class LocalKafka:
 
     @property
     def bootstrap(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return f"{self.host}:{self.port}"
 
     @property
     def pid(self) -> int | None:
@@ -108,7 +111,8 @@ class LocalKafka:
             self._owns_data = True
         self.data_dir.mkdir(parents=True, exist_ok=True)
         props = self.data_dir / "server.properties"
-        props.write_text(_server_properties(self.port, controller, self.data_dir / "log"))
+        props.write_text(_server_properties(self.host, self.port, controller,
+                                            self.data_dir / "log"))
         log4j = self.data_dir / "log4j2.properties"
         log4j.write_text(_LOG4J.format(log=self.data_dir / "broker.log"))
         classpath = f"{libs}/*"
@@ -139,7 +143,7 @@ class LocalKafka:
             assert self._proc is not None
             if self._proc.poll() is not None:
                 raise RuntimeError(f"Kafka exited with {self._proc.returncode}:\n{self.log_tail()}")
-            if port_open(self.port) and metadata_round_trip(self.bootstrap, timeout=5.0):
+            if port_open(self.port, self.host) and metadata_round_trip(self.bootstrap, timeout=5.0):
                 return
             time.sleep(0.25)
         raise TimeoutError(f"Kafka not ready after {timeout:.0f}s:\n{self.log_tail()}")
@@ -159,7 +163,7 @@ class LocalKafka:
             stop_process(self._proc.pid, grace)
             self._proc.wait()
         if self.port:
-            wait_port_closed(self.port, timeout=grace)
+            wait_port_closed(self.port, timeout=grace, host=self.host)
         self._proc = None
         if self._owns_data and self.data_dir is not None:
             shutil.rmtree(self.data_dir, ignore_errors=True)
@@ -243,13 +247,13 @@ def _cluster_id() -> str:
             return cluster
 
 
-def _server_properties(port: int, controller: int, log_dir: Path) -> str:
+def _server_properties(host: str, port: int, controller: int, log_dir: Path) -> str:
     return f"""\
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:{controller}
-listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller}
-advertised.listeners=PLAINTEXT://127.0.0.1:{port}
+listeners=PLAINTEXT://{host}:{port},CONTROLLER://127.0.0.1:{controller}
+advertised.listeners=PLAINTEXT://{host}:{port}
 controller.listener.names=CONTROLLER
 listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
 inter.broker.listener.name=PLAINTEXT
