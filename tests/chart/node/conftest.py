@@ -20,7 +20,8 @@ from tests.chart.node.node import Node
 
 
 @pytest.fixture(scope="session")
-def node(tools: dict[str, Path], request: pytest.FixtureRequest) -> Iterator[Node]:
+def node(tools: dict[str, Path], request: pytest.FixtureRequest,
+         tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
     cluster = Node(tools)
     cluster.start()
     print(f"\nnode Ready {cluster.started_in:.1f}s after start")
@@ -29,7 +30,8 @@ def node(tools: dict[str, Path], request: pytest.FixtureRequest) -> Iterator[Nod
         yield cluster
     finally:
         if request.session.testsfailed > failed:
-            print(cluster.logs())
+            kept = cluster.keep_logs(tmp_path_factory.mktemp("node-logs"))
+            print(f"{cluster.logs()}\nevery log of the node: {kept}")
         cluster.stop()
         left = cluster.host.changes()
         assert not left, f"the host is not as it was: {left}"

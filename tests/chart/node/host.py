@@ -11,13 +11,15 @@ touch, the log folders the kubelet creates. `cleanup()` puts it all back and
 removes the interfaces, iptables chains, mounts and cgroups; a later run finds
 the record of a crashed one and cleans up first. Loopback traffic of other
 processes is never matched: every rule kube-proxy adds matches the service or
-pod range, or the node address.
+pod range, or the node address (the kubelet, which would add a rule on
+127.0.0.0/8, is told not to: `makeIPTablesUtilChains: false`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
 import shutil
@@ -34,9 +36,16 @@ POD_GATEWAY = "10.244.0.1"
 SERVICE_CIDR = "10.96.0.0/16"  # the control plane's --service-cluster-ip-range
 DUMMY = "csm-node0"
 BRIDGE = "csm-br0"
+BRIDGE_MAC = "02:00:0a:f4:00:01"  # locally administered; 10.244.0.1
 ROOT = Path("/tmp/consumer-node")  # fixed, so a later run finds a crashed one's state
 LOCK = Path("/tmp/consumer-node.lock")
 STATE = ROOT / "host.json"
+SOCKET = ROOT / "containerd" / "containerd.sock"
+CRI_NAMESPACE = "k8s.io"
+TASKS = ROOT / "containerd" / "state" / "io.containerd.runtime.v2.task" / CRI_NAMESPACE
+# containerd 1.6 puts every shim's socket here, whatever its own state dir.
+RUN_CONTAINERD = Path("/run/containerd")
+SHIM_SOCKETS = RUN_CONTAINERD / "s"
 
 # Sysctls the kubelet (memory overcommit, panics, key quotas) and kube-proxy
 # (localnet routing, conntrack) may set, and forwarding.
@@ -52,6 +61,9 @@ PANIC_SYSCTLS = ("kernel.panic", "kernel.panic_on_oops")
 # Folders the kubelet creates outside its root dir whatever it is told.
 LOG_DIRS = (Path("/var/log/containers"), Path("/var/log/pods"))
 CHAIN_PREFIXES = ("KUBE-", "CNI-")
+# Where containerd puts the CRI's containers when the kubelet runs without
+# per-QoS cgroups: /sys/fs/cgroup/<controller>/k8s.io/<container id>.
+CGROUP_PARENT = "k8s.io"
 
 
 def _sysctl_path(name: str) -> Path:
@@ -134,13 +146,32 @@ def mounts_under(path: Path) -> list[str]:
     return sorted(points, key=len, reverse=True)
 
 
-def cgroups_named(names: set[str]) -> list[Path]:
-    """Cgroup folders (any hierarchy, any depth up to 2) with one of `names`."""
+def cgroups_under(name: str) -> list[Path]:
+    """`name` and every cgroup below it, in each hierarchy, deepest first."""
     found = []
     for hierarchy in Path("/sys/fs/cgroup").iterdir():
-        for depth in ("*", "*/*"):
-            found += [p for p in hierarchy.glob(depth) if p.name in names and p.is_dir()]
-    return sorted(found, key=lambda p: len(p.parts), reverse=True)
+        top = hierarchy / name
+        if top.is_dir():
+            found += [Path(d) for d, _, _ in os.walk(top, topdown=False)]
+    return found
+
+
+def leftover_processes(cgroup_parents: list[str]) -> list[int]:
+    """Shims of the node's containerd and the processes in its containers."""
+    marker = f"-address {SOCKET} "
+    pids = {int(p.name) for p in Path("/proc").iterdir()
+            if p.name.isdigit() and marker in _cmdline(int(p.name))}
+    for parent in cgroup_parents:
+        for cgroup in cgroups_under(parent):
+            with contextlib.suppress(OSError):
+                pids |= {int(pid) for pid in (cgroup / "cgroup.procs").read_text().split()}
+    return sorted(pids)
+
+
+def shim_socket(container: str) -> Path:
+    """Where containerd 1.6 puts the socket of `container`'s shim."""
+    key = f"{SOCKET}/{CRI_NAMESPACE}/{container}".encode()
+    return SHIM_SOCKETS / hashlib.sha256(key).hexdigest()
 
 
 class Host:
@@ -159,8 +190,11 @@ class Host:
             self.record = json.loads(STATE.read_text())
             self.cleanup(keep_lock=True)
         ROOT.mkdir(parents=True, exist_ok=True)
-        self.record = {"sysctls": read_sysctls(), "pids": {}, "cgroups": [],
-                       "log_dirs": [str(d) for d in LOG_DIRS if not d.exists()]}
+        self.record = {"sysctls": read_sysctls(), "pids": {},
+                       "cgroups": [] if cgroups_under(CGROUP_PARENT) else [CGROUP_PARENT],
+                       "log_dirs": [str(d) for d in LOG_DIRS if not d.exists()],
+                       "run_dirs": [str(d) for d in (SHIM_SOCKETS, RUN_CONTAINERD / "runc",
+                                                     RUN_CONTAINERD) if not d.exists()]}
         self._save()
         # A kernel without the dummy driver gets a bridge with no ports: as
         # local, and as unreachable from outside.
@@ -171,7 +205,10 @@ class Host:
         # The bridge exists before the CNI plugin runs, so its address and the
         # service route are ours; the plugin runs with isGateway off and so
         # never switches on forwarding for the whole machine.
-        run("ip", "link", "add", BRIDGE, "type", "bridge")
+        # A fixed MAC: a bridge without one takes its lowest port's, so a pod
+        # coming or going would change the gateway's MAC under the other pods
+        # and cut them off until their ARP entry expires.
+        run("ip", "link", "add", BRIDGE, "address", BRIDGE_MAC, "type", "bridge")
         run("ip", "addr", "add", f"{POD_GATEWAY}/24", "dev", BRIDGE)
         run("ip", "link", "set", BRIDGE, "up")
         run("ip", "route", "add", SERVICE_CIDR, "dev", BRIDGE, "src", POD_GATEWAY)
@@ -181,10 +218,6 @@ class Host:
         """Remember a started process, so a later run can stop it if this one
         crashes; `marker` is a string in its command line (pids get reused)."""
         self.record["pids"][name] = [pid, marker]
-        self._save()
-
-    def track_cgroups(self, names: set[str]) -> None:
-        self.record["cgroups"] = sorted(set(self.record["cgroups"]) | names)
         self._save()
 
     def restore_panic_settings(self) -> None:
@@ -197,13 +230,15 @@ class Host:
         """Undo everything `prepare()` and the node did. Idempotent."""
         for name, (pid, marker) in self.record.get("pids", {}).items():
             _stop_if_ours(name, pid, marker)
+        self._kill_leftovers()
         with contextlib.suppress(RuntimeError):
             remove_node_chains()
         for point in mounts_under(ROOT):
             run("umount", "-l", point, check=False)
-        for cgroup in cgroups_named(set(self.record.get("cgroups", []))):
-            with contextlib.suppress(OSError):
-                cgroup.rmdir()
+        for parent in self.record.get("cgroups", []):
+            for cgroup in cgroups_under(parent):
+                with contextlib.suppress(OSError):
+                    cgroup.rmdir()
         for veth in links():
             if veth.startswith("veth") and _bridged_to(veth, BRIDGE):
                 run("ip", "link", "delete", veth, check=False)
@@ -215,9 +250,30 @@ class Host:
         for folder in self.record.get("log_dirs", []):
             shutil.rmtree(folder, ignore_errors=True)
         shutil.rmtree(ROOT, ignore_errors=True)
+        for folder in self.record.get("run_dirs", []):
+            with contextlib.suppress(OSError):
+                Path(folder).rmdir()  # only once empty: other engines' shims use it too
         if not keep_lock and self._lock is not None:
             self._lock.close()
             self._lock = None
+
+    def _kill_leftovers(self) -> None:
+        """Containers and shims a crashed run (or a failed removal) left:
+        SIGKILL, then their shim sockets go."""
+        parents = self.record.get("cgroups", [])
+        pids = leftover_processes(parents)
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while leftover_processes(parents) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        containers = {d.name for p in parents for d in cgroups_under(p)}
+        if TASKS.is_dir():
+            containers |= {d.name for d in TASKS.iterdir()}
+        for container in containers:
+            shim_socket(container).unlink(missing_ok=True)
+        shutil.rmtree(RUN_CONTAINERD / "runc" / CRI_NAMESPACE, ignore_errors=True)
 
     def changes(self) -> dict[str, Any]:
         """What differs from the recorded host; `{}` when all is back."""
@@ -233,8 +289,8 @@ class Host:
             diff["iptables chains"] = chains
         if mounts := mounts_under(ROOT):
             diff["mounts"] = mounts
-        if cgroups := cgroups_named(set(self.record["cgroups"])):
-            diff["cgroups"] = [str(c) for c in cgroups]
+        if cgroups := [str(c) for p in self.record["cgroups"] for c in cgroups_under(p)]:
+            diff["cgroups"] = cgroups
         if logs := [d for d in self.record["log_dirs"] if Path(d).exists()]:
             diff["log folders"] = logs
         if alive := [n for n, (pid, marker) in self.record["pids"].items()
@@ -242,6 +298,10 @@ class Host:
             diff["processes"] = alive
         if ROOT.exists():
             diff["state folder"] = str(ROOT)
+        if leftovers := leftover_processes(self.record["cgroups"]):
+            diff["container processes"] = leftovers
+        if run_dirs := [d for d in self.record["run_dirs"] if Path(d).exists()]:
+            diff["runtime folders"] = run_dirs
         return diff
 
     def _save(self) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -26,12 +27,10 @@ from consumer.dev.ports import free_port
 from tests.chart.control_plane import ControlPlane
 from tests.chart.kube import Kube, KubeError, wait_for
 from tests.chart.node import host
-from tests.chart.node.host import NODE_IP, NODE_NAME, ROOT, Host
+from tests.chart.node.host import CRI_NAMESPACE, NODE_IP, NODE_NAME, ROOT, SOCKET, Host
 from tests.chart.node.images import PAUSE_IMAGE, pause_image_tarball
 
 CONTAINERD = ROOT / "containerd"
-SOCKET = CONTAINERD / "containerd.sock"
-NAMESPACE = "k8s.io"  # containerd's namespace for the CRI
 
 
 class Node:
@@ -91,7 +90,9 @@ class Node:
         if self._procs and self.plane is not None and self.plane.kube is not None:
             self._remove_pods()
         while self._procs:
-            _, proc, log = self._procs.pop()
+            name, proc, log = self._procs.pop()
+            if name == "containerd" and proc.poll() is None:
+                self._remove_containers()
             if proc.poll() is None:
                 proc.terminate()
                 try:
@@ -106,6 +107,15 @@ class Node:
             self.plane.stop()
         self.host.cleanup()
 
+    def keep_logs(self, into: Path) -> Path:
+        """Copy every component's and every pod's log into `into` (the node's
+        own folder goes at teardown)."""
+        into.mkdir(parents=True, exist_ok=True)
+        for path in [*ROOT.glob("*.log"), *ROOT.glob("control-plane/*.log"),
+                     *ROOT.glob("kubelet/pod-logs/**/*.log")]:
+            shutil.copy(path, into / "_".join(path.relative_to(ROOT).parts))
+        return into
+
     def logs(self, lines: int = 20) -> str:
         tails = [self.plane.logs()] if self.plane else []
         for path in sorted(ROOT.glob("*.log")):
@@ -117,11 +127,11 @@ class Node:
         """`ctr image import` into the CRI's namespace (unpacked for overlayfs)."""
         self.ctr("image", "import", str(tarball))
 
-    def ctr(self, *args: str) -> str:
-        proc = subprocess.run(["ctr", "--address", str(SOCKET), "--namespace", NAMESPACE,
+    def ctr(self, *args: str, check: bool = True) -> str:
+        proc = subprocess.run(["ctr", "--address", str(SOCKET), "--namespace", CRI_NAMESPACE,
                                *args], capture_output=True, text=True, check=False,
                               timeout=600)
-        if proc.returncode != 0:
+        if check and proc.returncode != 0:
             raise RuntimeError(f"ctr {' '.join(args[:2])} failed: {proc.stderr[-2000:]}")
         return proc.stdout
 
@@ -182,22 +192,26 @@ class Node:
         self._spawn("coredns", str(self._tools["coredns"]), "-conf", str(corefile))
 
     def _remove_pods(self) -> None:
-        """Delete every pod (grace 0) and wait until the kubelet removed their
-        sandboxes, so no container outlives the node."""
+        """Delete every pod (grace 0) and give the kubelet a moment to stop
+        their containers."""
         kube = self.kube
         for pod in kube.items("/api/v1/pods"):
             meta = pod["metadata"]
             with contextlib.suppress(OSError, KubeError):
                 kube.request("DELETE", f"/api/v1/namespaces/{meta['namespace']}/pods/"
                              f"{meta['name']}?gracePeriodSeconds=0")
-        try:
-            wait_for(lambda: not self.ctr("containers", "list", "-q").split(), 60,
-                     "the kubelet to remove every container")
-        except AssertionError:
-            for task in self.ctr("tasks", "list", "-q").split():
-                subprocess.run(["ctr", "--address", str(SOCKET), "-n", NAMESPACE, "tasks",
-                                "kill", "-s", "SIGKILL", task], capture_output=True,
-                               check=False)
+        with contextlib.suppress(AssertionError):
+            wait_for(lambda: not kube.items("/api/v1/pods"), 30, "every pod gone")
+
+    def _remove_containers(self) -> None:
+        """With the kubelet stopped: kill and delete every container left (the
+        kubelet removes dead sandboxes only later), so each shim exits and
+        removes its socket."""
+        for container in self.ctr("containers", "list", "-q", check=False).split():
+            for args in (("tasks", "kill", "--signal", "SIGKILL", container),
+                         ("tasks", "delete", "--force", container),
+                         ("containers", "delete", container)):
+                self.ctr(*args, check=False)
 
 
 def _ready(node: dict[str, object]) -> bool:
@@ -235,6 +249,9 @@ def _kubelet_config(root: Path) -> dict[str, object]:
         "resolvConf": "", "podLogsDir": str(root / "pod-logs"),
         "volumePluginDir": str(root / "volume-plugins"),
         "serializeImagePulls": False,
+        # Its KUBE-FIREWALL chain drops some 127.0.0.0/8 traffic, which only
+        # matters with route_localnet on; kube-proxy runs with it off.
+        "makeIPTablesUtilChains": False,
         # A shared, busy disk: never evict the test's pods over it.
         "evictionHard": {"memory.available": "100Mi", "nodefs.available": "1%",
                          "imagefs.available": "1%", "nodefs.inodesFree": "1%"},
@@ -270,6 +287,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
       runtime_type = "io.containerd.runc.v2"
       [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
         SystemdCgroup = false
+        Root = "{root}/runc"
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "/usr/lib/cni"
     conf_dir = "{cni}/net.d"

@@ -65,6 +65,7 @@ def drained_in_grace(watch: PodWatch, uids: set[str]) -> list[Termination]:
     """Each pod's container exited 0 on its own, within the grace period."""
     ended = [watch.termination(uid) for uid in sorted(uids)]
     for end in ended:
+        assert end.grace_seconds == SHUTDOWN_TIMEOUT + GRACE, "the chart's grace period"
         assert end.exit_code == 0, f"{end.name} exited {end.exit_code} ({end.reason})"
         assert end.drain_seconds < end.grace_seconds, (
             f"{end.name} took {end.drain_seconds:.0f}s of its {end.grace_seconds}s")

@@ -163,6 +163,7 @@ class PodWatch:
     kube: Kube
     ns: str
     last: dict[str, Obj] = field(default_factory=dict)
+    deleting: dict[str, Obj] = field(default_factory=dict)  # first version marked deleted
     deleted: set[str] = field(default_factory=set)
     _thread: threading.Thread | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -186,7 +187,10 @@ class PodWatch:
                 event = json.loads(line)
                 pod = event["object"]
                 with self._lock:
-                    self.last[pod["metadata"]["uid"]] = pod
+                    uid = pod["metadata"]["uid"]
+                    self.last[uid] = pod
+                    if pod["metadata"].get("deletionTimestamp"):
+                        self.deleting.setdefault(uid, pod)
                     if event["type"] == "DELETED":
                         self.deleted.add(pod["metadata"]["uid"])
 
@@ -195,15 +199,16 @@ class PodWatch:
 
     def termination(self, uid: str) -> Termination:
         with self._lock:
-            pod = self.last[uid]
+            pod, deleting = self.last[uid], self.deleting[uid]
         meta = pod["metadata"]
         statuses = pod["status"].get("containerStatuses", [])
         assert statuses, f"no container status for {meta['name']}"
         term = statuses[0]["state"].get("terminated")
         assert term, f"{meta['name']}: last state {statuses[0]['state']}, not terminated"
-        grace = int(meta["deletionGracePeriodSeconds"])
-        # deletionTimestamp = when SIGTERM was due + the grace period.
-        sigterm = _time(meta["deletionTimestamp"]).timestamp() - grace
+        # When deletion was asked for, deletionTimestamp was set to that time
+        # plus the grace period (the kubelet's final delete later sets 0).
+        grace = int(deleting["metadata"]["deletionGracePeriodSeconds"])
+        sigterm = _time(deleting["metadata"]["deletionTimestamp"]).timestamp() - grace
         return Termination(meta["name"], term["exitCode"], term.get("reason", ""),
                            _time(term["finishedAt"]).timestamp() - sigterm, grace)
 
