@@ -73,8 +73,8 @@ def drained_in_grace(watch: PodWatch, uids: set[str]) -> list[Termination]:
 
 
 def figures(ended: list[Termination]) -> str:
-    return ", ".join(f"{e.name} exit {e.exit_code} in {e.drain_seconds:.0f}s/{e.grace_seconds}s"
-                     for e in ended)
+    return ", ".join(f"{e.name} exit {e.exit_code} {e.observed_seconds:.1f}s after SIGTERM "
+                     f"(grace {e.grace_seconds}s)" for e in ended)
 
 
 async def test_helm_upgrade_rolls_under_flow_without_loss(

@@ -9,6 +9,7 @@ import json
 import ssl
 import subprocess
 import threading
+import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
@@ -151,8 +152,9 @@ class Termination:
     name: str
     exit_code: int
     reason: str
-    drain_seconds: float  # SIGTERM (deletion) to exit
+    drain_seconds: float  # SIGTERM (deletion) to exit, by the API's whole seconds
     grace_seconds: int
+    observed_seconds: float  # the same, by when the watch saw each (sub-second)
 
 
 @dataclass
@@ -165,6 +167,7 @@ class PodWatch:
     last: dict[str, Obj] = field(default_factory=dict)
     deleting: dict[str, Obj] = field(default_factory=dict)  # first version marked deleted
     deleted: set[str] = field(default_factory=set)
+    seen: dict[tuple[str, str], float] = field(default_factory=dict)  # (uid, what) -> time
     _thread: threading.Thread | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -191,6 +194,10 @@ class PodWatch:
                     self.last[uid] = pod
                     if pod["metadata"].get("deletionTimestamp"):
                         self.deleting.setdefault(uid, pod)
+                        self.seen.setdefault((uid, "deleting"), time.monotonic())
+                    if any(s["state"].get("terminated")
+                           for s in pod["status"].get("containerStatuses", [])):
+                        self.seen.setdefault((uid, "terminated"), time.monotonic())
                     if event["type"] == "DELETED":
                         self.deleted.add(pod["metadata"]["uid"])
 
@@ -209,8 +216,9 @@ class PodWatch:
         # plus the grace period (the kubelet's final delete later sets 0).
         grace = int(deleting["metadata"]["deletionGracePeriodSeconds"])
         sigterm = _time(deleting["metadata"]["deletionTimestamp"]).timestamp() - grace
+        observed = self.seen[uid, "terminated"] - self.seen[uid, "deleting"]
         return Termination(meta["name"], term["exitCode"], term.get("reason", ""),
-                           _time(term["finishedAt"]).timestamp() - sigterm, grace)
+                           _time(term["finishedAt"]).timestamp() - sigterm, grace, observed)
 
 
 def _time(stamp: str) -> datetime:
