@@ -7,8 +7,9 @@
 # and the package into a virtualenv; the final stage is the base image plus
 # that virtualenv and an unprivileged user. No compiler, no pip, no package
 # index settings reach it. The root filesystem may be mounted read-only: the
-# service writes nothing outside its working directory /data (the default
-# SQLite sink file) and /tmp, which the platform mounts writable.
+# service writes nothing outside /tmp and its working directory
+# /var/lib/consumer (the default SQLite sink file; the Helm chart mounts a
+# volume there for it), which the platform mounts writable.
 
 ARG BASE_IMAGE=python:3.11-slim
 
@@ -43,15 +44,15 @@ FROM ${BASE_IMAGE}
 # A fixed uid/gid so the platform's runAsUser, fsGroup and volume ownership
 # can name it; outside the range distributions give to real users.
 RUN groupadd --system --gid 10001 consumer \
- && useradd --system --uid 10001 --gid 10001 --home-dir /data --no-create-home \
+ && useradd --system --uid 10001 --gid 10001 --home-dir /var/lib/consumer --no-create-home \
       --shell /usr/sbin/nologin consumer \
- && mkdir /data && chown 10001:10001 /data
+ && mkdir /var/lib/consumer && chown 10001:10001 /var/lib/consumer
 COPY --from=builder /opt/venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     CONSUMER_HTTP_PORT=8080
-WORKDIR /data
+WORKDIR /var/lib/consumer
 USER 10001:10001
 EXPOSE 8080
 # The service drains, commits and exits 0 on SIGTERM within

@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export PIP_CACHE_DIR := $(CURDIR)/.cache/pip
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: run test lint unit integration setup system jars k8s-tools bench clean format
+.PHONY: run test lint unit integration setup system jars k8s-tools bench clean format dashboard
 
 run: setup
 	$(BIN)/consumer dev demo
@@ -46,6 +46,10 @@ jars: $(STAMP)
 # once into ~/.cache/consumer/<tool>-<version>/ (about 30 min of CPU), then instant.
 k8s-tools:
 	@nice -n 10 bash scripts/build-k8s-tools.sh
+
+# The Grafana dashboard is generated; commit the result (a unit test compares).
+dashboard: $(STAMP)
+	$(BIN)/python -m consumer.observability.dashboard > helm/consumer/files/dashboard.json
 
 bench: setup
 	$(BIN)/pip install -q -c constraints.txt -e '.[dev,bench]'

@@ -78,6 +78,9 @@ class Settings(BaseSettings):
     http_port: int = Field(8080, ge=0, le=65_535)
     log_level: str = "INFO"
     log_format: str = Field("json", pattern="^(json|console)$")
+    #: After a failure (exit 1) keep /metrics up this long, so the last scrape
+    #: sees why (the breaker gauge, the counters); at least the scrape interval.
+    metrics_linger: float = Field(30.0, ge=0.0)
 
     # Handler and middleware
     handler: str | None = None  # "module:function"; None = built-in store

@@ -9,6 +9,7 @@ error or a failed start exits 1.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import signal
@@ -29,16 +30,22 @@ log = logging.getLogger("consumer")
 async def serve(settings: Settings) -> int:
     metrics = Metrics()
     processor = build_processor(settings, metrics)
+    metrics.declare(topics=settings.topics, sink=processor.sink.name,
+                    max_in_flight=settings.max_in_flight,
+                    max_in_flight_bytes=settings.max_in_flight_bytes,
+                    concurrency=settings.concurrency)
     engine = Engine(settings, processor, metrics)
     http = HttpServer(settings.http_host, settings.http_port, metrics.registry,
                       healthy=lambda: engine.healthy() and _processor_healthy(processor),
                       ready=engine.ready)
     loop = asyncio.get_running_loop()
     signals = 0
+    signalled = asyncio.Event()
 
     def on_signal(sig: signal.Signals) -> None:
         nonlocal signals
         signals += 1
+        signalled.set()
         log.info("signal received", extra={"signal": sig.name, "count": signals})
         engine.request_stop(immediate=signals > 1)
 
@@ -50,6 +57,8 @@ async def serve(settings: Settings) -> int:
         if start is not None:
             await start()
         code = await engine.run()
+        if code != 0:
+            await _linger(settings.metrics_linger, signalled)
     except (KafkaError, OSError, ConsumerError) as exc:
         # Broker or sink unreachable at start: exit 1 and let the supervisor
         # restart us with its back-off (outages after start are ridden out).
@@ -63,6 +72,16 @@ async def serve(settings: Settings) -> int:
             loop.remove_signal_handler(sig)
     log.info("stopped", extra={"exit_code": code})
     return code
+
+
+async def _linger(seconds: float, signalled: asyncio.Event) -> None:
+    """After a failure, keep serving /metrics (and failing /healthz) for
+    `seconds` or until a signal, so Prometheus scrapes the state that explains
+    the exit: an alert on the breaker gauge would otherwise race the exit."""
+    if seconds > 0 and not signalled.is_set():
+        log.info("serving /metrics for %.0fs before exiting", seconds)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(signalled.wait(), seconds)
 
 
 def _processor_healthy(processor: object) -> bool:

@@ -46,7 +46,14 @@ command -v debootstrap >/dev/null || { echo "debootstrap missing: run 'make setu
 
 mkdir -p "$out"
 work=$(mktemp -d "$out/.build.XXXXXX")
-trap 'rm -rf "$work"' EXIT
+cleanup() {
+  # A failed debootstrap can leave /proc, /sys or /dev mounted in the target:
+  # unmount them first, and never let rm cross into another file system.
+  awk -v w="$work/" 'index($5, w) == 1 {print $5}' /proc/self/mountinfo | sort -r \
+    | xargs -r -n1 umount -l 2>/dev/null || true
+  rm -rf --one-file-system "$work"
+}
+trap cleanup EXIT
 rootfs="$work/rootfs"
 echo "debootstrap $SUITE into $rootfs (a few minutes, once)" >&2
 if ! debootstrap --variant=minbase --include="$PACKAGES" "$SUITE" "$rootfs" "$mirror" \

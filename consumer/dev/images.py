@@ -73,19 +73,27 @@ def pip_settings() -> tuple[dict[str, str], Path | None]:
     return args, cert if cert and cert.is_file() else None
 
 
-def build_service_image(engine: DockerEngine, tag: str = SERVICE_IMAGE,
-                        root: Path | None = None, timeout: float = 1200) -> str:
-    """Build the top-level Dockerfile as `tag` on the base image; returns `tag`."""
-    root = root or project_root()
-    ensure_base_image(engine)
+def pip_build_args(root: Path | None = None) -> dict[str, str]:
+    """Build args carrying this machine's pip settings; its CA bundle, if pip
+    is told to trust one, is staged as `.docker-build/pip-ca.pem` in the
+    build context (ignored by git), where the Dockerfile's builder looks."""
     args, cert = pip_settings()
-    staged = root / ".docker-build" / "pip-ca.pem"
+    staged = (root or project_root()) / ".docker-build" / "pip-ca.pem"
     if cert is not None:
         staged.parent.mkdir(exist_ok=True)
         if not staged.exists() or staged.read_bytes() != cert.read_bytes():
             shutil.copyfile(cert, staged)
     elif staged.exists():
         staged.unlink()
+    return args
+
+
+def build_service_image(engine: DockerEngine, tag: str = SERVICE_IMAGE,
+                        root: Path | None = None, timeout: float = 1200) -> str:
+    """Build the top-level Dockerfile as `tag` on the base image; returns `tag`."""
+    root = root or project_root()
+    ensure_base_image(engine)
+    args = pip_build_args(root)
     version = tomllib.loads((root / "pyproject.toml").read_text())["project"]["version"]
     revision, created = _git_commit(root)
     args |= {"VERSION": version, "REVISION": revision, "CREATED": created}
@@ -114,7 +122,7 @@ def _build(engine: DockerEngine, context: Path, tag: str, args: dict[str, str],
         argv += ["--build-arg", f"{name}={value}"]
     engine.docker(*argv, str(context), timeout=timeout)
     # Keep the layer cache of recent builds, drop what stale ones left behind.
-    engine.docker("image", "prune", "--force", "--filter", "until=72h", check=False)
+    engine.docker("image", "prune", "--force", "--filter", "until=24h", check=False)
 
 
 def image_size(engine: DockerEngine, ref: str) -> int:

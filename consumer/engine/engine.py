@@ -14,6 +14,7 @@ from collections.abc import Iterable
 
 from aiokafka import AIOKafkaConsumer
 from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.errors import KafkaError
 
 from consumer.config import Settings
 from consumer.engine.commit_policy import CommitPolicy
@@ -22,12 +23,17 @@ from consumer.engine.dispatch import Dispatcher
 from consumer.engine.flow import FlowControl
 from consumer.engine.partition import PartitionState
 from consumer.observability.metrics import Metrics
+from consumer.observability.partitions import PartitionGauges
 from consumer.types import TP, Processor
 
 log = logging.getLogger("consumer.engine")
 
 _POLL_MS = 100  # short polls: pauses and resumes take effect within this
 _DRAIN_POLL = 0.02
+_METRICS_EVERY = 0.5
+#: Paused partitions are not fetched, so their high watermark stops moving:
+#: ask the broker for their end offsets this often instead.
+_END_OFFSETS_EVERY = 2.0
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -46,6 +52,7 @@ class Engine:
         self._settings = settings
         self._processor = processor
         self._metrics = metrics
+        self._gauges = PartitionGauges(metrics)
         self._flow = FlowControl(settings.max_in_flight, settings.max_in_flight_bytes,
                                  settings.resume_ratio)
         self._states: dict[TP, PartitionState] = {}
@@ -263,19 +270,38 @@ class Engine:
 
     async def _metrics_routine(self) -> None:
         m = self._metrics
+        ends: dict[TP, int] = {}
+        ends_at = 0.0
         while True:
             m.in_flight_messages.set(self._flow.messages)
             m.in_flight_bytes.set(self._flow.bytes)
             m.paused_partitions.set(len(self._paused))
             m.assigned_partitions.set(len(self._states))
+            stale = {tp for tp in self._states
+                     if tp in self._paused or self._consumer.highwater(tp) is None}
+            if stale and time.monotonic() - ends_at >= _END_OFFSETS_EVERY:
+                ends_at = time.monotonic()
+                ends = await self._end_offsets(stale)
+            now = time.time()
             for tp, state in list(self._states.items()):
-                high = self._consumer.highwater(tp)
+                highs = [h for h in (self._consumer.highwater(tp), ends.get(tp)) if h is not None]
                 base = state.tracker.committable
-                if base is None:
-                    base = state.committed
-                if high is not None and base is not None:
-                    m.lag.labels(tp.topic, str(tp.partition)).set(max(0, high - base))
-            await asyncio.sleep(0.5)
+                self._gauges.update(tp, high=max(highs, default=None),
+                                    base=state.committed if base is None else base,
+                                    oldest_timestamp=state.oldest_undone_timestamp(), now=now)
+            await asyncio.sleep(_METRICS_EVERY)
+
+    async def _end_offsets(self, tps: set[TP]) -> dict[TP, int]:
+        """The partitions' end offsets from the broker; {} if it does not answer
+        in time (the gauges then keep their last value until the next try).
+        Bounded short: the other gauges wait for it."""
+        try:
+            async with asyncio.timeout(_END_OFFSETS_EVERY):
+                ends: dict[TP, int] = await self._consumer.end_offsets(list(tps))
+        except (KafkaError, TimeoutError) as exc:
+            log.debug("end offsets unavailable: %r", exc)
+            return {}
+        return ends
 
     # -- rebalance -------------------------------------------------------
 
@@ -309,6 +335,7 @@ class Engine:
             self._retired += state.completed
             self._flow.revoke(state.tp)
             del self._states[state.tp]
+        self._gauges.forget(state.tp for state in states)
         self._paused -= revoked
         log.info("partitions revoked", extra={"committed": committed,
                                               "left_for_next_owner": dropped})
@@ -317,7 +344,8 @@ class Engine:
         self._metrics.rebalances.labels("assigned").inc()
         for tp in assigned:
             if tp not in self._states:
-                self._states[tp] = PartitionState(tp, self._flow)
+                self._states[tp] = PartitionState(tp, self._flow,
+                                                  self._metrics.record_ages.labels(tp.topic))
         # aiokafka forgets pauses on every rebalance: decide again from scratch.
         self._paused = set()
         self._apply_flow()

@@ -58,6 +58,11 @@ class OffsetTracker:
         return self._committable
 
     @property
+    def oldest_pending(self) -> int | None:
+        """The lowest delivered offset not yet done, or None if all are done."""
+        return self._pending[0] if self._pending else None
+
+    @property
     def outstanding(self) -> int:
         """Delivered offsets not yet behind the committable point."""
         return len(self._pending)

@@ -1,21 +1,57 @@
 """Prometheus metrics, on a registry of the service's own (no global state,
 so tests and several services in one process do not collide).
 
-Labels stay bounded: topic, partition, outcome, reason — never an event id or
-a key.
+Labels stay bounded: topic, partition, outcome, reason, sink, downstream —
+never an event id or a key. Every metric is listed, with its meaning, in
+docs/METRICS.md; the dashboard and the alert rules read only these names.
 """
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+import platform
+from importlib import metadata
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+)
+
+from consumer.observability.age import RecordAges
 
 PREFIX = "consumer"
+
+#: Final outcomes of a message (`consumer_messages_total{outcome}`).
+OUTCOMES = ("ok", "dead_lettered", "invalid")
+#: `consumer_rebalances_total{kind}`.
+REBALANCE_KINDS = ("assigned", "revoked")
+#: Age buckets (seconds) of `consumer_record_age_seconds`: from a live
+#: pipeline (milliseconds) to a backlog of a day.
+AGE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300,
+               600, 1800, 3600, 7200, 21600, 86400)
 
 
 class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         r = self.registry
+        # Process (CPU, RSS, open fds) and build
+        ProcessCollector(registry=r)
+        self.build_info = Gauge(f"{PREFIX}_build_info", "Always 1; the labels say what runs.",
+                                ["version", "python", "aiokafka"], registry=r)
+        self.build_info.labels(_version("consumer"), platform.python_version(),
+                               _version("aiokafka")).set(1)
+        # Configured limits, for saturation panels
+        self.in_flight_limit_messages = Gauge(
+            f"{PREFIX}_in_flight_limit_messages", "Configured in-flight message limit "
+            "(CONSUMER_MAX_IN_FLIGHT).", registry=r)
+        self.in_flight_limit_bytes = Gauge(
+            f"{PREFIX}_in_flight_limit_bytes", "Configured in-flight bytes limit "
+            "(CONSUMER_MAX_IN_FLIGHT_BYTES).", registry=r)
+        self.concurrency = Gauge(f"{PREFIX}_concurrency", "Configured worker count "
+                                 "(CONSUMER_CONCURRENCY).", registry=r)
         # Engine
         self.messages = Counter(f"{PREFIX}_messages", "Messages by final outcome.",
                                 ["topic", "outcome"], registry=r)
@@ -40,6 +76,13 @@ class Metrics:
         self.lag = Gauge(f"{PREFIX}_lag",
                          "High watermark minus the committable offset.",
                          ["topic", "partition"], registry=r)
+        self.lag_seconds = Gauge(
+            f"{PREFIX}_lag_seconds", "Age of the oldest record not yet done (0 when caught "
+            "up; see docs/METRICS.md for the estimate when none is fetched).",
+            ["topic", "partition"], registry=r)
+        self.record_ages = RecordAges(
+            f"{PREFIX}_record_age_seconds", "Broker timestamp of a record to its done.",
+            AGE_BUCKETS, registry=r)
         self.rebalances = Counter(f"{PREFIX}_rebalances", "Partition revocations and assignments.",
                                   ["kind"], registry=r)
         self.commit_seconds = Histogram(f"{PREFIX}_commit_seconds", "Offset commit latency.",
@@ -83,7 +126,42 @@ class Metrics:
             ["downstream"], registry=r,
             buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
         self.ratelimit_rate = Gauge(f"{PREFIX}_ratelimit_rate", "Current allowed request rate "
-                                    "per downstream (adaptive).", ["downstream"], registry=r)
+                                    "per downstream (adaptive), requests per second.",
+                                    ["downstream"], registry=r)
         self.ratelimit_throttled = Counter(f"{PREFIX}_ratelimit_throttled", "429/503 answers "
                                            "from a downstream.", ["downstream", "status"],
                                            registry=r)
+
+    def declare(self, *, topics: list[str], sink: str, max_in_flight: int,
+                max_in_flight_bytes: int, concurrency: int) -> None:
+        """Set the configured limits and create every label value known at
+        start-up, so a quiet service reads 0 instead of having no series."""
+        self.in_flight_limit_messages.set(max_in_flight)
+        self.in_flight_limit_bytes.set(max_in_flight_bytes)
+        self.concurrency.set(concurrency)
+        self.dlq_breaker_open.set(0)
+        for kind in REBALANCE_KINDS:
+            self.rebalances.labels(kind)
+        for topic in topics:
+            self.fetched.labels(topic)
+            self.processing_seconds.labels(topic)
+            self.retries.labels(topic)
+            self.record_ages.labels(topic)
+            # Invalid events are the one dead-letter reason every service has.
+            self.dlq_messages.labels(topic, "InvalidEvent")
+            for outcome in OUTCOMES:
+                self.messages.labels(topic, outcome)
+        self.commit_failures.labels("timeout")
+        self.sink_batch_rows.labels(sink)
+        self.sink_flush_seconds.labels(sink)
+        self.sink_rows_written.labels(sink)
+        self.sink_poison_rows.labels(sink)
+        for retriable in ("true", "false"):
+            self.sink_errors.labels(sink, retriable)
+
+
+def _version(distribution: str) -> str:
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return "unknown"

