@@ -43,7 +43,7 @@ jars: $(STAMP)
 	$(BIN)/consumer dev kafka jars
 
 # helm, a Kubernetes control plane, etcd and kwok for the chart tests: built
-# once into ~/.cache/consumer/<tool>-<version>/ (about 30 min of CPU), then instant.
+# once into ~/.cache/consumer/<tool>-<version>/ (about 15 min on 2 cores), then instant.
 k8s-tools:
 	@nice -n 10 bash scripts/build-k8s-tools.sh
 

@@ -170,7 +170,7 @@ def install_crds(kube: Kube, path: Path) -> list[str]:
 def _established(kube: Kube, name: str) -> bool:
     crd = kube.get(f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}")
     return any(c["type"] == "Established" and c["status"] == "True"
-               for c in crd.get("status", {}).get("conditions", []))
+               for c in (crd.get("status") or {}).get("conditions") or [])  # null at first
 
 
 def test_install_with_keda_and_prometheus_operator(cluster_helm: Helm, kube: Kube,
