@@ -29,6 +29,8 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
+from consumer.dev.docker import mounts_under
+
 NODE_IP = "198.51.100.1"  # TEST-NET-2 (RFC 5737): exists only on the dummy interface
 NODE_NAME = "consumer-node"
 POD_CIDR = "10.244.0.0/24"
@@ -133,17 +135,6 @@ def remove_node_chains() -> None:
         if any(line.startswith(("-D", "-X")) for line in script):
             subprocess.run([f"{family}-restore", "--noflush"], input="\n".join(script) + "\n",
                            capture_output=True, text=True, check=True, timeout=60)
-
-
-def mounts_under(path: Path) -> list[str]:
-    """Mount points at or below `path`, deepest first."""
-    prefix = str(path)
-    points = []
-    for line in Path("/proc/self/mountinfo").read_text().splitlines():
-        point = line.split()[4].replace("\\040", " ")
-        if point == prefix or point.startswith(prefix + "/"):
-            points.append(point)
-    return sorted(points, key=len, reverse=True)
 
 
 def cgroups_under(name: str) -> list[Path]:

@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 from typing import IO
 
+from consumer.dev.kafka import stop_process
 from consumer.dev.ports import free_port
 from tests.chart.control_plane import ControlPlane
 from tests.chart.kube import Kube, KubeError, wait_for
@@ -94,12 +95,8 @@ class Node:
             if name == "containerd" and proc.poll() is None:
                 self._remove_containers()
             if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(20)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(20)
+                stop_process(proc.pid, grace=20)
+            proc.wait()
             log.close()
         subprocess.run([str(self._tools["kube-proxy"]), "--cleanup"], capture_output=True,
                        check=False, timeout=60)

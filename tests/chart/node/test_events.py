@@ -11,22 +11,21 @@ import pytest
 
 from consumer.dev.kafka import LocalKafka
 from consumer.dev.postgres import LocalPostgres
+from consumer.dev.prometheus import LocalPrometheus
 from tests.chart.helm import Helm
+from tests.chart.kube import wait_for
+from tests.chart.node.flow import all_stored_once, deploy
 from tests.chart.node.host import NODE_NAME
 from tests.chart.node.node import Node
-from tests.chart.node.workload import NAME, Release, get, metric, ready, scrape
+from tests.chart.node.workload import NAME, metric, ready, scrape
 from tests.integration.pipeline.harness import (
-    committed_all,
-    count_rows,
-    create_topics,
     produce,
     read_topic,
-    stored_ids,
-    wait_until,
 )
-from tests.integration.sinks.dbs import fresh_database
 
-pytestmark = pytest.mark.integration
+# The first node test also waits for the session's fixtures: the node, and the
+# service image when the Docker layer cache is cold (a rebuild takes minutes).
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
 EVENTS = 3_000
 INVALID_EVERY = 50
@@ -35,14 +34,9 @@ INVALID_EVERY = 50
 async def test_two_replicas_store_every_event_once_and_serve_metrics(
         node: Node, node_image: str, node_helm: Helm, node_kafka: LocalKafka,
         node_pg: LocalPostgres) -> None:
-    topic, dlq = await create_topics(node_kafka.bootstrap, partitions=6)
-    dsn = await fresh_database(node_pg.dsn, "chart")
-    group = f"{topic}-group"
-    release = await asyncio.to_thread(Release.install, node, node_helm, "events", {
-        "replicaCount": 2, "kafka.bootstrapServers": node_kafka.bootstrap,
-        "kafka.topics": [topic], "kafka.dlqTopic": dlq, "kafka.groupId": group,
-        "kafka.partitions": 6, "sink.url": dsn, "shutdownTimeout": 10})
-    pods = await asyncio.to_thread(release.wait_balanced, 2, 6)
+    run = await deploy(node, node_helm, node_kafka, node_pg, ns="events", replicas=2)
+    release, topic = run.release, run.topic
+    pods = release.pods()
     assert {p["spec"]["nodeName"] for p in pods} == {NODE_NAME}
     for pod in pods:
         (status,) = pod["status"]["containerStatuses"]
@@ -51,18 +45,8 @@ async def test_two_replicas_store_every_event_once_and_serve_metrics(
 
     traffic = await produce(node_kafka.bootstrap, topic, EVENTS, invalid_every=INVALID_EVERY)
 
-    async def stored() -> bool:
-        return await count_rows(dsn) >= len(traffic.valid)
-
-    async def committed() -> bool:
-        return await committed_all(node_kafka.bootstrap, group, topic)
-
-    await wait_until(stored, 120, f"{len(traffic.valid)} rows")
-    await wait_until(committed, 60, "offsets committed to the end")
-    ids = await stored_ids(dsn)
-    assert len(ids) == len(set(ids)) == len(traffic.valid)
-    assert set(ids) == traffic.valid
-    assert len(await read_topic(node_kafka.bootstrap, dlq)) == traffic.invalid
+    await all_stored_once(node_kafka, run, traffic)
+    assert len(await read_topic(node_kafka.bootstrap, run.dlq)) == traffic.invalid
 
     # Both pods still Ready, never restarted, and together they handled each
     # record exactly once (no redelivery: the counters are per process).
@@ -75,10 +59,19 @@ async def test_two_replicas_store_every_event_once_and_serve_metrics(
     assert sum(handled) == EVENTS, handled
     assert all(h > 0 for h in handled), f"both pods consume: {handled}"
 
-    # Through the Service, from the host (kube-proxy's ClusterIP) ...
-    status, body = await asyncio.to_thread(get, f"http://{release.service_ip()}:8080/metrics")
-    assert status == 200
-    assert metric(body, "consumer_messages_total", topic=topic) > 0
+    # Through the Service: a real Prometheus on the host scrapes the
+    # ClusterIP (kube-proxy's rules pick a pod) ...
+    prometheus = LocalPrometheus(targets=[f"{release.service_ip()}:8080"])
+    await asyncio.to_thread(prometheus.start)
+    try:
+        def scraped() -> bool:
+            up = prometheus.api("query", query='up{job="consumer"}')
+            seen = prometheus.api("query", query=f'consumer_messages_total{{topic="{topic}"}}')
+            return bool(up) and up[0]["value"][1] == "1" and bool(seen)
+
+        await asyncio.to_thread(wait_for, scraped, 60, "Prometheus scraping the Service")
+    finally:
+        await asyncio.to_thread(prometheus.stop)
     # ... and from a pod, by the Service's DNS name (CoreDNS, then kube-proxy).
     url = f"http://{NAME}.{release.ns}.svc.cluster.local:8080/metrics"
     fetch = ("import sys, urllib.request; "

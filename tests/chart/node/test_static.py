@@ -13,17 +13,10 @@ import pytest
 from consumer.dev.kafka import LocalKafka
 from consumer.dev.postgres import LocalPostgres
 from tests.chart.helm import Helm
+from tests.chart.node.flow import all_stored_once, deploy, drained_in_grace, figures
 from tests.chart.node.node import Node
-from tests.chart.node.test_rollout import (
-    GRACE,
-    SHUTDOWN_TIMEOUT,
-    all_stored_once,
-    drained_in_grace,
-    figures,
-)
-from tests.chart.node.workload import NAME, PodWatch, Release, metric, scrape
-from tests.integration.pipeline.harness import create_topics, produce, wait_until
-from tests.integration.sinks.dbs import fresh_database
+from tests.chart.node.workload import NAME, PodWatch, metric, scrape
+from tests.integration.pipeline.harness import produce, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -34,17 +27,11 @@ SESSION_TIMEOUT_MS = 45_000  # a restarted pod is back well within it
 async def test_rolling_restart_with_static_membership_does_not_rebalance(
         node: Node, node_image: str, node_helm: Helm, node_kafka: LocalKafka,
         node_pg: LocalPostgres) -> None:
-    topic, dlq = await create_topics(node_kafka.bootstrap, partitions=6)
-    dsn = await fresh_database(node_pg.dsn, "static")
-    group = f"{topic}-group"
-    release = await asyncio.to_thread(Release.install, node, node_helm, "static", {
-        "replicaCount": REPLICAS, "staticMembership.enabled": True,
-        "staticMembership.sessionTimeoutMs": SESSION_TIMEOUT_MS,
-        "kafka.bootstrapServers": node_kafka.bootstrap, "kafka.topics": [topic],
-        "kafka.dlqTopic": dlq, "kafka.groupId": group, "kafka.partitions": 6,
-        "sink.url": dsn, "shutdownTimeout": SHUTDOWN_TIMEOUT,
-        "terminationGraceMarginSeconds": GRACE})
-    pods = await asyncio.to_thread(release.wait_balanced, REPLICAS, 6)
+    run = await deploy(node, node_helm, node_kafka, node_pg, ns="static", replicas=REPLICAS,
+                       **{"staticMembership.enabled": True,
+                          "staticMembership.sessionTimeoutMs": SESSION_TIMEOUT_MS})
+    release = run.release
+    pods = release.pods()
     assert sorted(p["metadata"]["name"] for p in pods) == [f"{NAME}-{i}" for i in range(3)]
     before = {p["metadata"]["uid"] for p in pods}
 
@@ -71,7 +58,7 @@ async def test_rolling_restart_with_static_membership_does_not_rebalance(
     # joined); a member started during the restart begins at 1.
     baseline = dict(assignments)
     watch = PodWatch(node.kube, release.ns).start()
-    flow = asyncio.create_task(produce(node_kafka.bootstrap, topic, 6_000, rate=150))
+    flow = asyncio.create_task(produce(node_kafka.bootstrap, run.topic, 6_000, rate=150))
     await asyncio.sleep(3)
     await asyncio.to_thread(release.kubectl, "rollout", "restart", f"statefulset/{NAME}")
     status = asyncio.create_task(asyncio.to_thread(
@@ -87,7 +74,7 @@ async def test_rolling_restart_with_static_membership_does_not_rebalance(
                                                                    REPLICAS)}
     assert not before & after, "every pod was restarted"
     ended = drained_in_grace(watch, before)
-    rows = await all_stored_once(node_kafka, topic, group, dsn, traffic)
+    rows = await all_stored_once(node_kafka, run, traffic)
     rebalanced = {f"{names[uid]} ({uid[:8]})": count - baseline.get(uid, 1)
                   for uid, count in assignments.items() if count > baseline.get(uid, 1)}
     print(f"\nstatic rolling restart: {len(traffic.valid)} events, {rows} rows; "

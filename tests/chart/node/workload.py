@@ -38,13 +38,11 @@ class Release:
     node: Node
     helm: Helm
     ns: str
-    kind: str = "deployment"
 
     @classmethod
     def install(cls, node: Node, helm: Helm, ns: str, values: dict[str, Any]) -> Release:
         restricted_namespace(node.kube, ns)
-        release = cls(node, helm, ns, "statefulset" if values.get(
-            "staticMembership.enabled") else "deployment")
+        release = cls(node, helm, ns)
         out = helm.run("install", RELEASE, str(CHART), "-n", ns, "--wait", "--timeout", "240s",
                        *set_args({**IMAGE_VALUES, "resources": RESOURCES, **values}))
         assert "STATUS: deployed" in out.stdout, out.stdout
