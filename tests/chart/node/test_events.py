@@ -65,8 +65,9 @@ async def test_two_replicas_store_every_event_once_and_serve_metrics(
     await asyncio.to_thread(prometheus.start)
     try:
         def scraped() -> bool:
-            up = prometheus.api("query", query='up{job="consumer"}')
-            seen = prometheus.api("query", query=f'consumer_messages_total{{topic="{topic}"}}')
+            up = prometheus.api("query", query='up{job="consumer"}')["result"]
+            seen = prometheus.api(
+                "query", query=f'consumer_messages_total{{topic="{topic}"}}')["result"]
             return bool(up) and up[0]["value"][1] == "1" and bool(seen)
 
         await asyncio.to_thread(wait_for, scraped, 60, "Prometheus scraping the Service")
