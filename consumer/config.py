@@ -7,12 +7,15 @@ optional TOML file, validated, frozen. Environment wins over the file.
 
 from __future__ import annotations
 
+import os
 import tomllib
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Self
+from urllib.parse import unquote, urlsplit
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -29,6 +32,30 @@ class Ordering(StrEnum):
     PARTITION = "partition"  # sequential per partition
     KEY = "key"  # sequential per key, parallel across keys
     UNORDERED = "unordered"  # fully parallel
+
+
+class SecurityProtocol(StrEnum):
+    PLAINTEXT = "PLAINTEXT"
+    SSL = "SSL"
+    SASL_PLAINTEXT = "SASL_PLAINTEXT"
+    SASL_SSL = "SASL_SSL"
+
+
+class SaslMechanism(StrEnum):
+    PLAIN = "PLAIN"
+    SCRAM_SHA_256 = "SCRAM-SHA-256"
+    SCRAM_SHA_512 = "SCRAM-SHA-512"
+
+
+#: Settings whose values are never printed, not even when they are invalid.
+SECRET_FIELDS = frozenset({"sasl_password", "ssl_key_password"})
+#: Settings that may hold a URL with a password: printed masked.
+URL_FIELDS = frozenset({"sink_url"})
+
+
+def _bad(field: str, message: str) -> PydanticCustomError:
+    """A model-level error that still names its setting (see `describe`)."""
+    return PydanticCustomError("setting", "{message}", {"field": field, "message": message})
 
 
 def _split(value: Any) -> Any:
@@ -58,6 +85,19 @@ class Settings(BaseSettings):
     max_partition_fetch_bytes: int = Field(1_048_576, ge=1_024)
     fetch_max_wait_ms: int = Field(500, ge=0)
     max_poll_records: int = Field(5_000, ge=1)
+
+    # Kafka security: one set for every client (consumer, producers, admin).
+    security_protocol: SecurityProtocol = SecurityProtocol.PLAINTEXT
+    sasl_mechanism: SaslMechanism | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    #: A mounted secret file holding the password (one trailing newline dropped).
+    sasl_password_file: Path | None = None
+    ssl_cafile: Path | None = None  # CA bundle that signed the brokers' certificates
+    ssl_certfile: Path | None = None  # client certificate (PEM) for mutual TLS
+    ssl_keyfile: Path | None = None  # its private key (PEM), if not in the certfile
+    ssl_key_password: SecretStr | None = None  # if the private key is encrypted
+    ssl_check_hostname: bool = True
 
     # Flow control and dispatch
     max_in_flight: int = Field(10_000, ge=1)
@@ -117,6 +157,15 @@ class Settings(BaseSettings):
     def _comma_list(cls, value: Any) -> Any:
         return _split(value)
 
+    @field_validator("bootstrap_servers")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        for item in value.split(","):
+            host, colon, port = item.strip().rpartition(":")
+            if not item.strip() or (colon and (not host or not port.isdigit())):
+                raise ValueError("expected host:port[,host:port...]")
+        return value
+
     @field_validator("topics")
     @classmethod
     def _some_topic(cls, value: list[str]) -> list[str]:
@@ -131,6 +180,60 @@ class Settings(BaseSettings):
             raise ValueError("expected 'module:function'")
         return None if value == "store" else value
 
+    @model_validator(mode="before")
+    @classmethod
+    def _password_file(cls, values: Any) -> Any:
+        if not isinstance(values, dict) or not values.get("sasl_password_file"):
+            return values
+        if values.get("sasl_password"):
+            raise _bad("sasl_password_file", "set either CONSUMER_SASL_PASSWORD or "
+                       "CONSUMER_SASL_PASSWORD_FILE, not both")
+        path = Path(values["sasl_password_file"])
+        try:
+            secret = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise _bad("sasl_password_file", f"cannot read {path}: "
+                       f"{getattr(exc, 'strerror', None) or type(exc).__name__}") from None
+        # Secret files written with `echo` or by editors end in a newline.
+        return {**values, "sasl_password": secret.removesuffix("\n").removesuffix("\r")}
+
+    @model_validator(mode="after")
+    def _kafka_security(self) -> Self:
+        protocol = f"CONSUMER_SECURITY_PROTOCOL={self.security_protocol.value}"
+        self._check_sasl(protocol)
+        self._check_tls(protocol)
+        return self
+
+    def _check_sasl(self, protocol: str) -> None:
+        if self.security_protocol in (SecurityProtocol.SASL_PLAINTEXT, SecurityProtocol.SASL_SSL):
+            for name in ("sasl_mechanism", "sasl_username", "sasl_password"):
+                if not getattr(self, name):
+                    alt = " (or CONSUMER_SASL_PASSWORD_FILE)" if name == "sasl_password" else ""
+                    raise _bad(name, f"required with {protocol}{alt}")
+        else:
+            for name in ("sasl_mechanism", "sasl_username", "sasl_password"):
+                if getattr(self, name):
+                    raise _bad(name, f"only used with SASL_PLAINTEXT or SASL_SSL, not {protocol}")
+
+    def _check_tls(self, protocol: str) -> None:
+        tls = self.security_protocol in (SecurityProtocol.SSL, SecurityProtocol.SASL_SSL)
+        if tls and self.ssl_cafile is None:
+            raise _bad("ssl_cafile", f"required with {protocol}: the CA bundle that signed the "
+                       "brokers' certificates (for a public CA, the system bundle, e.g. "
+                       "/etc/ssl/certs/ca-certificates.crt)")
+        for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+            path: Path | None = getattr(self, name)
+            if path is None:
+                continue
+            if not tls:
+                raise _bad(name, f"only used with SSL or SASL_SSL, not {protocol}")
+            if not os.access(path, os.R_OK) or not path.is_file():
+                raise _bad(name, f"{path} is not a readable file")
+        if self.ssl_keyfile is not None and self.ssl_certfile is None:
+            raise _bad("ssl_keyfile", "needs CONSUMER_SSL_CERTFILE (the certificate of this key)")
+        if self.ssl_key_password is not None and self.ssl_certfile is None:
+            raise _bad("ssl_key_password", "needs CONSUMER_SSL_CERTFILE")
+
     @model_validator(mode="after")
     def _coherent(self) -> Self:
         if self.retry_max_delay < self.retry_base_delay:
@@ -138,6 +241,12 @@ class Settings(BaseSettings):
         if self.heartbeat_interval_ms >= self.session_timeout_ms:
             raise ValueError("heartbeat_interval_ms must be < session_timeout_ms")
         return self
+
+    def __repr_args__(self) -> Any:
+        # SecretStr fields mask themselves; a DSN's password is masked here.
+        for key, value in super().__repr_args__():
+            masked = key in URL_FIELDS and isinstance(value, str)
+            yield key, mask_url(value) if masked else value
 
     @property
     def dead_letter_topic(self) -> str:
@@ -176,9 +285,48 @@ def load_settings(config: Path | None = None, **overrides: Any) -> Settings:
 
 
 def describe(exc: ValidationError) -> str:
+    """One line per error, naming the variable. Secret values are never
+    shown; URLs are shown with their password masked."""
     lines = []
     for err in exc.errors():
-        field = str(err["loc"][0]) if err["loc"] else ""
+        ctx = err.get("ctx") or {}
+        field = str(err["loc"][0]) if err["loc"] else str(ctx.get("field", ""))
         name = f"{ENV_PREFIX}{field.upper()}" if field else "settings"
-        lines.append(f"{name}: {err['msg']} (got {err.get('input')!r})")
+        if not err["loc"]:
+            # A model-level error: its input is every setting, secrets included.
+            got = ""
+        elif field in SECRET_FIELDS:
+            got = " (value not shown)"
+        elif field in URL_FIELDS and isinstance(err.get("input"), str):
+            got = f" (got {mask_url(err['input'])!r})"
+        else:
+            got = f" (got {err.get('input')!r})"
+        lines.append(f"{name}: {err['msg']}{got}")
     return "invalid settings:\n  " + "\n  ".join(lines)
+
+
+def mask_url(url: str) -> str:
+    """`url` with the password of its user info replaced by `***`."""
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return url
+    if not password:
+        return url
+    netloc = parts.netloc.rpartition("@")
+    user = netloc[0].split(":", 1)[0]
+    return parts._replace(netloc=f"{user}:***@{netloc[2]}").geturl()
+
+
+def secrets_of(settings: Settings) -> list[str]:
+    """Every secret value in `settings`, for log redaction."""
+    found = [s.get_secret_value() for s in (settings.sasl_password, settings.ssl_key_password)
+             if s is not None]
+    try:
+        password = urlsplit(settings.sink_url).password
+    except ValueError:
+        password = None
+    if password:
+        found += [password, unquote(password)]
+    return [s for s in found if s]

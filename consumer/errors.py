@@ -32,6 +32,13 @@ class FatalError(ConsumerError):
     """Trying again gives the same answer: route to the dead-letter topic."""
 
 
+class BrokerError(ConsumerError):
+    """Kafka cannot be reached or refuses us (TLS, authentication) at start-up;
+    the message is one line naming the broker, the identity and the cause."""
+
+    retriable = True
+
+
 class SinkError(ConsumerError):
     """A batch write failed; `retriable` tells retry from bisect."""
 

@@ -40,6 +40,7 @@ from consumer.gates.middleware import (
 )
 from consumer.gates.ratelimit import Limiters
 from consumer.gates.retry import RetryMiddleware, RetryPolicy
+from consumer.security import kafka_security
 from consumer.sinks.batcher import mark_retrieved
 from consumer.types import Done, Handler, Record
 
@@ -86,7 +87,7 @@ class Pipeline:
         self.publisher: Publisher = publisher or DeadLetterPublisher(
             settings.bootstrap_servers, settings.dead_letter_topic,
             client_id=settings.client_id, send_timeout=settings.dlq_send_timeout,
-            metrics=self.metrics)
+            metrics=self.metrics, **kafka_security(settings).options())
         self.limiters = limiters or Limiters(settings.rate_limit, settings.rate_burst,
                                              metrics=self.metrics)
         self.http = HttpClient(self.limiters, timeout=settings.handler_timeout)

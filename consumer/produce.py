@@ -16,8 +16,18 @@ from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import InvalidProducerEpoch, OutOfOrderSequenceNumber, UnknownProducerId
 
 from consumer.errors import TransientError
+from consumer.security import PLAINTEXT, KafkaSecurity
+
+#: An idempotent producer's numbering no longer matches the broker's: batches
+#: it numbered were refused (e.g. while WRITE on the topic was revoked) and
+#: aiokafka does not rewind. Every later send fails the same way; only a new
+#: producer (a new producer id) recovers. The dead-letter publisher and the
+#: Kafka sink replace theirs on these.
+STALE_PRODUCER_ERRORS: tuple[type[BaseException], ...] = (
+    OutOfOrderSequenceNumber, UnknownProducerId, InvalidProducerEpoch)
 
 KeyValue = tuple[bytes | None, bytes]
 #: Called with the number of newly acknowledged records. Must not block.
@@ -78,6 +88,7 @@ async def produce_events(
     rate: float | None = None,
     progress: Progress | None = None,
     client_id: str = "consumer-produce",
+    security: KafkaSecurity = PLAINTEXT,
     connect_timeout: float = 15.0,
     send_timeout: float = 30.0,
     max_pending: int = 10_000,
@@ -91,6 +102,7 @@ async def produce_events(
     """
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap,
+        **security.options(),
         client_id=client_id,
         enable_idempotence=True,  # implies acks=all
         linger_ms=linger_ms,

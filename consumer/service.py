@@ -1,7 +1,8 @@
 """Composition root: builds everything from `Settings` and owns the lifecycle.
 
-settings → metrics → processor (consumer.pipeline) → engine → HTTP probes →
-signals. SIGTERM/SIGINT drain and exit 0; a second signal stops at once after
+settings → Kafka security → metrics → processor (consumer.pipeline) → engine →
+HTTP probes → signals → broker check (TLS handshake, authentication) → start.
+SIGTERM/SIGINT drain and exit 0; a second signal stops at once after
 committing what is done; a drain past `shutdown_timeout`, a fatal processing
 error or a failed start exits 1.
 """
@@ -16,18 +17,24 @@ import signal
 
 from aiokafka.errors import KafkaError
 
-from consumer.config import Settings
+from consumer.config import Settings, mask_url, secrets_of
 from consumer.engine.engine import Engine
-from consumer.errors import ConsumerError
+from consumer.errors import BrokerError, ConsumerError
 from consumer.observability.http import HttpServer
 from consumer.observability.logging import setup_logging
 from consumer.observability.metrics import Metrics
 from consumer.pipeline import build_processor
+from consumer.security import check_broker, kafka_security, not_authorized
 
 log = logging.getLogger("consumer")
 
 
 async def serve(settings: Settings) -> int:
+    security = kafka_security(settings)  # a bad certificate or key: ConfigError, exit 2
+    log.info("starting", extra={
+        "bootstrap_servers": settings.bootstrap_servers, "topics": settings.topics,
+        "group": settings.group_id, "security_protocol": settings.security_protocol.value,
+        "kafka_identity": security.identity(), "sink": mask_url(settings.sink_url)})
     metrics = Metrics()
     processor = build_processor(settings, metrics)
     metrics.declare(topics=settings.topics, sink=processor.sink.name,
@@ -53,6 +60,9 @@ async def serve(settings: Settings) -> int:
         loop.add_signal_handler(sig, on_signal, sig)
     await http.start()
     try:
+        # One dial first: a wrong password or an untrusted certificate is one
+        # clear line, not every client retrying and logging its own failure.
+        await check_broker(settings.bootstrap_servers, security)
         start = getattr(processor, "start", None)
         if start is not None:
             await start()
@@ -62,7 +72,9 @@ async def serve(settings: Settings) -> int:
     except (KafkaError, OSError, ConsumerError) as exc:
         # Broker or sink unreachable at start: exit 1 and let the supervisor
         # restart us with its back-off (outages after start are ridden out).
-        log.error("cannot run: %r", exc)  # noqa: TRY400 - the reason is the message
+        reason = not_authorized(exc, settings, security) or (
+            str(exc) if isinstance(exc, BrokerError) else repr(exc))
+        log.error("cannot run: %s", reason)  # noqa: TRY400 - the reason is the message
         code = 1
         await engine.close()  # it may never have started: release its client
         await processor.close()
@@ -101,7 +113,7 @@ def tune_gc() -> None:
 
 
 def main(settings: Settings) -> int:
-    setup_logging(settings.log_level, settings.log_format)
+    setup_logging(settings.log_level, settings.log_format, secrets=secrets_of(settings))
     tune_gc()
     try:
         import uvloop

@@ -6,7 +6,8 @@
 # engine with debootstrap (the container image tests run their own engine and
 # base image), and what a real single-node cluster needs besides the Go
 # binaries: containerd, runc, the CNI plugins, iptables, conntrack, and gcc
-# with a static libc for the pause binary. Idempotent.
+# with a static libc for the pause binary; openssl (certificates for the
+# secured broker and the chart tests' API server keys). Idempotent.
 set -euo pipefail
 
 missing=()

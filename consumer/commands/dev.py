@@ -24,8 +24,9 @@ def _state_file() -> Path:
 
 @kafka_app.command("jars")
 def jars() -> None:
-    """Resolve the broker jars into the cache (no-op when cached)."""
+    """Resolve the broker and admin-tool jars into the cache (no-op when cached)."""
     typer.echo(f"kafka jars: {local.ensure_jars()}")
+    typer.echo(f"kafka tools: {local.ensure_tools()}")
 
 
 @kafka_app.command("up")

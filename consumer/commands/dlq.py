@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
+from aiokafka.errors import KafkaError
 
+from consumer.commands.connect import Target, check_or_exit, kafka_target
 from consumer.gates.dlq_tools import DeadLetter, Selection, read_dead_letters, replay
 
 app = typer.Typer(help="Dead-letter topic: inspect and replay.", no_args_is_help=True)
@@ -37,19 +38,11 @@ LimitOpt = Annotated[int | None, typer.Option("--limit", min=1,
                                               help="At most this many records.")]
 
 
-def _defaults(bootstrap: str | None, topic: str | None) -> tuple[str, str]:
-    if bootstrap and topic:
-        return bootstrap, topic
-    from consumer.config import load_settings
-    from consumer.errors import ConfigError
-
-    try:
-        settings = load_settings()
-    except ConfigError as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(2) from None
-    return (bootstrap or os.environ.get("CONSUMER_BOOTSTRAP_SERVERS")
-            or settings.bootstrap_servers, topic or settings.dead_letter_topic)
+def _defaults(bootstrap: str | None, topic: str | None) -> tuple[Target, str]:
+    """The broker (checked: exit 1 with one line if it refuses us) and the topic."""
+    target = kafka_target(bootstrap)
+    check_or_exit(target)
+    return target, topic or target.settings.dead_letter_topic
 
 
 def _time(value: str | None, option: str) -> datetime | None:
@@ -69,12 +62,13 @@ def _selection(*, error_type: list[str] | None, since: str | None, until: str | 
                      _time(until, "--until"), from_offset, to_offset, partition)
 
 
-async def _collect(bootstrap: str, topic: str, selection: Selection,
+async def _collect(target: Target, topic: str, selection: Selection,
                    limit: int | None) -> tuple[list[DeadLetter], int]:
     found: list[DeadLetter] = []
     scanned = 0
     # aclosing: stopping early (--limit) must stop the consumer now, not at GC.
-    async with contextlib.aclosing(read_dead_letters(bootstrap, topic)) as letters:
+    letters = read_dead_letters(target.bootstrap, topic, security=target.security)
+    async with contextlib.aclosing(letters):
         async for dl in letters:
             scanned += 1
             if selection.matches(dl):
@@ -84,15 +78,15 @@ async def _collect(bootstrap: str, topic: str, selection: Selection,
     return found, scanned
 
 
-def _read(bootstrap: str, topic: str, selection: Selection,
+def _read(target: Target, topic: str, selection: Selection,
           limit: int | None) -> tuple[list[DeadLetter], int]:
     try:
-        return asyncio.run(_collect(bootstrap, topic, selection, limit))
+        return asyncio.run(_collect(target, topic, selection, limit))
     except LookupError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
-    except (TimeoutError, OSError) as exc:
-        typer.echo(f"error: cannot read {topic} from {bootstrap}: {exc!r}", err=True)
+    except (TimeoutError, OSError, KafkaError) as exc:
+        typer.echo(f"error: cannot read {topic} from {target.bootstrap}: {exc!r}", err=True)
         raise typer.Exit(1) from None
 
 
@@ -107,10 +101,10 @@ def inspect(  # noqa: PLR0917 - typer maps each option to a parameter
     from rich.console import Console
     from rich.table import Table
 
-    bootstrap, dlq_topic = _defaults(bootstrap_servers, topic)
+    target, dlq_topic = _defaults(bootstrap_servers, topic)
     selection = _selection(error_type=error_type, since=since, until=until,
                            from_offset=from_offset, to_offset=to_offset, partition=partition)
-    found, scanned = _read(bootstrap, dlq_topic, selection, limit)
+    found, scanned = _read(target, dlq_topic, selection, limit)
     table = Table(title=f"{dlq_topic}: {len(found)} of {scanned} records", expand=False)
     for name in ("partition", "offset", "dead-lettered at", "error type", "error message",
                  "original", "attempts", "replays"):
@@ -142,18 +136,19 @@ def replay_command(  # noqa: PLR0917 - typer maps each option to a parameter
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-    bootstrap, dlq_topic = _defaults(bootstrap_servers, topic)
+    target, dlq_topic = _defaults(bootstrap_servers, topic)
     selection = _selection(error_type=error_type, since=since, until=until,
                            from_offset=from_offset, to_offset=to_offset, partition=partition)
-    found, scanned = _read(bootstrap, dlq_topic, selection, limit)
+    found, scanned = _read(target, dlq_topic, selection, limit)
     console = Console(stderr=True)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   console=console, transient=False) as bar:
         task = bar.add_task("checking" if dry_run else "replaying", total=len(found))
         try:
-            result = asyncio.run(replay(bootstrap, found, to=to, dry_run=dry_run,
+            result = asyncio.run(replay(target.bootstrap, found, to=to, dry_run=dry_run,
+                                        security=target.security,
                                         progress=lambda n: bar.advance(task, n)))
-        except (TimeoutError, OSError) as exc:
+        except (TimeoutError, OSError, KafkaError) as exc:
             typer.echo(f"error: replay failed: {exc!r}", err=True)
             raise typer.Exit(1) from None
     verb = "would replay" if dry_run else "replayed"

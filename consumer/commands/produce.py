@@ -19,6 +19,7 @@ from typing import Annotated
 
 import typer
 
+from consumer.commands.connect import Target, check_or_exit, kafka_target
 from consumer.produce import KeyValue, ProduceError, ProduceSummary, produce_events
 
 
@@ -55,10 +56,12 @@ def _samples(count: int, type_: str | None, seed: int | None) -> Iterator[KeyVal
         yield sample_bytes(i, type=type_, rng=rng)
 
 
-def _run(bootstrap: str, topic: str, records: Iterator[KeyValue] | list[KeyValue], total: int,
+def _run(target: Target, topic: str, records: Iterator[KeyValue] | list[KeyValue], total: int,
          rate: float | None) -> ProduceSummary:
+    bootstrap, security = target.bootstrap, target.security
     if not sys.stdout.isatty():
-        return asyncio.run(produce_events(bootstrap, topic, records, rate=rate))
+        return asyncio.run(produce_events(bootstrap, topic, records, rate=rate,
+                                          security=security))
     from rich.progress import Progress as Bar
 
     with Bar(transient=True) as bar:
@@ -68,7 +71,7 @@ def _run(bootstrap: str, topic: str, records: Iterator[KeyValue] | list[KeyValue
             bar.advance(task, n)
 
         return asyncio.run(produce_events(bootstrap, topic, records, rate=rate,
-                                          progress=advance))
+                                          progress=advance, security=security))
 
 
 def produce(
@@ -96,11 +99,14 @@ def produce(
     seed: Annotated[int | None, typer.Option(
         "--seed", help="Seed for sample data (ids stay unique).",
     )] = None,
-    bootstrap: Annotated[str, typer.Option(
-        "--bootstrap-servers", envvar="CONSUMER_BOOTSTRAP_SERVERS", help="Kafka bootstrap servers.",
-    )] = "localhost:9092",
+    bootstrap: Annotated[str | None, typer.Option(
+        "--bootstrap-servers", help="Kafka bootstrap servers (default: "
+        "CONSUMER_BOOTSTRAP_SERVERS or localhost:9092).",
+    )] = None,
 ) -> None:
-    """Produce sample or NDJSON events to a topic (validated before sending)."""
+    """Produce sample or NDJSON events to a topic (validated before sending).
+    Security (TLS, SASL) comes from the same CONSUMER_* settings as the service."""
+    target = kafka_target(bootstrap)
     records: Iterator[KeyValue] | list[KeyValue]
     invalid = 0
     if from_ is not None:
@@ -126,8 +132,9 @@ def produce(
             raise typer.Exit(2)
         total = 10 if count is None else count
         records = _samples(total, type_, seed)
+    check_or_exit(target)
     try:
-        summary = _run(bootstrap, topic, records, total, rate)
+        summary = _run(target, topic, records, total, rate)
     except ProduceError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(1) from None

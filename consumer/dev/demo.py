@@ -28,6 +28,7 @@ from consumer.config import Settings, load_settings
 from consumer.dev import kafka as local
 from consumer.dev.ports import port_open
 from consumer.errors import ConfigError
+from consumer.security import KafkaSecurity, kafka_security
 
 DEMO_PORT = 9092
 DEMO_PARTITIONS = 6
@@ -90,11 +91,13 @@ async def _demo(settings: Settings, env: dict[str, str]) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     topic, dlq = settings.topics[0], settings.dead_letter_topic
+    # A secured CONSUMER_BOOTSTRAP_SERVERS works too: the same security as the service.
+    security = kafka_security(settings)
     await local.create_topics(settings.bootstrap_servers,
-                              {topic: DEMO_PARTITIONS, dlq: DEMO_PARTITIONS})
+                              {topic: DEMO_PARTITIONS, dlq: DEMO_PARTITIONS}, security=security)
     service = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "consumer.cli", "run", env=env, start_new_session=True)
-    producer = asyncio.create_task(_produce(settings.bootstrap_servers, topic, stop),
+    producer = asyncio.create_task(_produce(settings.bootstrap_servers, security, topic, stop),
                                    name="demo-producer")
     _where_to_look(settings, topic, dlq)
     exited = asyncio.create_task(service.wait())
@@ -117,14 +120,15 @@ async def _demo(settings: Settings, env: dict[str, str]) -> int:
     return code
 
 
-async def _produce(bootstrap: str, topic: str, stop: asyncio.Event) -> None:
+async def _produce(bootstrap: str, security: KafkaSecurity, topic: str,
+                   stop: asyncio.Event) -> None:
     """Samples at DEMO_RATE until `stop`; every INVALID_EVERY-th one invalid."""
     from aiokafka import AIOKafkaProducer
 
     from schemas.samples import invalid_samples, sample_bytes
 
     invalid = itertools.cycle(list(invalid_samples()))
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, **security.options())
     await producer.start()
     sent = bad = 0
     try:

@@ -24,8 +24,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from consumer.dev.ports import free_port, port_open, project_root, wait_port_closed
+from consumer.security import PLAINTEXT, KafkaSecurity
 
 POM = Path(__file__).with_name("kafka-pom.xml")
+#: The admin command-line tools (AclCommand), resolved into their own folder so
+#: the broker's jar set stays as it is.
+TOOLS_POM = Path(__file__).with_name("kafka-tools-pom.xml")
 _LOG4J = """\
 status = warn
 appender.file.type = File
@@ -46,16 +50,17 @@ def cache_dir() -> Path:
     return Path(os.environ.get("CONSUMER_CACHE_DIR", project_root() / ".cache"))
 
 
-def ensure_jars(cache: Path | None = None) -> Path:
-    """Resolve the broker jars with Maven unless a complete copy is cached.
+def ensure_jars(cache: Path | None = None, *, pom: Path = POM, folder: str = "libs") -> Path:
+    """Resolve the jars `pom` names (default: the broker's) with Maven into
+    `<cache>/kafka/<folder>` unless a complete copy is cached.
 
     Returns the folder holding the jars. Raises `RuntimeError` with Maven's
     output when resolution fails.
     """
     cache = cache or cache_dir()
-    libs = cache / "kafka" / "libs"
+    libs = cache / "kafka" / folder
     marker = libs / ".complete"
-    if marker.exists() and marker.read_text() == POM.read_text():
+    if marker.exists() and marker.read_text() == pom.read_text():
         return libs
     if libs.exists():
         shutil.rmtree(libs)
@@ -64,7 +69,7 @@ def ensure_jars(cache: Path | None = None) -> Path:
         raise RuntimeError("Maven (mvn) is not installed; run `make setup` first")
     proc = subprocess.run(
         [
-            mvn, "-q", "-B", "-f", str(POM),
+            mvn, "-q", "-B", "-f", str(pom),
             f"-Dmaven.repo.local={cache / 'm2'}",
             "dependency:copy-dependencies", "-DincludeScope=runtime",
             f"-DoutputDirectory={libs}",
@@ -73,8 +78,13 @@ def ensure_jars(cache: Path | None = None) -> Path:
     )
     if proc.returncode != 0:
         raise RuntimeError(f"resolving Kafka jars failed:\n{proc.stdout}\n{proc.stderr}")
-    marker.write_text(POM.read_text())
+    marker.write_text(pom.read_text())
     return libs
+
+
+def ensure_tools() -> Path:
+    """The folder of the Kafka admin tools' jars (resolved on first use)."""
+    return ensure_jars(pom=TOOLS_POM, folder="tools")
 
 
 @dataclass
@@ -111,14 +121,14 @@ class LocalKafka:
             self._owns_data = True
         self.data_dir.mkdir(parents=True, exist_ok=True)
         props = self.data_dir / "server.properties"
-        props.write_text(_server_properties(self.host, self.port, controller,
-                                            self.data_dir / "log"))
+        props.write_text(self._properties(controller))
         log4j = self.data_dir / "log4j2.properties"
         log4j.write_text(_LOG4J.format(log=self.data_dir / "broker.log"))
         classpath = f"{libs}/*"
         subprocess.run(
             [java, "-cp", classpath, "kafka.tools.StorageTool", "format",
-             "-t", _cluster_id(), "-c", str(props), "--ignore-formatted"],
+             "-t", _cluster_id(), "-c", str(props), "--ignore-formatted",
+             *self._format_args()],
             capture_output=True, check=True,
             env={**os.environ, "KAFKA_LOG4J_OPTS": ""},
         )
@@ -137,13 +147,25 @@ class LocalKafka:
             raise
         return self.bootstrap
 
+    def _properties(self, controller: int) -> str:
+        """server.properties; `data_dir` exists."""
+        assert self.data_dir is not None
+        return _server_properties(self.port, controller, self.data_dir / "log", self.host)
+
+    def _format_args(self) -> list[str]:
+        """Extra `kafka-storage format` arguments (e.g. SCRAM users)."""
+        return []
+
+    def _ready(self) -> bool:
+        return metadata_round_trip(self.bootstrap, timeout=5.0)
+
     def _wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             assert self._proc is not None
             if self._proc.poll() is not None:
                 raise RuntimeError(f"Kafka exited with {self._proc.returncode}:\n{self.log_tail()}")
-            if port_open(self.port, self.host) and metadata_round_trip(self.bootstrap, timeout=5.0):
+            if port_open(self.port, self.host) and self._ready():
                 return
             time.sleep(0.25)
         raise TimeoutError(f"Kafka not ready after {timeout:.0f}s:\n{self.log_tail()}")
@@ -199,14 +221,16 @@ def _alive(pid: int) -> bool:
     return waited == 0
 
 
-def metadata_round_trip(bootstrap: str, timeout: float) -> bool:
+def metadata_round_trip(bootstrap: str, timeout: float,
+                        security: KafkaSecurity = PLAINTEXT) -> bool:
     """True when a client can fetch cluster metadata from `bootstrap`."""
     from aiokafka.admin import AIOKafkaAdminClient
     from aiokafka.errors import KafkaError
 
     async def probe() -> bool:
         admin = AIOKafkaAdminClient(
-            bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000)
+            bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000),
+            **security.options(),
         )
         try:
             await asyncio.wait_for(admin.start(), timeout)
@@ -220,13 +244,14 @@ def metadata_round_trip(bootstrap: str, timeout: float) -> bool:
     return asyncio.run(probe())
 
 
-async def create_topics(bootstrap: str, topics: Mapping[str, int]) -> None:
+async def create_topics(bootstrap: str, topics: Mapping[str, int], *,
+                        security: KafkaSecurity = PLAINTEXT) -> None:
     """Create each topic (name → partition count, replication 1) unless it
     exists already. For development, demos, benchmarks and tests."""
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
     from aiokafka.errors import TopicAlreadyExistsError
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **security.options())
     await admin.start()
     try:
         for name, partitions in topics.items():
@@ -247,7 +272,8 @@ def _cluster_id() -> str:
             return cluster
 
 
-def _server_properties(host: str, port: int, controller: int, log_dir: Path) -> str:
+def _server_properties(port: int, controller: int, log_dir: Path,
+                       host: str = "127.0.0.1") -> str:
     return f"""\
 process.roles=broker,controller
 node.id=1

@@ -24,6 +24,7 @@ from consumer.engine.flow import FlowControl
 from consumer.engine.partition import PartitionState
 from consumer.observability.metrics import Metrics
 from consumer.observability.partitions import PartitionGauges
+from consumer.security import kafka_security
 from consumer.types import TP, Processor
 
 log = logging.getLogger("consumer.engine")
@@ -62,6 +63,7 @@ class Engine:
                                       self._on_worker_error)
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=settings.bootstrap_servers,
+            **kafka_security(settings).options(),
             group_id=settings.group_id,
             group_instance_id=settings.group_instance_id,
             client_id=settings.client_id,

@@ -24,6 +24,7 @@ from aiokafka.errors import MessageSizeTooLargeError
 
 from consumer.errors import DeadLetterError
 from consumer.gates.instruments import GateMetrics
+from consumer.produce import STALE_PRODUCER_ERRORS
 from consumer.types import Record
 
 log = logging.getLogger("consumer.gates.dlq")
@@ -141,6 +142,7 @@ class DeadLetterPublisher:
                                          "client_id": f"{client_id}-dlq",
                                          "enable_idempotence": True, **producer_options}
         self._producer: AIOKafkaProducer | None = None
+        self._renewing = asyncio.Lock()
         self._started = False
         self._closed = asyncio.Event()
         #: False while sends fail (for /readyz and tests).
@@ -162,12 +164,17 @@ class DeadLetterPublisher:
                    headers: Sequence[tuple[str, bytes | None]]) -> None:
         attempt = 0
         delivery: asyncio.Future[Any] | None = None
+        sent_by: AIOKafkaProducer | None = None
         while True:
             producer = self._producer
             if self._closed.is_set() or not self._started or producer is None:
                 raise DeadLetterError("dead-letter publisher is closed; message left in flight")
+            replaced = sent_by is not producer  # (a variable: `is` must not narrow types)
+            if replaced:
+                delivery = None  # its producer was replaced: send anew (at-least-once)
             try:
                 if delivery is None:
+                    sent_by = producer
                     delivery = await asyncio.wait_for(
                         producer.send(self.topic, value, key=key, headers=list(headers)),
                         self._send_timeout)
@@ -195,11 +202,34 @@ class DeadLetterPublisher:
                 log.error(  # noqa: TRY400 - one line per retry, the traceback adds nothing
                     "dead-letter send to %s failed (attempt %d), message stays in flight; "
                           "retrying in %.2fs: %r", self.topic, attempt, wait, exc)
+                if isinstance(exc, STALE_PRODUCER_ERRORS):
+                    await self._renew(producer)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._closed.wait(), wait)
             else:
                 self.writing_ok = True
                 return
+
+    async def _renew(self, stale: AIOKafkaProducer) -> None:
+        """Replace `stale` with a new producer (a new producer id) unless
+        another sender already did. A failure leaves `stale` in place: the
+        next attempt tries again."""
+        async with self._renewing:
+            done_already = self._producer is not stale  # (a variable: no type narrowing)
+            if done_already or self._closed.is_set():
+                return
+            fresh = AIOKafkaProducer(**self._options)
+            try:
+                await asyncio.wait_for(fresh.start(), self._send_timeout)
+            except Exception as exc:  # noqa: BLE001 - logged; the send loop retries
+                log.error("cannot renew the dead-letter producer: %r", exc)  # noqa: TRY400
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(fresh.stop(), self._send_timeout)
+                return
+            self._producer = fresh
+        log.warning("dead-letter producer renewed after a sequence error")
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(stale.stop(), self._send_timeout)
 
     async def close(self) -> None:
         self._closed.set()

@@ -23,6 +23,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import TopicPartition
 
 from consumer.gates import dlq as h
+from consumer.security import PLAINTEXT, KafkaSecurity
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,12 +109,14 @@ class Selection:
 
 
 async def read_dead_letters(bootstrap_servers: str, topic: str, *,
-                            step_timeout: float = 30.0) -> AsyncGenerator[DeadLetter, None]:
+                            security: KafkaSecurity = PLAINTEXT, step_timeout: float = 30.0,
+                            ) -> AsyncGenerator[DeadLetter, None]:
     """Every record of `topic` up to its end offsets at the start. Raises
     `LookupError` if the topic does not exist, `TimeoutError` if the broker
     stops answering for `step_timeout` seconds."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, group_id=None,
-                                enable_auto_commit=False, auto_offset_reset="earliest")
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, **security.options(),
+                                group_id=None, enable_auto_commit=False,
+                                auto_offset_reset="earliest")
     await asyncio.wait_for(consumer.start(), step_timeout)
     try:
         # All-topics metadata: asking for the topic by name could auto-create it.
@@ -167,7 +170,8 @@ class ReplayResult:
 
 
 async def replay(bootstrap_servers: str, letters: Sequence[DeadLetter], *, to: str | None,
-                 dry_run: bool = False, progress: Callable[[int], None] | None = None,
+                 security: KafkaSecurity = PLAINTEXT, dry_run: bool = False,
+                 progress: Callable[[int], None] | None = None,
                  step_timeout: float = 30.0) -> ReplayResult:
     """Send `letters` back (see the module docstring). Returns when every send
     was acknowledged; raises the first send error (what was acknowledged
@@ -176,7 +180,7 @@ async def replay(bootstrap_servers: str, letters: Sequence[DeadLetter], *, to: s
     result = ReplayResult()
     producer: AIOKafkaProducer | None = None
     if not dry_run:
-        producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers,
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers, **security.options(),
                                     client_id="consumer-dlq-replay", enable_idempotence=True)
         await asyncio.wait_for(producer.start(), step_timeout)
     try:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from consumer.config import mask_url
 from consumer.errors import ConfigError
 from consumer.sinks.base import Row
 from consumer.types import Sink
@@ -39,16 +40,18 @@ def open_sink(url: str, *, settings: Any = None, metrics: Any = None) -> Sink:
 
         return SqliteSink(sqlite_path(url))
     if url.startswith("kafka:"):
+        from consumer.security import PLAINTEXT, kafka_security
         from consumer.sinks.kafka import KafkaSink, kafka_topic
 
         topic = kafka_topic(url)
-        bootstrap = getattr(settings, "bootstrap_servers", None) or "localhost:9092"
-        client_id = f"{getattr(settings, 'client_id', 'consumer')}-sink"
-        return KafkaSink(topic, bootstrap, client_id=client_id)
+        if settings is None:
+            return KafkaSink(topic, "localhost:9092", security=PLAINTEXT)
+        return KafkaSink(topic, settings.bootstrap_servers, client_id=f"{settings.client_id}-sink",
+                         security=kafka_security(settings))
     if url.startswith(("http://", "https://")) and len(url.split("://", 1)[1]) > 0:
         from consumer.sinks.http import HttpSink
 
         return HttpSink(url)
     raise ConfigError(
-        f"CONSUMER_SINK_URL: unsupported sink {url!r}; expected postgresql://…, "
+        f"CONSUMER_SINK_URL: unsupported sink {mask_url(url)!r}; expected postgresql://…, "
         "sqlite:///path.db, kafka://topic, http(s)://… or none")

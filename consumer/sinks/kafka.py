@@ -17,7 +17,10 @@ import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError, MessageSizeTooLargeError
 
+from consumer.config import mask_url
 from consumer.errors import ConfigError, SinkError
+from consumer.produce import STALE_PRODUCER_ERRORS
+from consumer.security import PLAINTEXT, KafkaSecurity
 from consumer.sinks.base import Row
 
 # Errors that are the record's fault: retrying the same bytes cannot help.
@@ -27,7 +30,7 @@ _DATA_ERRORS: tuple[type[BaseException], ...] = (MessageSizeTooLargeError,)
 def kafka_topic(url: str) -> str:
     topic = url.removeprefix("kafka://").strip("/")
     if not url.startswith("kafka://") or not topic or "/" in topic:
-        raise ConfigError(f"CONSUMER_SINK_URL: expected kafka://topic, got {url!r}")
+        raise ConfigError(f"CONSUMER_SINK_URL: expected kafka://topic, got {mask_url(url)!r}")
     return topic
 
 
@@ -41,18 +44,21 @@ class KafkaSink:
     name = "kafka"
 
     def __init__(self, topic: str, bootstrap_servers: str, *, timeout: float = 30.0,
-                 client_id: str = "consumer-sink") -> None:
+                 client_id: str = "consumer-sink", security: KafkaSecurity = PLAINTEXT) -> None:
         self.topic = topic
         self._bootstrap = bootstrap_servers
+        self._security = security
         self._timeout = timeout
         self._client_id = client_id
         self._producer: AIOKafkaProducer | None = None
+        self._closed = False
 
     async def open(self) -> None:
         if self._producer is not None:
             return
         producer = AIOKafkaProducer(
             bootstrap_servers=self._bootstrap, client_id=self._client_id,
+            **self._security.options(),
             enable_idempotence=True, linger_ms=5, request_timeout_ms=int(self._timeout * 1000),
         )
         try:
@@ -66,6 +72,8 @@ class KafkaSink:
     async def write(self, rows: Sequence[Row]) -> None:
         if not rows:
             return
+        if self._producer is None and not self._closed:
+            await self.open()  # dropped after a stale-producer error: a new one
         producer = self._producer
         if producer is None:
             raise SinkError("kafka sink is not open", retriable=True)
@@ -78,10 +86,16 @@ class KafkaSink:
                 await asyncio.gather(*futures)
         except _DATA_ERRORS as exc:
             raise SinkError(f"kafka sink: {exc!r}", retriable=False) from exc
+        except STALE_PRODUCER_ERRORS as exc:
+            # Retrying on this producer fails forever: the retry opens a new one.
+            self._producer = None
+            await self._stop(producer)
+            raise SinkError(f"kafka sink: {exc!r}; producer renewed", retriable=True) from exc
         except (KafkaError, OSError, TimeoutError) as exc:
             raise SinkError(f"kafka sink: {exc!r}", retriable=True) from exc
 
     async def close(self) -> None:
+        self._closed = True
         producer, self._producer = self._producer, None
         if producer is not None:
             await self._stop(producer)

@@ -18,6 +18,7 @@ from typing import Any
 
 import asyncpg
 
+from consumer.config import mask_url
 from consumer.errors import ConfigError, SinkError
 from consumer.sinks.base import COLUMNS, Row
 
@@ -76,7 +77,7 @@ class PostgresSink:
 
     def __init__(self, dsn: str, *, timeout: float = 30.0, pool_size: int = 2) -> None:
         if not dsn.startswith(("postgresql://", "postgres://")):
-            raise ConfigError(f"CONSUMER_SINK_URL: not a PostgreSQL URL: {dsn!r}")
+            raise ConfigError(f"CONSUMER_SINK_URL: not a PostgreSQL URL: {mask_url(dsn)!r}")
         self._dsn = dsn
         self._timeout = timeout
         self._pool_size = pool_size

@@ -28,3 +28,35 @@ def test_bad_setting_exits_2_naming_it(var: str, value: str) -> None:
     assert proc.returncode == 2, proc.stderr
     assert var in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+SECRET = "never-Printed-42"
+
+
+@pytest.mark.parametrize(
+    ("command", "env", "named"),
+    [
+        (["run"], {"CONSUMER_SASL_MECHANISM": "SCRAM-SHA-512",
+                   "CONSUMER_SASL_PASSWORD": SECRET}, "CONSUMER_SASL_MECHANISM"),
+        (["run"], {"CONSUMER_SECURITY_PROTOCOL": "SASL_SSL",
+                   "CONSUMER_SASL_MECHANISM": "SCRAM-SHA-512", "CONSUMER_SASL_USERNAME": "svc",
+                   "CONSUMER_SASL_PASSWORD": SECRET}, "CONSUMER_SSL_CAFILE"),
+        (["run"], {"CONSUMER_SECURITY_PROTOCOL": "SSL",
+                   "CONSUMER_SSL_CAFILE": __file__}, "CONSUMER_SSL_CAFILE"),  # not PEM
+        (["run"], {"CONSUMER_SINK_URL": f"ftp://user:{SECRET}@host/x"}, "CONSUMER_SINK_URL"),
+        (["produce", "--topic", "t"], {"CONSUMER_SASL_PASSWORD_FILE": "/no/such/file"},
+         "CONSUMER_SASL_PASSWORD_FILE"),
+        (["dlq", "inspect"], {"CONSUMER_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+                              "CONSUMER_SASL_PASSWORD": SECRET}, "CONSUMER_SASL_MECHANISM"),
+    ],
+)
+def test_bad_security_setting_exits_2_naming_it_without_the_secret(
+        command: list[str], env: dict[str, str], named: str) -> None:
+    full = {k: v for k, v in os.environ.items() if not k.startswith("CONSUMER_")}
+    full.update({"CONSUMER_BOOTSTRAP_SERVERS": "127.0.0.1:9", **env})
+    proc = subprocess.run([sys.executable, "-m", "consumer.cli", *command], env=full,
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 2, proc.stderr
+    assert named in proc.stderr
+    assert SECRET not in proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr

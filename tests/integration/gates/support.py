@@ -12,6 +12,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 from aiokafka.structs import TopicPartition
 
+from consumer.security import PLAINTEXT, KafkaSecurity
 from schemas.samples import sample_event
 
 
@@ -22,9 +23,10 @@ def event_value(i: int, prefix: str = "ok") -> tuple[str, bytes]:
 
 
 async def produce_values(bootstrap: str, topic: str, values: list[bytes],
-                         key: bytes = b"k") -> list[int]:
+                         key: bytes = b"k", *, security: KafkaSecurity = PLAINTEXT) -> list[int]:
     """Send `values` in order (one key: one partition); return their offsets."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True,
+                                **security.options())
     await producer.start()
     try:
         futures = [await producer.send(topic, v, key=key) for v in values]

@@ -27,6 +27,7 @@ from aiokafka.structs import TopicPartition
 
 from consumer.dev.kafka import create_topics as create_kafka_topics
 from consumer.dev.ports import free_port, project_root
+from consumer.security import PLAINTEXT, KafkaSecurity
 from schemas.samples import invalid_samples, sample_event
 
 
@@ -39,22 +40,25 @@ class Traffic:
     poison: set[str] = field(default_factory=set)
 
 
-async def create_topics(bootstrap: str, partitions: int = 6) -> tuple[str, str]:
+async def create_topics(bootstrap: str, partitions: int = 6, *,
+                        security: KafkaSecurity = PLAINTEXT) -> tuple[str, str]:
     """A fresh topic and its dead-letter topic."""
     topic = f"e2e-{uuid.uuid4().hex[:10]}"
-    await create_kafka_topics(bootstrap, {topic: partitions, f"{topic}.dlq": 1})
+    await create_kafka_topics(bootstrap, {topic: partitions, f"{topic}.dlq": 1},
+                              security=security)
     return topic, f"{topic}.dlq"
 
 
 async def produce(bootstrap: str, topic: str, count: int, *, invalid_every: int = 0,
-                  poison_every: int = 0, start: int = 0, rate: float | None = None) -> Traffic:
+                  poison_every: int = 0, start: int = 0, rate: float | None = None,
+                  security: KafkaSecurity = PLAINTEXT) -> Traffic:
     """Send `count` records: every `invalid_every`-th one invalid, every
     `poison_every`-th a valid event whose id starts with `poison-` (a row the
     test database refuses). `rate` paces the sending (records per second)."""
     traffic = Traffic()
     invalid = itertools.cycle([v for _, v in invalid_samples()])
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20,
-                                max_batch_size=256 * 1024)
+                                max_batch_size=256 * 1024, **security.options())
     await producer.start()
     began = time.monotonic()
     try:
@@ -176,9 +180,10 @@ async def wait_until(check: Callable[[], Any], seconds: float, what: str,
     raise AssertionError(f"timed out after {seconds:.0f}s waiting for {what}\n{tail}")
 
 
-async def read_topic(bootstrap: str, topic: str, *, idle: float = 2.0) -> list[Any]:
+async def read_topic(bootstrap: str, topic: str, *, idle: float = 2.0,
+                     security: KafkaSecurity = PLAINTEXT) -> list[Any]:
     """Every record in `topic` (no group), until nothing arrives for `idle` s."""
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap,
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, **security.options(),
                                 auto_offset_reset="earliest", enable_auto_commit=False)
     await consumer.start()
     out: list[Any] = []
@@ -204,10 +209,12 @@ def dlq_origins(records: Iterable[Any]) -> list[tuple[int, int]]:
     return out
 
 
-async def committed_all(bootstrap: str, group: str, topic: str) -> bool:
+async def committed_all(bootstrap: str, group: str, topic: str, *,
+                        security: KafkaSecurity = PLAINTEXT) -> bool:
     """True when the group's committed offsets reach the end of every partition."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **security.options())
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                                **security.options())
     await admin.start()
     await consumer.start()
     try:

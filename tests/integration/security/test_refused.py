@@ -1,0 +1,73 @@
+"""A broker that refuses us at start-up — wrong password, a broker
+certificate we do not trust, an expired client certificate — is one clear
+error line and exit 1: no retries, no traceback, no secret."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from consumer.dev.tls import CertificateAuthority
+from tests.integration.pipeline.harness import Service
+from tests.integration.security.conftest import Secured
+
+pytestmark = pytest.mark.integration
+
+
+def refused(settings: dict[str, str], *, lines: int = 1) -> tuple[list[str], str]:
+    """Run the service until it exits 1; return its error lines (`lines` of
+    them) and its whole log."""
+    svc = Service(topics="refused", sink_url="none", log_level="INFO", **settings).start()
+    assert svc.proc is not None
+    try:
+        assert svc.proc.wait(60) == 1, svc.log_tail()
+    finally:
+        if svc.alive:
+            svc.kill()
+    log = svc.log_tail(1_000_000)
+    errors = [line for line in log.splitlines() if '"level":"error"' in line
+              or '"level":"critical"' in line]
+    assert "Traceback" not in log
+    assert len(errors) == lines, log  # no retry storm, no echo from the client library
+    return errors, log
+
+
+def test_wrong_password_is_one_line_naming_user_and_broker(secured: Secured) -> None:
+    wrong = "not-" + secured.passwords["svc"]
+    errors, log = refused(secured.sasl_settings("svc", password=wrong))
+    assert (f"cannot run: authentication failed for user 'svc' (SCRAM-SHA-512) at "
+            f"{secured.bootstrap}: ") in errors[0]
+    assert errors[0].endswith("Authentication failed during authentication due to invalid "
+                              'credentials with SASL mechanism SCRAM-SHA-512"}')
+    assert wrong not in log
+
+
+def test_untrusted_broker_certificate_is_one_line(secured: Secured, tmp_path: Path) -> None:
+    other = CertificateAuthority.create(tmp_path, "some-other-ca")
+    settings = secured.sasl_settings("svc") | {"ssl_cafile": str(other.cert)}
+    errors, log = refused(settings)
+    assert (f"cannot run: TLS handshake with {secured.bootstrap} failed: the broker's "
+            "certificate is not trusted (unable to get local issuer certificate); "
+            "check CONSUMER_SSL_CAFILE") in errors[0]
+    assert secured.passwords["svc"] not in log
+
+
+def test_expired_client_certificate_is_one_line(secured: Secured) -> None:
+    expired = secured.broker.client_certificate("svc-expired", days=-1)
+    errors, _ = refused({
+        "bootstrap_servers": secured.broker.mtls_bootstrap, "security_protocol": "SSL",
+        "ssl_cafile": str(secured.broker.ca.cert), "ssl_certfile": str(expired.cert),
+        "ssl_keyfile": str(expired.key)})
+    assert (f"cannot run: broker {secured.broker.mtls_bootstrap} closed the connection during "
+            "the TLS handshake: it did not accept the client certificate "
+            "(CONSUMER_SSL_CERTFILE): expired, or not signed by a CA it trusts?") in errors[0]
+
+
+def test_a_principal_without_acls_is_told_what_it_needs(secured: Secured) -> None:
+    # aiokafka logs the refused producer id itself: that line, then ours.
+    errors, _ = refused(secured.sasl_settings("nobody") | {"group_id": "g-nobody"}, lines=2)
+    assert errors[-1].endswith(
+        "cannot run: user 'nobody' (SCRAM-SHA-512) is not authorized: "
+        "ClusterAuthorizationFailedError; it needs READ on topic(s) refused and group "
+        'g-nobody, WRITE on refused.dlq"}')
