@@ -26,6 +26,7 @@ from typing import IO
 from consumer.dev.kafka import stop_process
 from consumer.dev.ports import free_port
 from tests.chart.control_plane import ControlPlane
+from tests.chart.control_plane import _ready as node_ready
 from tests.chart.kube import Kube, KubeError, wait_for
 from tests.chart.node import host
 from tests.chart.node.host import CRI_NAMESPACE, NODE_IP, NODE_NAME, ROOT, SOCKET, Host
@@ -80,7 +81,7 @@ class Node:
         self._start_kubelet()
         self._start_kube_proxy()
         self._start_coredns()
-        wait_for(lambda: self._alive() and _ready(self.kube.get(f"/api/v1/nodes/{NODE_NAME}")),
+        wait_for(lambda: self._alive() and node_ready(self.kube.get(f"/api/v1/nodes/{NODE_NAME}")),
                  120, f"node {NODE_NAME} Ready")
         self.host.restore_panic_settings()
         wait_for(lambda: self.kube.get("/api/v1/namespaces/default/serviceaccounts/default"),
@@ -209,12 +210,6 @@ class Node:
                          ("tasks", "delete", "--force", container),
                          ("containers", "delete", container)):
                 self.ctr(*args, check=False)
-
-
-def _ready(node: dict[str, object]) -> bool:
-    status = node.get("status")
-    conditions = status.get("conditions", []) if isinstance(status, dict) else []
-    return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
 
 
 def _cni_config(cni: Path) -> dict[str, object]:
