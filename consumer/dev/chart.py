@@ -16,16 +16,19 @@ import json
 from pathlib import Path
 from typing import Any
 
-from consumer.config import Settings
+from consumer.config import SECRET_FIELDS, Settings
 from consumer.dev.ports import project_root
 
 #: Settings the chart sets from its own values.
 CHART_MANAGED = frozenset({
     "bootstrap_servers", "topics", "group_id", "dlq_topic", "group_instance_id",
     "shutdown_timeout", "http_port",
+    # kafka.security: the chart mounts the files and points these at them.
+    "security_protocol", "sasl_mechanism", "sasl_username", "sasl_password_file",
+    "ssl_cafile", "ssl_certfile", "ssl_keyfile", "ssl_check_hostname",
 })
 #: Settings the chart keeps in its Secret (or an existing one).
-CHART_SECRET = frozenset({"sink_url"})
+CHART_SECRET = frozenset({"sink_url"}) | SECRET_FIELDS
 
 #: JSON Schema keywords kept from pydantic's output (the rest is annotation).
 _KEEP = ("type", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum",

@@ -37,6 +37,7 @@ KINDS = {
 }
 OPERATOR_KINDS = {
     "ScaledObject": "/apis/keda.sh/v1alpha1/namespaces/{ns}/scaledobjects",
+    "TriggerAuthentication": "/apis/keda.sh/v1alpha1/namespaces/{ns}/triggerauthentications",
     "ServiceMonitor": "/apis/monitoring.coreos.com/v1/namespaces/{ns}/servicemonitors",
     "PrometheusRule": "/apis/monitoring.coreos.com/v1/namespaces/{ns}/prometheusrules",
 }
@@ -180,16 +181,27 @@ def test_install_with_keda_and_prometheus_operator(cluster_helm: Helm, kube: Kub
     assert {"scaledobjects.keda.sh", "servicemonitors.monitoring.coreos.com",
             "prometheusrules.monitoring.coreos.com"} <= set(crds)
     ns = restricted_namespace(kube, "chart-operators")
+    # The brokers' CA, as a platform team would provide it.
+    kube.create(f"/api/v1/namespaces/{ns}/secrets", {
+        "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "kafka-tls"},
+        "stringData": {"ca.crt": "-----BEGIN CERTIFICATE-----\n"}})
     values = {"keda.enabled": True, "kafka.partitions": 4,
               "metrics.serviceMonitor.enabled": True, "metrics.prometheusRule.enabled": True,
               "staticMembership.enabled": True, "networkPolicy.enabled": True,
-              "dashboard.enabled": True}
+              "dashboard.enabled": True, "kafka.security.protocol": "SASL_SSL",
+              "kafka.security.sasl.mechanism": "SCRAM-SHA-512",
+              "kafka.security.sasl.username": "consumer",
+              "kafka.security.sasl.password": "s3cret",
+              "kafka.security.tls.secretName": "kafka-tls"}
     # Without a KEDA operator the StatefulSet keeps the API default of one replica.
     install(cluster_helm, kube, ns, values, replicas=1)
     scaled = kube.get(OPERATOR_KINDS["ScaledObject"].format(ns=ns) + f"/{NAME}")["spec"]
     assert scaled["maxReplicaCount"] == 4
     assert scaled["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "StatefulSet",
                                         "name": NAME}
+    auth = kube.get(OPERATOR_KINDS["TriggerAuthentication"].format(ns=ns) + f"/{NAME}-kafka")
+    assert {r["parameter"] for r in auth["spec"]["secretTargetRef"]} == {
+        "username", "password", "ca"}
     rules = kube.get(OPERATOR_KINDS["PrometheusRule"].format(ns=ns) + f"/{NAME}")["spec"]
     assert rules["groups"]
     upgrade_rolls(cluster_helm, kube, ns, replicas=1)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 from typing import Any
 
 import kubernetes_validate
 import pytest
 import yaml
 
-from consumer.config import Settings, load_settings
+from consumer.config import SaslMechanism, SecurityProtocol, Settings, load_settings
 from consumer.dev.chart import config_schema, schema_path
 from consumer.observability.http import HEALTH_PATH, METRICS_PATH, READY_PATH
 from tests.chart.helm import CHART, Helm, Manifest, container, one, set_args, settings_map, workload
@@ -26,9 +27,18 @@ FEATURES: dict[str, dict[str, Any]] = {
     "dashboard": {"dashboard.enabled": True},
     "network-policy": {"networkPolicy.enabled": True},
     "existing-secret": {"existingSecret": "consumer-credentials"},
+    "kafka-sasl-ssl": {
+        "kafka.security.protocol": "SASL_SSL", "kafka.security.sasl.mechanism": "SCRAM-SHA-512",
+        "kafka.security.sasl.username": "consumer", "kafka.security.sasl.password": "s3cret",
+        "kafka.security.tls.secretName": "kafka-tls", "kafka.security.tls.certKey": "tls.crt",
+        "kafka.security.tls.keyKey": "tls.key", "keda.enabled": True},
+    "kafka-password-file": {
+        "kafka.security.protocol": "SASL_PLAINTEXT", "kafka.security.sasl.mechanism": "PLAIN",
+        "kafka.security.sasl.username": "consumer",
+        "kafka.security.sasl.passwordSecret.name": "kafka-password"},
 }
 #: Kinds from CRDs: no offline schema; the install test applies them to the real CRDs.
-CRD_KINDS = {"ScaledObject", "ServiceMonitor", "PrometheusRule"}
+CRD_KINDS = {"ScaledObject", "TriggerAuthentication", "ServiceMonitor", "PrometheusRule"}
 KUBE_VERSIONS = ["1.30.0", kubernetes_validate.utils.latest_version()]
 
 
@@ -42,14 +52,26 @@ def env_names(manifests: list[Manifest]) -> set[str]:
     return names
 
 
-def settings_from(manifests: list[Manifest], monkeypatch: pytest.MonkeyPatch) -> Settings:
-    """Settings as the service would load them from the rendered ConfigMap and Secret."""
+def settings_from(manifests: list[Manifest], monkeypatch: pytest.MonkeyPatch,
+                  files: Path | None = None) -> Settings:
+    """Settings as the service would load them from the rendered ConfigMap and
+    Secret. A setting naming a file must point into a mounted volume; the file
+    is then made under `files`."""
     env = dict(settings_map(manifests)["data"])
     for m in manifests:
         if m["kind"] == "Secret":
             env.update(m["stringData"])
+    mounts = [m["mountPath"] for m in container(manifests)["volumeMounts"]]
     for name, value in env.items():
-        monkeypatch.setenv(name, value)
+        if not value.startswith("/etc/consumer/"):
+            monkeypatch.setenv(name, value)
+            continue
+        assert any(value.startswith(f"{mount}/") for mount in mounts), (name, value)
+        assert files is not None
+        local = files / value.lstrip("/")
+        local.parent.mkdir(parents=True, exist_ok=True)
+        local.write_text("secret\n")
+        monkeypatch.setenv(name, str(local))
     return load_settings()
 
 
@@ -130,7 +152,7 @@ def test_security_context_is_restricted(helm: Helm, feature: str) -> None:
 
 
 @pytest.mark.parametrize("feature", FEATURES)
-def test_env_names_are_known_settings(helm: Helm, feature: str,
+def test_env_names_are_known_settings(helm: Helm, feature: str, tmp_path: Path,
                                       monkeypatch: pytest.MonkeyPatch) -> None:
     values = {**FEATURES[feature], "config": {
         "ordering": "partition", "concurrency": 32, "max_in_flight_bytes": 52428800,
@@ -139,7 +161,7 @@ def test_env_names_are_known_settings(helm: Helm, feature: str,
     known = {f"CONSUMER_{name.upper()}" for name in Settings.model_fields}
     assert env_names(manifests) <= known, env_names(manifests) - known
     if feature != "existing-secret":  # an existing Secret is the user's to fill
-        settings = settings_from(manifests, monkeypatch)
+        settings = settings_from(manifests, monkeypatch, tmp_path)
         assert settings.max_in_flight_bytes == 52428800
         assert settings.retry_on == ["TimeoutError", "ConnectionError"]
 
@@ -226,6 +248,36 @@ def test_rules_and_dashboard_are_the_shared_files(helm: Helm) -> None:
     assert board["metadata"]["annotations"] == {"grafana_folder": "Kafka"}
     assert json.loads(board["data"]["consumer.json"]) == json.loads(
         (CHART / "files" / "dashboard.json").read_text())
+
+
+def test_kafka_credentials_stay_in_secrets(helm: Helm) -> None:
+    manifests = helm.template(FEATURES["kafka-sasl-ssl"])
+    config = settings_map(manifests)["data"]
+    secret = one(manifests, "Secret")["stringData"]
+    assert "s3cret" not in json.dumps(config)
+    assert secret["CONSUMER_SASL_PASSWORD"] == "s3cret"
+    assert config["CONSUMER_SSL_CAFILE"] == "/etc/consumer/kafka-tls/ca.crt"
+    volumes = workload(manifests)["spec"]["template"]["spec"]["volumes"]
+    assert {"name": "kafka-tls", "secret": {"secretName": "kafka-tls", "defaultMode": 0o440}} \
+        in volumes
+    # KEDA reads the lag with the same credentials.
+    trigger = one(manifests, "ScaledObject")["spec"]["triggers"][0]
+    assert (trigger["metadata"]["sasl"], trigger["metadata"]["tls"]) == ("scram_sha512", "enable")
+    auth = one(manifests, "TriggerAuthentication")
+    assert trigger["authenticationRef"] == {"name": auth["metadata"]["name"]}
+    refs = {r["parameter"]: (r["name"], r["key"]) for r in auth["spec"]["secretTargetRef"]}
+    assert refs == {"username": ("rel-consumer", "CONSUMER_SASL_USERNAME"),
+                    "password": ("rel-consumer", "CONSUMER_SASL_PASSWORD"),
+                    "ca": ("kafka-tls", "ca.crt"), "cert": ("kafka-tls", "tls.crt"),
+                    "key": ("kafka-tls", "tls.key")}
+
+
+def test_security_choices_are_the_service_choices() -> None:
+    security = json.loads(schema_path().read_text())["properties"]["kafka"]["properties"][
+        "security"]["properties"]
+    assert security["protocol"]["enum"] == [p.value for p in SecurityProtocol]
+    assert security["sasl"]["properties"]["mechanism"]["enum"] == [
+        "", *(m.value for m in SaslMechanism)]
 
 
 def test_network_policy_lets_in_only_the_scrape(helm: Helm) -> None:

@@ -77,3 +77,15 @@ exponent Go prints for large floats (values files parse numbers as float64).
 {{- else }}{{ toString . }}
 {{- end }}
 {{- end }}
+
+{{- define "consumer.sasl" -}}
+{{- if hasPrefix "SASL_" .Values.kafka.security.protocol }}true{{ end }}
+{{- end }}
+
+{{- define "consumer.tls" -}}
+{{- if has .Values.kafka.security.protocol (list "SSL" "SASL_SSL") }}true{{ end }}
+{{- end }}
+
+{{/* Where the Kafka TLS and SASL password Secrets are mounted. */}}
+{{- define "consumer.tlsDir" -}}/etc/consumer/kafka-tls{{- end }}
+{{- define "consumer.saslDir" -}}/etc/consumer/kafka-sasl{{- end }}
