@@ -1,124 +1,108 @@
-"""The full pipeline beside the raw client, in the same run on the same topic:
+"""The full service beside its peers and the raw clients, back to back in one
+run, on one broker and one PostgreSQL, each contender in its own process with
+a fresh group, all reading the same pre-produced topic of sample events:
 
-* raw aiokafka: `bench.engine.raw_loop`, a bare `getmany` loop (the ceiling);
-* pipeline_none: `consumer run` with the `none` sink (where the time goes
-  before any sink);
-* pipeline_postgres: `consumer run` — validate, store into PostgreSQL via COPY,
-  commit — as a subprocess, exactly as deployed;
-* pipeline_sqlite: the same with the embedded SQLite sink.
+* raw_aiokafka — a bare `getmany` loop (`bench.engine.raw_loop`), the ceiling;
+* raw_confluent — a bare confluent-kafka `consume` loop, a second ceiling;
+* pipeline_none / _postgres / _sqlite — `consumer run` as deployed (validate,
+  store handler, sink, commit), sink `none`, PostgreSQL, SQLite;
+* quix_postgres — a quixstreams application, faust_postgres — a
+  faust-streaming agent (`bench/peer_apps.py`, in their own virtualenv):
+  validate with the same models, write batches with ON CONFLICT.
 
-Rates exclude start-up and group join: the raw loop counts from its first
-record, the pipelines from the first done message to the last (read from the
-service's `consumer_messages_total` on /metrics, polled every 0.1 s).
+Every PostgreSQL contender writes to a database of its own; afterwards its
+rows are counted and its group's committed offsets summed. Rates exclude
+start-up and group join (first message to last). Then: /metrics and
+/healthz latency under the full backlog, a handler awaiting 5 ms per event,
+and peak RSS under a 2M-message backlog.
+
+    python -m bench.pipeline [--events 200000] [--backlog 2000000] [--no-peers]
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
-import os
-import re
 import sqlite3
-import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 import uuid
+from collections.abc import Callable
 from contextlib import closing
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import orjson
-from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
 
-from bench.engine import raw_loop
+from bench.contenders import HEADER, Result, child, p99, percentiles, service, tree_cpu
+from bench.peers_env import peer_env, peer_python
 from consumer.dev.kafka import LocalKafka, create_topics
-from consumer.dev.ports import free_port, project_root
 from consumer.dev.postgres import LocalPostgres
+from consumer.sinks.postgres import PostgresSink
 from schemas.samples import sample_event
 
-EVENTS = int(os.environ.get("BENCH_PIPELINE_EVENTS", "200000"))
 PARTITIONS = 6
+PIPELINE_AND_RAW = {"raw_aiokafka", "pipeline_none", "pipeline_postgres", "pipeline_sqlite"}
 
 
-async def produce(bootstrap: str, topic: str, count: int) -> None:
-    await create_topics(bootstrap, {topic: PARTITIONS, f"{topic}.dlq": 1})
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20,
-                                max_batch_size=512 * 1024)
-    await producer.start()
-    try:
-        pending: list[asyncio.Future[Any]] = []
-        for i in range(count):
+def produce(bootstrap: str, topic: str, count: int, *, keys: int | None = None,
+            distinct: int | None = None) -> None:
+    """`count` sample events (unique ids unless `distinct` caps the values
+    made), keyed by order id or by `i % keys`; confluent-kafka, for speed."""
+    from confluent_kafka import Producer
+
+    asyncio.run(create_topics(bootstrap, {topic: PARTITIONS, f"{topic}.dlq": 1}))
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20,
+                         "batch.size": 512 * 1024, "queue.buffering.max.messages": 200_000})
+    made: list[tuple[bytes, bytes]] = []
+    for i in range(count):
+        if distinct is None or i < distinct:
             event = sample_event(i)
-            pending.append(await producer.send(topic, orjson.dumps(event),
-                                               key=event["data"]["order_id"].encode()))
-            if len(pending) >= 10_000:
-                await asyncio.gather(*pending)
-                pending.clear()
-        await asyncio.gather(*pending)
-    finally:
-        await producer.stop()
-
-
-def _service(bootstrap: str, topic: str, sink_url: str) -> tuple[subprocess.Popen[bytes], int]:
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CONSUMER_")}
-    env.update({
-        "CONSUMER_BOOTSTRAP_SERVERS": bootstrap, "CONSUMER_TOPICS": topic,
-        "CONSUMER_GROUP_ID": f"bench-{uuid.uuid4().hex[:6]}", "CONSUMER_SINK_URL": sink_url,
-        "CONSUMER_HTTP_PORT": str(port), "CONSUMER_LOG_LEVEL": "WARNING",
-    })
-    proc = subprocess.Popen([sys.executable, "-m", "consumer.cli", "run"], env=env,
-                            cwd=project_root())
-    return proc, port
-
-
-def _done_messages(port: int) -> float:
-    """Sum of consumer_messages_total (every outcome) from the service's /metrics."""
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as resp:
-            text = resp.read().decode()
-    except OSError:
-        return 0.0
-    return sum(float(v) for v in _MESSAGES.findall(text))
-
-
-_MESSAGES = re.compile(r"^consumer_messages_total\{[^}]*\} ([0-9.e+]+)$", re.MULTILINE)
-
-
-def pipeline(bootstrap: str, topic: str, count: int, sink_url: str,
-             limit: float = 900.0) -> float:
-    """Run `consumer run` until `count` messages are done; messages per second
-    from the first done message to the last (start-up and group join excluded)."""
-    proc, port = _service(bootstrap, topic, sink_url)
-    try:
-        first: tuple[float, float] | None = None
-        deadline = time.monotonic() + limit
+            pair = (event["data"]["order_id"].encode(), orjson.dumps(event))
+            if distinct is not None:
+                made.append(pair)
+        else:
+            pair = made[i % distinct]
+        key = pair[0] if keys is None else b"key-%d" % (i % keys)
         while True:
-            done = _done_messages(port)
-            now = time.monotonic()
-            if done and first is None:
-                first = (now, done)
-            if done >= count:
+            try:
+                producer.produce(topic, pair[1], key)
                 break
-            if proc.poll() is not None:
-                raise RuntimeError(f"service exited with {proc.returncode}")
-            if now > deadline:
-                raise TimeoutError(f"{sink_url}: only {done:.0f} of {count} done in time")
-            time.sleep(0.1)
+            except BufferError:
+                producer.poll(0.05)
+        producer.poll(0)
+    if producer.flush(120):
+        raise RuntimeError(f"{topic}: not every event was produced")
+
+
+async def _committed(bootstrap: str, group: str, topic: str) -> int:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        offsets = await admin.list_consumer_group_offsets(group)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    assert first is not None
-    return (count - first[1]) / max(now - first[0], 1e-3)
+        await admin.close()
+    return sum(meta.offset for tp, meta in offsets.items() if tp.topic == topic)
 
 
-async def postgres_rows(dsn: str) -> int:
+async def _database(admin_dsn: str, name: str) -> str:
+    """A fresh database with table `events` (the service's own migration)."""
+    conn: asyncpg.Connection[Any] = await asyncpg.connect(admin_dsn)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    dsn = admin_dsn.rsplit("/", 1)[0] + f"/{name}"
+    sink = PostgresSink(dsn)
+    await sink.open()
+    await sink.close()
+    return dsn
+
+
+async def _rows(dsn: str) -> int:
     conn: asyncpg.Connection[Any] = await asyncpg.connect(dsn)
     try:
         return int(await conn.fetchval("SELECT count(*) FROM events"))
@@ -126,41 +110,188 @@ async def postgres_rows(dsn: str) -> int:
         await conn.close()
 
 
-def sqlite_rows(path: Path) -> int:
+def _sqlite_rows(path: Path) -> int:
     with closing(sqlite3.connect(path)) as conn:
         return int(conn.execute("SELECT count(*) FROM events").fetchone()[0])
 
 
-def main() -> None:
-    broker, pg = LocalKafka(), LocalPostgres()
-    bootstrap = broker.start()
-    dsn = pg.start()
-    topic = f"bench-pipeline-{uuid.uuid4().hex[:6]}"
-    try:
-        asyncio.run(produce(bootstrap, topic, EVENTS))
-        # uvloop, as the service runs: the same event loop on both sides.
-        import uvloop
+def _verify(result: Result, bootstrap: str, group: str, topic: str, rows: int | None) -> None:
+    committed = asyncio.run(_committed(bootstrap, group, topic))
+    result.verified = f"committed {committed:,}" + ("" if rows is None else f", rows {rows:,}")
 
-        raw = EVENTS / uvloop.run(raw_loop(bootstrap, topic, EVENTS))
-        nothing = pipeline(bootstrap, topic, EVENTS, "none")
-        postgres = pipeline(bootstrap, topic, EVENTS, dsn)
-        stored_pg = asyncio.run(postgres_rows(dsn))
+
+class Bench:
+    def __init__(self, bootstrap: str, admin_dsn: str, topic: str, events: int,
+                 db_pid: int | None = None) -> None:
+        self.bootstrap, self.admin_dsn, self.topic, self.events = (bootstrap, admin_dsn, topic,
+                                                                   events)
+        self.db_pid = db_pid
+        self.results: dict[str, Result] = {}
+
+    def _db_cpu(self, result: Result, before: float) -> None:
+        """PostgreSQL's own CPU per stored row while the contender ran."""
+        used = tree_cpu(self.db_pid) - before
+        if self.db_pid is not None and result.messages:
+            result.verified += f"; PostgreSQL {used / self.events * 1e6:.0f} µs/row"
+
+    def _group(self, name: str) -> str:
+        return f"bench-{name}-{uuid.uuid4().hex[:6]}"
+
+    def _record(self, result: Result) -> Result:
+        self.results[result.name] = result
+        print(result.line(), flush=True)
+        return result
+
+    def raw_aiokafka(self) -> None:
+        group = self._group("raw")
+        result = child("raw_aiokafka", [sys.executable, "-m", "bench.pipeline", "--raw-child",
+                                        self.bootstrap, self.topic, group, str(self.events)])
+        _verify(result, self.bootstrap, group, self.topic, None)
+        self._record(result)
+
+    def peer(self, name: str, which: str, database: bool) -> None:
+        group = self._group(which)
+        dsn = asyncio.run(_database(self.admin_dsn, name)) if database else None
+        argv = [str(peer_python()), "bench/peer_apps.py", which, "--bootstrap", self.bootstrap,
+                "--topic", self.topic, "--group", group, "--count", str(self.events)]
+        if dsn is not None:
+            argv += ["--dsn", dsn]
+        db_before = tree_cpu(self.db_pid)
+        result = child(name, argv, env=peer_env())
+        _verify(result, self.bootstrap, group, self.topic,
+                None if dsn is None else asyncio.run(_rows(dsn)))
+        if dsn is not None:
+            self._db_cpu(result, db_before)
+        self._record(result)
+
+    def pipeline(self, name: str, sink: str) -> None:
+        group = self._group(name)
         with tempfile.TemporaryDirectory() as tmp:
             db = Path(tmp) / "bench.db"
-            sqlite = pipeline(bootstrap, topic, EVENTS, f"sqlite:///{db}")
-            stored_sqlite = sqlite_rows(db)
+            url = {"none": "none", "sqlite": f"sqlite:///{db}"}.get(sink)
+            if url is None:
+                url = asyncio.run(_database(self.admin_dsn, name))
+            db_before = tree_cpu(self.db_pid)
+            result = service(name, {"CONSUMER_BOOTSTRAP_SERVERS": self.bootstrap,
+                                    "CONSUMER_TOPICS": self.topic, "CONSUMER_GROUP_ID": group,
+                                    "CONSUMER_SINK_URL": url}, self.events)
+            rows = (None if sink == "none" else _sqlite_rows(db) if sink == "sqlite"
+                    else asyncio.run(_rows(url)))
+        _verify(result, self.bootstrap, group, self.topic, rows)
+        if sink == "postgres":
+            self._db_cpu(result, db_before)
+        self._record(result)
+
+
+def _raw_child(bootstrap: str, topic: str, group: str, count: str) -> None:
+    import json
+
+    import uvloop
+
+    from bench.engine import raw_loop
+
+    seconds, cpu = uvloop.run(raw_loop(bootstrap, topic, int(count), group=group))
+    print(json.dumps({"messages": int(count), "seconds": seconds, "cpu": cpu}))
+
+
+def ratio(name: str, a: Result | None, b: Result | None) -> None:
+    if a is not None and b is not None and b.rate:
+        print(f"{name} throughput ratio: {a.rate / b.rate:.2f}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="bench.pipeline")
+    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--backlog", type=int, default=2_000_000, help="0 skips the RSS run")
+    parser.add_argument("--no-peers", action="store_true")
+    parser.add_argument("--only", help="comma-separated contenders (default: all), e.g. "
+                        "pipeline_postgres,quix_postgres; skips the later sections")
+    parser.add_argument("--raw-child", nargs=4)
+    args = parser.parse_args(argv)
+    if args.raw_child:
+        _raw_child(*args.raw_child)
+        return
+    if not args.no_peers:
+        peer_python()  # made before anything is timed
+    broker, pg = LocalKafka(heap="1g"), LocalPostgres()
+    bootstrap = broker.start()
+    try:
+        report(bootstrap, pg.start(), args, pg.pid)
     finally:
         pg.stop()
         broker.stop()
-    print(f"pipeline ({EVENTS:,} sample events, {PARTITIONS} partitions, `consumer run` as "
-          "deployed, rates exclude start-up):")
-    print(f"raw_aiokafka:      {raw:>9,.0f} msg/s (getmany loop, no work; bench.engine)")
-    print(f"pipeline_none:     {nothing:>9,.0f} msg/s (validate, store handler, no sink, commit)")
-    print(f"pipeline_postgres: {postgres:>9,.0f} msg/s (validate, COPY into PostgreSQL, commit;"
-          f" {stored_pg:,} rows)")
-    print(f"pipeline_sqlite:   {sqlite:>9,.0f} msg/s (validate, SQLite sink, commit;"
-          f" {stored_sqlite:,} rows)")
-    print(f"pipeline_postgres/raw_aiokafka throughput ratio: {postgres / raw:.2f}")
+
+
+def report(bootstrap: str, dsn: str, args: argparse.Namespace, db_pid: int | None) -> None:
+    events = args.events
+    topic = f"bench-pipeline-{uuid.uuid4().hex[:6]}"
+    produce(bootstrap, topic, events)
+    print(f"# pipeline: {events:,} sample events, {PARTITIONS} partitions, one broker and "
+          "PostgreSQL, each contender in its own process with a fresh group; rates from the "
+          "first message to the last; µs/msg = process CPU over that span", flush=True)
+    print(HEADER, flush=True)
+    bench = Bench(bootstrap, dsn, topic, events, db_pid)
+    peers = not args.no_peers
+    runs: dict[str, Callable[[], None]] = {
+        "raw_aiokafka": bench.raw_aiokafka,
+        "raw_confluent": lambda: bench.peer("raw_confluent", "confluent", database=False),
+        "pipeline_none": lambda: bench.pipeline("pipeline_none", "none"),
+        "pipeline_postgres": lambda: bench.pipeline("pipeline_postgres", "postgres"),
+        "pipeline_sqlite": lambda: bench.pipeline("pipeline_sqlite", "sqlite"),
+        "quix_postgres": lambda: bench.peer("quix_postgres", "quix", database=True),
+        "faust_postgres": lambda: bench.peer("faust_postgres", "faust", database=True),
+    }
+    only = set(args.only.split(",")) if args.only else None
+    for name, run in runs.items():
+        if (only is None or name in only) and (peers or name in PIPELINE_AND_RAW):
+            run()
+    r = bench.results.get
+    ratio("pipeline_postgres/quix_postgres", r("pipeline_postgres"), r("quix_postgres"))
+    ratio("pipeline_postgres/faust_postgres", r("pipeline_postgres"), r("faust_postgres"))
+    ratio("pipeline_postgres/raw_aiokafka", r("pipeline_postgres"), r("raw_aiokafka"))
+    ratio("pipeline_none/raw_aiokafka", r("pipeline_none"), r("raw_aiokafka"))
+    ratio("pipeline_sqlite/raw_aiokafka", r("pipeline_sqlite"), r("raw_aiokafka"))
+    ratio("pipeline_postgres/raw_confluent", r("pipeline_postgres"), r("raw_confluent"))
+    if (pg := r("pipeline_postgres")) is not None:
+        print(f"pipeline_postgres CPU per message: {pg.cpu_us:.1f} µs (goal ≤ 30)")
+    for name in ("pipeline_none", "pipeline_postgres"):
+        for path, samples in getattr(r(name), "latency", {}).items():
+            print(f"{name} {path} latency under a full backlog: {percentiles(samples)}")
+    if pg is not None:
+        print(f"/metrics p99 latency under a full backlog: "
+              f"{p99(pg.latency['/metrics']) * 1e3:.0f} ms (goal < 100; an idle server on "
+              f"this machine meanwhile: {p99(pg.latency['control (idle server)']) * 1e3:.0f} ms)")
+    if only is not None:
+        return
+    slow_handler(bootstrap)
+    if args.backlog:
+        backlog(bootstrap, args.backlog)
+
+
+def slow_handler(bootstrap: str) -> None:
+    """A per-event handler awaiting 5 ms, key ordering, 1,000 keys."""
+    topic = f"bench-slow-{uuid.uuid4().hex[:6]}"
+    produce(bootstrap, topic, 100_000, keys=1_000, distinct=20_000)
+    print("# handler awaiting 5 ms per event (bench.handlers:wait_5ms), key ordering, "
+          "1,000 keys, sink none, 15 s each")
+    for label, extra in (("default settings", {}),
+                         ("CONSUMER_CONCURRENCY=256", {"CONSUMER_CONCURRENCY": "256"})):
+        result = service(f"5 ms handler, {label}", {
+            "CONSUMER_BOOTSTRAP_SERVERS": bootstrap, "CONSUMER_TOPICS": topic,
+            "CONSUMER_GROUP_ID": f"bench-slow-{uuid.uuid4().hex[:6]}", "CONSUMER_SINK_URL": "none",
+            "CONSUMER_HANDLER": "bench.handlers:wait_5ms", **extra}, 100_000, window=15.0)
+        print(f"5 ms handler, {label}: {result.rate:,.0f} msg/s", flush=True)
+
+
+def backlog(bootstrap: str, count: int) -> None:
+    topic = f"bench-backlog-{uuid.uuid4().hex[:6]}"
+    produce(bootstrap, topic, count, distinct=20_000)
+    result = service("pipeline_none, 2M backlog", {
+        "CONSUMER_BOOTSTRAP_SERVERS": bootstrap, "CONSUMER_TOPICS": topic,
+        "CONSUMER_GROUP_ID": f"bench-backlog-{uuid.uuid4().hex[:6]}",
+        "CONSUMER_SINK_URL": "none"}, count, window=20.0)
+    print(f"pipeline under a {count:,}-message backlog (sink none, 20 s): "
+          f"{result.rate:,.0f} msg/s, peak RSS {result.rss_mib:.0f} MiB (goal < 256 MiB)")
 
 
 if __name__ == "__main__":

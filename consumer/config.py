@@ -118,9 +118,10 @@ class Settings(BaseSettings):
     http_port: int = Field(8080, ge=0, le=65_535)
     log_level: str = "INFO"
     log_format: str = Field("json", pattern="^(json|console)$")
-    #: After a failure (exit 1) keep /metrics up this long, so the last scrape
-    #: sees why (the breaker gauge, the counters); at least the scrape interval.
-    metrics_linger: float = Field(30.0, ge=0.0)
+    #: After a failure once consuming (exit 1) keep /metrics up this long, so
+    #: the last scrape sees why (the breaker gauge, the counters); at least the
+    #: scrape interval: 30 s by default for a ServiceMonitor, plus a margin.
+    metrics_linger: float = Field(35.0, ge=0.0)
 
     # Handler and middleware
     handler: str | None = None  # "module:function"; None = built-in store
@@ -171,6 +172,23 @@ class Settings(BaseSettings):
     def _some_topic(cls, value: list[str]) -> list[str]:
         if not value:
             raise ValueError("at least one topic is required")
+        return value
+
+    @field_validator("sink_url")
+    @classmethod
+    def _url_form(cls, value: str) -> str:
+        # A client library would fail on it later, with a traceback that may
+        # show the password: refuse it here, naming the setting.
+        if "://" in value:
+            bad = ("not a valid URL: percent-encode `/ # ? @ %` in the user name and "
+                   "password, and give the port as a number")
+            try:
+                parts = urlsplit(value)
+                parts.port  # noqa: B018 - parses the port, raising if it is not one
+            except ValueError:
+                raise ValueError(bad) from None  # its text would quote the password
+            if parts.netloc and "@" in value.partition("?")[0] and "@" not in parts.netloc:
+                raise ValueError(bad)  # the user info was cut short by a `/ # ?`
         return value
 
     @field_validator("handler")
@@ -305,28 +323,51 @@ def describe(exc: ValidationError) -> str:
     return "invalid settings:\n  " + "\n  ".join(lines)
 
 
+#: Query parameters of a URL whose values are secrets (libpq's `password`,
+#: `sslpassword`; tokens of HTTP sinks).
+SECRET_QUERY_KEYS = frozenset({"password", "sslpassword", "token", "secret", "api_key"})
+
+
+def _secret_spans(url: str) -> list[tuple[int, int]]:
+    """(start, end) of each secret in `url`, found on the raw string, not by
+    a URL parser: a password with an unencoded `/ # ? @ %` fools the parser.
+    The user info's password is everything after the user's `:` up to the
+    last `@` (a host never holds one); then the values of the secret query
+    keys after it."""
+    spans = []
+    scheme = url.find("://")
+    rest = 0
+    if scheme >= 0:
+        start = scheme + 3
+        at = url.rfind("@", start)
+        colon = url.find(":", start, at) if at >= 0 else -1
+        if colon >= 0:
+            spans.append((colon + 1, at))
+        rest = max(at, start)
+    query = url.find("?", rest)
+    if query >= 0:
+        pos = query + 1
+        for item in url[pos:].split("&"):
+            key, eq, value = item.partition("=")
+            if eq and value and unquote(key).strip().lower() in SECRET_QUERY_KEYS:
+                spans.append((pos + len(key) + 1, pos + len(item)))
+            pos += len(item) + 1
+    return spans
+
+
 def mask_url(url: str) -> str:
-    """`url` with the password of its user info replaced by `***`."""
-    try:
-        parts = urlsplit(url)
-        password = parts.password
-    except ValueError:
-        return url
-    if not password:
-        return url
-    netloc = parts.netloc.rpartition("@")
-    user = netloc[0].split(":", 1)[0]
-    return parts._replace(netloc=f"{user}:***@{netloc[2]}").geturl()
+    """`url` with its password (user info, and secret query values such as
+    `?password=`) replaced by `***`: `scheme://user:***@host/db?password=***`."""
+    for start, end in reversed(_secret_spans(url)):
+        url = url[:start] + "***" + url[end:]
+    return url
 
 
 def secrets_of(settings: Settings) -> list[str]:
-    """Every secret value in `settings`, for log redaction."""
+    """Every secret value in `settings`, for log redaction: as written and
+    percent-decoded."""
     found = [s.get_secret_value() for s in (settings.sasl_password, settings.ssl_key_password)
              if s is not None]
-    try:
-        password = urlsplit(settings.sink_url).password
-    except ValueError:
-        password = None
-    if password:
-        found += [password, unquote(password)]
+    for start, end in _secret_spans(settings.sink_url):
+        found += [settings.sink_url[start:end], unquote(settings.sink_url[start:end])]
     return [s for s in found if s]

@@ -4,10 +4,20 @@ the one place that decides their order:
     error boundary → metrics → validation → logging → retry → user middleware
     → timeout → handler → (emit → batcher → sink)
 
-then routes the outcome: every emitted row written → `done`; the chain gave
-up (fatal, invalid or exhausted) or the sink refused a row → dead-letter
-topic → `done` once the broker acknowledged it. `done` is never called for a
-message whose dead-letter send is unacknowledged: it stays in flight.
+and, for a whole run at once (`process_run`, the fast path, taken when the
+handler is a batch handler — the built-in store handler is one — and there is
+no user middleware): validate the run in one pass, then in the run's order
+the batch handler on each stretch of valid records (its rows to the batcher
+as one unit, one `done` for the stretch) and the dead-letter path for each
+invalid record. If the batch handler raises, the stretch is split: each
+record goes through the per-record chain above alone, so the failing one is
+retried and dead-lettered on its own.
+
+Either way the pipeline routes the outcome: every emitted row written →
+`done`; the chain gave up (fatal, invalid or exhausted) or the sink refused a
+row → dead-letter topic → `done` once the broker acknowledged it. `done` is
+never called for a message whose dead-letter send is unacknowledged: it stays
+in flight.
 """
 
 from __future__ import annotations
@@ -40,15 +50,16 @@ from consumer.gates.middleware import (
 )
 from consumer.gates.ratelimit import Limiters
 from consumer.gates.retry import RetryMiddleware, RetryPolicy
-from consumer.security import kafka_security
+from consumer.gates.runs import RunContext, is_batch_handler, per_event, validate_run
+from consumer.security import KafkaSecurity, kafka_security
 from consumer.sinks.batcher import mark_retrieved
-from consumer.types import Done, Handler, Record
+from consumer.types import Done, DoneRun, Handler, Record
 
 __all__ = ["Context", "Pipeline", "build_processor", "load_handler"]
 
 log = logging.getLogger("consumer.pipeline")
 
-STORE_HANDLER = "consumer.handlers.store:store"
+STORE_HANDLER = "consumer.handlers.store:store_batch"
 
 
 def load_handler(spec: str) -> Handler:
@@ -79,7 +90,8 @@ class Pipeline:
                  handler: Handler, middleware: Sequence[Middleware] = (),
                  batcher: Any = None, sink: Any = None,
                  publisher: Publisher | None = None,
-                 limiters: Limiters | None = None, handler_timeout: bool = True) -> None:
+                 limiters: Limiters | None = None, handler_timeout: bool = True,
+                 security: KafkaSecurity | None = None) -> None:
         self.settings = settings
         self.metrics = GateMetrics(metrics)
         self.sink = sink
@@ -87,7 +99,7 @@ class Pipeline:
         self.publisher: Publisher = publisher or DeadLetterPublisher(
             settings.bootstrap_servers, settings.dead_letter_topic,
             client_id=settings.client_id, send_timeout=settings.dlq_send_timeout,
-            metrics=self.metrics, **kafka_security(settings).options())
+            metrics=self.metrics, **(security or kafka_security(settings)).options())
         self.limiters = limiters or Limiters(settings.rate_limit, settings.rate_burst,
                                              metrics=self.metrics)
         self.http = HttpClient(self.limiters, timeout=settings.handler_timeout)
@@ -104,8 +116,15 @@ class Pipeline:
         ]
         if handler_timeout:
             chain.append(TimeoutMiddleware(settings.handler_timeout))
-        self._chain = build_chain(chain, handler_endpoint(handler))
         self._submit = batcher.submit if batcher is not None else None
+        self._submit_many = getattr(batcher, "submit_many", None)
+        # A batch handler takes whole runs unless user middleware must see
+        # each event; per event (and on the split path) it gets a run of one.
+        self._run_handler = handler if is_batch_handler(handler) and not middleware else None
+        if is_batch_handler(handler):
+            handler = per_event(handler, self._submit_many)
+        self._chain = build_chain(chain, handler_endpoint(handler))
+        self._run_timeout = settings.handler_timeout if handler_timeout else None
         self._tasks: set[asyncio.Task[None]] = set()
         self._started = False
         self._closed = False
@@ -130,6 +149,12 @@ class Pipeline:
 
     def healthy(self) -> bool:
         return not self.breaker.open
+
+    @property
+    def takes_runs(self) -> bool:
+        """True when a run is one handler call (a batch handler, no user
+        middleware): the dispatcher then packs keys into long runs."""
+        return self._run_handler is not None
 
     async def flush(self) -> None:
         if self.batcher is not None:
@@ -183,13 +208,99 @@ class Pipeline:
             # good messages wait for their batch while bad ones are dead-lettered
             # at once, so counting in completion order would see a run of
             # failures that the input does not have.
-            self.breaker.record(False)
+            if self.breaker.record(False):
+                self._tripped()
             if ctx.pending:
                 self._when_written(ctx, done)
             else:
                 self._succeeded(record, done)
         if self.breaker.open:
             raise CircuitOpenError(f"dead-letter circuit breaker is open: {self.breaker.reason}")
+
+    # -- per run --------------------------------------------------------------
+
+    async def process_run(self, records: Sequence[Record], done: DoneRun) -> None:
+        """`process` for a run of one partition (ascending offsets): the same
+        outcome per record, with one validation pass, one handler call, one
+        unit of rows and one `done` for the run when nothing fails."""
+        if self._run_handler is None:
+            for record in records:
+                await self.process(record, lambda r: done((r,)))
+            return
+        if self.breaker.open:
+            raise CircuitOpenError(f"dead-letter circuit breaker is open: {self.breaker.reason}")
+        started = time.perf_counter()
+        for segment in validate_run(records, allow_unknown=self.settings.allow_unknown_types):
+            if self.breaker.open:
+                break  # the rest stays undone, as after a per-record trip
+            if segment.error is None:
+                await self._handle_run(segment.records, segment.events, done)
+                continue
+            ctx = Context(segment.records[0])
+            ctx.failed(segment.error)
+            await self._dead_letter(ctx, segment.error, lambda r: done((r,)))
+        # One observation per run: the time per message of this run.
+        self.metrics.processing(records[0].topic, (time.perf_counter() - started) / len(records))
+        if self.breaker.open:
+            raise CircuitOpenError(f"dead-letter circuit breaker is open: {self.breaker.reason}")
+
+    async def _handle_run(self, records: list[Record], events: list[Any], done: DoneRun) -> None:
+        assert self._run_handler is not None
+        ctx = RunContext(records, events, submit=self._submit_many, http=self.http)
+        try:
+            if self._run_timeout is None:
+                await self._run_handler(events, ctx)
+            else:
+                async with asyncio.timeout(self._run_timeout):
+                    await self._run_handler(events, ctx)
+        except (Exception, asyncio.CancelledError) as exc:
+            task = asyncio.current_task()
+            if isinstance(exc, asyncio.CancelledError) and (task is None or task.cancelling()):
+                raise  # the worker is being cancelled: not the handler's failure
+            for fut in ctx.units:
+                fut.add_done_callback(mark_retrieved)
+            log.info("run of %d from %s[%d]@%d failed (%r); split to single records",
+                     len(records), ctx.topic, ctx.partition, records[0].offset, exc)
+            for record in records:
+                await self.process(record, lambda r: done((r,)))
+            return
+        finally:
+            ctx.submit = None  # rows emitted after the handler returned: refused
+        if self.breaker.record_passed(len(records)):
+            self._tripped()
+        if not ctx.units:
+            self._run_succeeded(records, done)
+            return
+        remaining = len(ctx.units)
+
+        def settled(_: asyncio.Future[None]) -> None:
+            nonlocal remaining
+            remaining -= 1
+            if not remaining:
+                self._run_written(ctx, done)
+
+        for fut in ctx.units:
+            fut.add_done_callback(settled)
+
+    def _run_written(self, ctx: RunContext, done: DoneRun) -> None:
+        """Every unit settled: done for the records whose rows were all
+        written, dead-letter those with a refused row, and leave in flight
+        those whose rows were not written (shutting down)."""
+        good, refused, stuck = ctx.outcome()
+        records = ctx.records
+        self._run_succeeded(good, done)
+        for i, exc in refused:
+            one = Context(records[i])
+            one.failed(exc)
+            self._spawn(self._dead_letter(one, exc, lambda r: done((r,))))
+        if stuck:
+            log.info("%d records of %s[%d] left in flight: their rows were not written",
+                     len(stuck), ctx.topic, ctx.partition)
+
+    def _run_succeeded(self, records: Sequence[Record], done: DoneRun) -> None:
+        if records:
+            done(records)
+            self.metrics.outcome(records[0].topic, "ok", len(records))
 
     def _succeeded(self, record: Record, done: Done) -> None:
         done(record)
@@ -250,13 +361,17 @@ class Pipeline:
                     record.partition, record.offset, self.publisher.topic, ctx.attempt,
                     error_type, exc)
         if self.breaker.record(True):
-            self.metrics.breaker(True)
-            log.critical("dead-letter circuit breaker OPEN: %s; consumption stops and the "
-                         "service reports unhealthy — check the handler or the producer",
-                         self.breaker.reason)
+            self._tripped()
+
+    def _tripped(self) -> None:
+        self.metrics.breaker(True)
+        log.critical("dead-letter circuit breaker OPEN: %s; consumption stops and the "
+                     "service reports unhealthy — check the handler or the producer",
+                     self.breaker.reason)
 
 
-def build_processor(settings: Settings, metrics: Any = None) -> Pipeline:
+def build_processor(settings: Settings, metrics: Any = None, *,
+                    security: KafkaSecurity | None = None) -> Pipeline:
     """Build (not start) the pipeline from settings: loads the handler and
     middleware and builds the sink, raising `ConfigError` before any I/O. The
     caller must `await processor.start()` before the first `process`."""
@@ -265,10 +380,11 @@ def build_processor(settings: Settings, metrics: Any = None) -> Pipeline:
 
     handler = load_handler(settings.handler or STORE_HANDLER)
     middleware = [load_middleware(spec) for spec in settings.middleware]
-    sink = open_sink(settings.sink_url, settings=settings, metrics=metrics)
+    security = security or kafka_security(settings)
+    sink = open_sink(settings.sink_url, settings=settings, metrics=metrics, security=security)
     batcher = Batcher(sink, settings, metrics)
     # The built-in store handler never awaits (emit only buffers), so a timer
     # per message would cost time and bound nothing.
     bounded = settings.handler is not None or bool(middleware)
     return Pipeline(settings, metrics, handler=handler, middleware=middleware,
-                    batcher=batcher, sink=sink, handler_timeout=bounded)
+                    batcher=batcher, sink=sink, handler_timeout=bounded, security=security)

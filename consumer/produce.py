@@ -16,18 +16,9 @@ from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import InvalidProducerEpoch, OutOfOrderSequenceNumber, UnknownProducerId
 
 from consumer.errors import TransientError
 from consumer.security import PLAINTEXT, KafkaSecurity
-
-#: An idempotent producer's numbering no longer matches the broker's: batches
-#: it numbered were refused (e.g. while WRITE on the topic was revoked) and
-#: aiokafka does not rewind. Every later send fails the same way; only a new
-#: producer (a new producer id) recovers. The dead-letter publisher and the
-#: Kafka sink replace theirs on these.
-STALE_PRODUCER_ERRORS: tuple[type[BaseException], ...] = (
-    OutOfOrderSequenceNumber, UnknownProducerId, InvalidProducerEpoch)
 
 KeyValue = tuple[bytes | None, bytes]
 #: Called with the number of newly acknowledged records. Must not block.

@@ -9,8 +9,9 @@ client used for topic creation all take a `KafkaSecurity` from it.
 `check_broker` dials the bootstrap servers once, through the TLS handshake and
 SASL authentication, and turns what went wrong into one line (which broker,
 which user, why) instead of aiokafka's "Unable to bootstrap" after logging
-each attempt. Start-up calls it before building any client, so a wrong
-password or an untrusted certificate exits at once, with no retry storm.
+each attempt. Start-up calls it before starting any client (they are built,
+not connected), so a wrong password or an untrusted certificate exits at once,
+with no retry storm.
 """
 
 from __future__ import annotations
@@ -172,7 +173,8 @@ def explain(exc: BaseException, broker: str, security: KafkaSecurity) -> str:  #
     return f"cannot connect to Kafka at {broker}: {_reason(exc)}"
 
 
-_AUTHORIZATION = (TopicAuthorizationFailedError, GroupAuthorizationFailedError,
+#: ACL refusals: no retry cures them, so they stop the service with one line.
+NOT_AUTHORIZED = (TopicAuthorizationFailedError, GroupAuthorizationFailedError,
                   ClusterAuthorizationFailedError)
 
 
@@ -180,7 +182,7 @@ def not_authorized(exc: BaseException, settings: Settings,
                    security: KafkaSecurity) -> str | None:
     """One line for an ACL refusal at start-up, saying what the principal
     needs; None for any other error."""
-    if not isinstance(exc, _AUTHORIZATION):
+    if not isinstance(exc, NOT_AUTHORIZED):
         return None
     # A producer without WRITE on any topic is refused its producer id: that
     # surfaces as a cluster-level refusal, though WRITE on a topic is the fix.

@@ -22,6 +22,7 @@ from consumer.engine.engine import Engine
 from consumer.errors import BrokerError, ConsumerError
 from consumer.observability.http import HttpServer
 from consumer.observability.logging import setup_logging
+from consumer.observability.loop import LoopLagMonitor
 from consumer.observability.metrics import Metrics
 from consumer.pipeline import build_processor
 from consumer.security import check_broker, kafka_security, not_authorized
@@ -36,12 +37,12 @@ async def serve(settings: Settings) -> int:
         "group": settings.group_id, "security_protocol": settings.security_protocol.value,
         "kafka_identity": security.identity(), "sink": mask_url(settings.sink_url)})
     metrics = Metrics()
-    processor = build_processor(settings, metrics)
+    processor = build_processor(settings, metrics, security=security)
     metrics.declare(topics=settings.topics, sink=processor.sink.name,
                     max_in_flight=settings.max_in_flight,
                     max_in_flight_bytes=settings.max_in_flight_bytes,
                     concurrency=settings.concurrency)
-    engine = Engine(settings, processor, metrics)
+    engine = Engine(settings, processor, metrics, security=security)
     http = HttpServer(settings.http_host, settings.http_port, metrics.registry,
                       healthy=lambda: engine.healthy() and _processor_healthy(processor),
                       ready=engine.ready)
@@ -58,7 +59,9 @@ async def serve(settings: Settings) -> int:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal, sig)
+    lag = LoopLagMonitor(metrics.event_loop_lag)
     await http.start()
+    await lag.start()
     try:
         # One dial first: a wrong password or an untrusted certificate is one
         # clear line, not every client retrying and logging its own failure.
@@ -79,6 +82,7 @@ async def serve(settings: Settings) -> int:
         await engine.close()  # it may never have started: release its client
         await processor.close()
     finally:
+        await lag.close()
         await http.close()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)

@@ -22,6 +22,8 @@ Headers: TypeAlias = Sequence[tuple[str, bytes]]
 
 #: Called exactly once per record when its message is done. Must not block.
 Done: TypeAlias = Callable[[Record], None]
+#: The same for several records of one partition at once (ascending offsets).
+DoneRun: TypeAlias = Callable[[Sequence[Record]], None]
 
 
 class Processor(Protocol):
@@ -40,6 +42,16 @@ class Processor(Protocol):
         """Push out buffered work (batches) now; return when it was attempted."""
 
     async def close(self) -> None: ...
+
+
+class RunProcessor(Processor, Protocol):
+    """A `Processor` that also takes a whole run at once: consecutive records
+    of one lane (one partition, ascending offsets). Same contract as
+    `process`, per record of the run: each is reported exactly once through
+    `done` (possibly in several calls, possibly later), in the run's order
+    wherever the ordering mode requires it. The dispatcher prefers it."""
+
+    async def process_run(self, records: Sequence[Record], done: DoneRun) -> None: ...
 
 
 class Sink(Protocol):

@@ -14,6 +14,8 @@ Public API (other gates code against these names):
   `event.data_dict()` gives `data` as a JSON-able dict; `event.to_dict()` the
   whole envelope; `event.key()` the domain key (the order id) or the id.
   Events are frozen; unknown extra fields are ignored (tolerant reader).
+* `validate_many(raws)` — `validate` over a run of values in one pass: a list
+  with, per value, the event or its `InvalidEvent` (returned, not raised).
 * `validate_dict(doc)` — the same for an already-decoded JSON document. The
   models are strict (the JSON contract): `Model.model_validate(dict)` refuses
   datetime strings, so go through `validate_dict` (or pass `strict=False`).
@@ -27,6 +29,7 @@ Public API (other gates code against these names):
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from schemas.envelope import Event, GenericEvent, Payload
@@ -37,6 +40,7 @@ from schemas.validation import (
     InvalidEvent,
     Reason,
     validate_dict_with,
+    validate_many_with,
     validate_with,
 )
 
@@ -59,6 +63,15 @@ def validate(
     return validate_with(REGISTRY, raw, allow_unknown=allow_unknown, max_bytes=max_bytes)
 
 
+def validate_many(
+    raws: Sequence[bytes | None], *, allow_unknown: bool = False,
+    max_bytes: int = MAX_EVENT_BYTES,
+) -> list[Event | InvalidEvent]:
+    """`validate` over a run of values in one pass: per value, the event or
+    the `InvalidEvent` `validate` would raise. Never raises."""
+    return validate_many_with(REGISTRY, raws, allow_unknown=allow_unknown, max_bytes=max_bytes)
+
+
 def validate_dict(doc: Any, *, allow_unknown: bool = False) -> Event:
     """`validate` for a decoded JSON document (e.g. `samples.sample_event()`)."""
     return validate_dict_with(REGISTRY, doc, allow_unknown=allow_unknown)
@@ -77,5 +90,7 @@ __all__ = [
     "validate",
     "validate_dict",
     "validate_dict_with",
+    "validate_many",
+    "validate_many_with",
     "validate_with",
 ]

@@ -9,6 +9,7 @@ failure.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from enum import StrEnum
 from typing import Any
 
@@ -150,6 +151,41 @@ def validate_with(
             errors = exc.errors(include_url=False, include_input=False, include_context=False)
             raise InvalidEvent(Reason.SCHEMA_VIOLATION, _describe(errors, registry)) from None
     raise InvalidEvent(reason, detail)
+
+
+def validate_many_with(
+    registry: Registry,
+    raws: Sequence[bytes | None],
+    *,
+    allow_unknown: bool = False,
+    max_bytes: int = MAX_EVENT_BYTES,
+) -> list[Event | InvalidEvent]:
+    """`validate_with` over a run of record values, in one tight loop: one
+    result per value, in order — the event, or the `InvalidEvent` that
+    `validate_with` would have raised for it. Never raises.
+
+    (One `validate_json` per value measured as fast as one call over the
+    concatenated run, and needs no re-parse when one value is not JSON.)
+    """
+    # pydantic-core's validator itself: the TypeAdapter wrapper costs a few
+    # hundred nanoseconds per call, which adds up over a run.
+    check = registry.adapter.validator.validate_json
+    out: list[Event | InvalidEvent] = []
+    append = out.append
+    for raw in raws:
+        if type(raw) is bytes and 0 < len(raw) <= max_bytes:
+            try:
+                append(check(raw))
+            except Exception:  # noqa: BLE001 - classified (or accepted) just below
+                pass
+            else:
+                continue
+        try:
+            append(validate_with(registry, raw, allow_unknown=allow_unknown,
+                                 max_bytes=max_bytes))
+        except InvalidEvent as exc:
+            append(exc)
+    return out
 
 
 def validate_dict_with(

@@ -59,6 +59,16 @@ class LocalPostgres:
     def dsn(self) -> str:
         return f"postgresql://{self.user}@{self.host}:{self.port}/{self.database}"
 
+    @property
+    def pid(self) -> int | None:
+        """The postmaster's pid while the server runs (for measurements)."""
+        if self._dir is None:
+            return None
+        try:
+            return int((self._dir / "data" / "postmaster.pid").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+
     def start(self, timeout: float = 60.0) -> str:
         bindir = pg_bin_dir()
         self.port = self.port or free_port()

@@ -68,13 +68,18 @@ class SecureKafka(LocalKafka):
 
     # -- LocalKafka hooks ----------------------------------------------------
 
+    def _admin_jaas(self) -> str:
+        """The JAAS line of the admin user: the brokers' own SCRAM login and
+        the one `AclCommand` uses."""
+        return f'{_SCRAM_MODULE} required username="{ADMIN}" password="{self.admin_password}";'
+
     def _properties(self, controller: int) -> str:
         assert self.data_dir is not None
         self.mtls_port = self.mtls_port or free_port()
         self._ca = CertificateAuthority.create(self.data_dir / "tls")
         keystore = self._ca.issue("broker", san="IP:127.0.0.1,DNS:localhost").bundle(
             self.data_dir / "tls" / "broker-keystore.pem")
-        jaas = f'{_SCRAM_MODULE} required username="{ADMIN}" password="{self.admin_password}";'
+        jaas = self._admin_jaas()
         base = _server_properties(self.port, controller, self.data_dir / "log")
         # The plaintext layout's listener lines are replaced, the rest kept.
         kept = [line for line in base.splitlines() if not line.startswith(
@@ -162,7 +167,7 @@ auto.create.topics.enable=false
         assert self._ca is not None
         config = self.data_dir / "admin.properties"
         if not config.exists():
-            jaas = f'{_SCRAM_MODULE} required username="{ADMIN}" password="{self.admin_password}";'
+            jaas = self._admin_jaas()
             config.write_text(f"security.protocol=SASL_SSL\nsasl.mechanism=SCRAM-SHA-512\n"
                               f"sasl.jaas.config={jaas}\nssl.truststore.type=PEM\n"
                               f"ssl.truststore.location={self._ca.cert}\n")

@@ -24,17 +24,19 @@ from consumer.engine.flow import FlowControl
 from consumer.engine.partition import PartitionState
 from consumer.observability.metrics import Metrics
 from consumer.observability.partitions import PartitionGauges
-from consumer.security import kafka_security
+from consumer.security import NOT_AUTHORIZED, KafkaSecurity, kafka_security
 from consumer.types import TP, Processor
 
 log = logging.getLogger("consumer.engine")
 
 _POLL_MS = 100  # short polls: pauses and resumes take effect within this
 _DRAIN_POLL = 0.02
+_SETTLE = 0.05  # longest wait for the workers after a fetch
 _METRICS_EVERY = 0.5
 #: Paused partitions are not fetched, so their high watermark stops moving:
 #: ask the broker for their end offsets this often instead.
 _END_OFFSETS_EVERY = 2.0
+_POSITION_WITHIN = 0.05
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -49,7 +51,8 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
 
 
 class Engine:
-    def __init__(self, settings: Settings, processor: Processor, metrics: Metrics) -> None:
+    def __init__(self, settings: Settings, processor: Processor, metrics: Metrics, *,
+                 security: KafkaSecurity | None = None) -> None:
         self._settings = settings
         self._processor = processor
         self._metrics = metrics
@@ -63,7 +66,7 @@ class Engine:
                                       self._on_worker_error)
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=settings.bootstrap_servers,
-            **kafka_security(settings).options(),
+            **(security or kafka_security(settings)).options(),
             group_id=settings.group_id,
             group_instance_id=settings.group_instance_id,
             client_id=settings.client_id,
@@ -120,7 +123,9 @@ class Engine:
         return set(self._consumer.paused())
 
     async def run(self) -> int:
-        """Consume until `request_stop` or a fatal error; returns the exit code."""
+        """Consume until `request_stop` or a fatal error; returns the exit code.
+        Raises the broker's authorization refusal (missing READ on the group or
+        a topic) after shutting down, for the caller to report."""
         await self._consumer.start()
         try:
             self._consumer.subscribe(topics=self._settings.topics, listener=_Listener(self))
@@ -140,8 +145,12 @@ class Engine:
                 exc = self._fetch_task.exception()
                 if exc is not None:
                     self._error = self._error or exc
-                    log.error("fetch routine failed: %r", exc)
-            return await self._shutdown()
+                    if not isinstance(exc, NOT_AUTHORIZED):  # the caller reports it
+                        log.error("fetch routine failed: %r", exc)
+            code = await self._shutdown()
+            if isinstance(self._error, NOT_AUTHORIZED):
+                raise self._error
+            return code
         finally:
             await self.close()
 
@@ -176,8 +185,9 @@ class Engine:
             complete = await self._drain(states, self._settings.shutdown_timeout)
         if not complete:
             dropped = self._dispatcher.cancel(states)
-            log.warning("stopping with unfinished work",
-                        extra={"in_flight": self._flow.messages, "never_started": dropped})
+            if dropped or self._flow.messages:
+                log.warning("stopping with unfinished work",
+                            extra={"in_flight": self._flow.messages, "never_started": dropped})
         await self._dispatcher.close()
         for task in self._tasks:  # no periodic commit may race the final one
             task.cancel()
@@ -238,10 +248,21 @@ class Engine:
                 dispatcher.submit(state, records)
                 fetched.labels(tp.topic).inc(len(records))
             if batch:
-                # Let the workers start on it before flow control looks at the
-                # in-flight count again; otherwise every fetch looks like a
-                # backlog and partitions get paused for nothing.
-                await asyncio.sleep(0)
+                await self._let_workers_start()
+
+    async def _let_workers_start(self) -> None:
+        """Let the workers get through the chunks they can start right away
+        (one starts per loop iteration) before flow control looks at the
+        in-flight count again — otherwise every fetch looks like a backlog
+        to a fast pipeline and partitions get paused, their prefetched data
+        dropped, for nothing. Work waiting for a free worker (a slow
+        handler) is real pressure and is not waited for; nor anything past
+        `_SETTLE` seconds."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + _SETTLE
+        await asyncio.sleep(0)
+        while self._dispatcher.waiting_turns and loop.time() < deadline:  # noqa: ASYNC110 - one iteration at a time is the point
+            await asyncio.sleep(0)
 
     def _apply_flow(self) -> None:
         want = self._flow.decide(self._paused)
@@ -288,10 +309,29 @@ class Engine:
             for tp, state in list(self._states.items()):
                 highs = [h for h in (self._consumer.highwater(tp), ends.get(tp)) if h is not None]
                 base = state.tracker.committable
-                self._gauges.update(tp, high=max(highs, default=None),
-                                    base=state.committed if base is None else base,
+                base = state.committed if base is None else base
+                if state.tracker.oldest_pending is None:
+                    # Nothing pending: the fetch position is where we are. It
+                    # is past the last delivered offset after a transaction
+                    # marker (lag would never reach 0), and known before the
+                    # first delivery. For the gauges only, never for commits.
+                    position = await self._position(tp)
+                    if position is not None and (base is None or position > base):
+                        base = position
+                self._gauges.update(tp, high=max(highs, default=None), base=base,
                                     oldest_timestamp=state.oldest_undone_timestamp(), now=now)
             await asyncio.sleep(_METRICS_EVERY)
+
+    async def _position(self, tp: TP) -> int | None:
+        """The consumer's fetch position of `tp`, or None if it is not known
+        at once (being reset, or no longer assigned): bounded short, the other
+        gauges wait for it."""
+        try:
+            async with asyncio.timeout(_POSITION_WITHIN):
+                position: int = await self._consumer.position(tp)
+        except (KafkaError, TimeoutError):
+            return None
+        return position
 
     async def _end_offsets(self, tps: set[TP]) -> dict[TP, int]:
         """The partitions' end offsets from the broker; {} if it does not answer

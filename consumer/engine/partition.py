@@ -9,6 +9,7 @@ later owner — or a later assignment of ours — could commit.
 from __future__ import annotations
 
 import time
+from array import array
 from bisect import bisect_left
 from collections import deque
 from collections.abc import Sequence
@@ -26,8 +27,10 @@ _now = time.time
 _bisect = bisect_left
 
 
-def record_size(record: Record) -> int:
-    size: int = RECORD_OVERHEAD + record.serialized_value_size + record.serialized_key_size
+def _run_size(records: Sequence[Record]) -> int:
+    """In-flight bytes of `records`: overhead plus key and value sizes."""
+    size: int = RECORD_OVERHEAD * len(records) + sum(
+        [r.serialized_value_size + r.serialized_key_size for r in records])
     return size
 
 
@@ -39,8 +42,11 @@ class PartitionState:
         self.tp = tp
         self._flow = flow
         self._ages = ages if ages is not None else AgeBuckets(())
-        #: Delivered batches that may still hold an undone record (for time lag).
-        self._batches: deque[Sequence[Record]] = deque()
+        #: (offsets, timestamps in ms) of delivered batches that may still hold
+        #: an undone record, for time lag: compact arrays, never the records, so
+        #: one record that never finishes keeps 16 bytes per later record alive,
+        #: not the records themselves.
+        self._batches: deque[tuple[array[int], array[int]]] = deque()
         self.load: Load = flow.assign(tp)
         self.tracker = OffsetTracker()
         self.committed: int | None = None  # last offset we committed for it
@@ -50,9 +56,10 @@ class PartitionState:
         self.revoked = False  # fenced: completions no longer count
 
     def deliver(self, records: Sequence[Record]) -> None:
-        self._flow.acquire(self.load, len(records), sum(map(record_size, records)))
-        self.tracker.deliver(r.offset for r in records)
-        self._batches.append(records)
+        self._flow.acquire(self.load, len(records), _run_size(records))
+        self.tracker.deliver([r.offset for r in records])
+        self._batches.append((array("q", [r.offset for r in records]),
+                              array("q", [r.timestamp or 0 for r in records])))
         self._forget_done_batches()
 
     def done(self, record: Record) -> None:
@@ -68,40 +75,66 @@ class PartitionState:
         load.bytes -= size
         flow.messages -= 1
         flow.bytes -= size
-        # consumer_record_age_seconds: AgeBuckets.observe, inlined.
-        age = _now() - record.timestamp * 0.001
-        ages = self._ages
-        ages.counts[_bisect(ages.bounds, age)] += 1
-        ages.total += age
+        # consumer_record_age_seconds: AgeBuckets.observe, inlined. A record
+        # without a usable timestamp (None in v0 messages, or negative) has no age.
+        stamp = record.timestamp
+        if stamp is not None and stamp > 0:
+            age = _now() - stamp * 0.001
+            ages = self._ages
+            ages.counts[_bisect(ages.bounds, age)] += 1
+            ages.total += age
         if not self.revoked:
             self.tracker.done(record.offset)
             self.completed += 1
+
+    def done_run(self, records: Sequence[Record]) -> None:
+        """`done` for a run of this partition's records (ascending offsets), at
+        once: one budget release, one tracker walk, one clock read for the
+        record ages."""
+        if not records:
+            return
+        self._flow.release(self.load, len(records), _run_size(records))
+        # consumer_record_age_seconds: AgeBuckets.observe, inlined per record.
+        now = _now()
+        ages = self._ages
+        counts, bounds = ages.counts, ages.bounds
+        total = 0.0
+        for record in records:
+            stamp = record.timestamp
+            if stamp is not None and stamp > 0:  # as in `done`
+                age = now - stamp * 0.001
+                counts[_bisect(bounds, age)] += 1
+                total += age
+        ages.total += total
+        if not self.revoked:
+            self.tracker.done_many([r.offset for r in records])
+            self.completed += len(records)
 
     def drop(self, records: Sequence[Record]) -> None:
         """Records that will never be processed here (revoked, stopping): free
         their budget; their offsets stay uncommitted, so they are redelivered."""
         if records:
-            self._flow.release(self.load, len(records), sum(map(record_size, records)))
+            self._flow.release(self.load, len(records), _run_size(records))
 
     def oldest_undone_timestamp(self) -> float | None:
         """Broker timestamp (seconds) of the oldest delivered record not yet
-        done, or None. Called by the metrics routine, not per message."""
+        done, or None (also when that record has no usable timestamp). Called
+        by the metrics routine, not per message."""
         offset = self._forget_done_batches()
-        if offset is None:
+        if offset is None or not self._batches:
             return None
-        batch = self._batches[0]
-        i = bisect_left(batch, offset, key=lambda r: r.offset)
-        if i == len(batch) or batch[i].offset != offset:
+        offsets, stamps = self._batches[0]
+        i = bisect_left(offsets, offset)
+        if i == len(offsets) or offsets[i] != offset or stamps[i] <= 0:
             return None
-        stamp: int = batch[i].timestamp
-        return stamp / 1000
+        return stamps[i] / 1000
 
     def _forget_done_batches(self) -> int | None:
-        """Drop delivered batches that are entirely done (they would keep their
-        records alive); returns the oldest undone offset."""
+        """Drop the delivered batches that are entirely done; returns the
+        oldest undone offset."""
         offset = self.tracker.oldest_pending
         batches = self._batches
-        while batches and (offset is None or not batches[0] or batches[0][-1].offset < offset):
+        while batches and (offset is None or not batches[0][0] or batches[0][0][-1] < offset):
             batches.popleft()
         return offset
 

@@ -40,6 +40,35 @@ class CircuitBreaker:
         if self._run >= self.consecutive:
             self.reason = f"{self._run} consecutive messages dead-lettered"
         elif len(self._recent) >= self.window and self._dead > self.ratio * self.window:
-            self.reason = (f"{self._dead} of the last {self.window} messages dead-lettered "
-                           f"(limit {self.ratio:.0%})")
+            self.reason = self._ratio_reason()
         return self.open
+
+    def record_passed(self, count: int) -> bool:
+        """Count `count` messages that were not dead-lettered, in one step: the
+        same state and the same answer as `record(False)` that many times.
+
+        A good message can trip the ratio only when it fills the window or is
+        the first to slide it (later ones only lower the share), so only that
+        step is judged; the rest are appended in bulk.
+        """
+        if self.open or count <= 0:
+            return False
+        recent = self._recent
+        self._run = 0
+        step = min(count, self.window - len(recent)) if len(recent) < self.window else 1
+        for _ in range(2):
+            recent.extend([False] * step)
+            while len(recent) > self.window:
+                self._dead -= recent.popleft()
+            count -= step
+            if len(recent) >= self.window and self._dead > self.ratio * self.window:
+                self.reason = self._ratio_reason()
+                return True
+            step = min(count, self.window)
+            if step <= 0:
+                break
+        return False
+
+    def _ratio_reason(self) -> str:
+        return (f"{self._dead} of the last {self.window} messages dead-lettered "
+                f"(limit {self.ratio:.0%})")

@@ -24,7 +24,7 @@ from aiokafka.errors import MessageSizeTooLargeError
 
 from consumer.errors import DeadLetterError
 from consumer.gates.instruments import GateMetrics
-from consumer.produce import STALE_PRODUCER_ERRORS
+from consumer.producers import STALE_PRODUCER_ERRORS, start_producer, stop_producer
 from consumer.types import Record
 
 log = logging.getLogger("consumer.gates.dlq")
@@ -218,18 +218,17 @@ class DeadLetterPublisher:
             done_already = self._producer is not stale  # (a variable: no type narrowing)
             if done_already or self._closed.is_set():
                 return
-            fresh = AIOKafkaProducer(**self._options)
             try:
-                await asyncio.wait_for(fresh.start(), self._send_timeout)
+                fresh = await start_producer(self._options, self._send_timeout,
+                                             self._closed.is_set)
             except Exception as exc:  # noqa: BLE001 - logged; the send loop retries
                 log.error("cannot renew the dead-letter producer: %r", exc)  # noqa: TRY400
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(fresh.stop(), self._send_timeout)
+                return
+            if fresh is None:  # closed while it started: it was stopped again
                 return
             self._producer = fresh
         log.warning("dead-letter producer renewed after a sequence error")
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(stale.stop(), self._send_timeout)
+        await stop_producer(stale, self._send_timeout)
 
     async def close(self) -> None:
         self._closed.set()

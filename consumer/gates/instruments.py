@@ -37,10 +37,10 @@ class GateMetrics:
         self._children[key] = child
         return child
 
-    def outcome(self, topic: str, outcome: str) -> None:
+    def outcome(self, topic: str, outcome: str, count: int = 1) -> None:
         """`outcome`: ok, dead_lettered, invalid."""
         if (c := self._child("messages", topic=topic, outcome=outcome)) is not None:
-            c.inc()
+            c.inc(count)
 
     def processing(self, topic: str, seconds: float) -> None:
         if (h := self._child("processing_seconds", topic=topic)) is not None:

@@ -1,10 +1,16 @@
 """The built-in `store` handler: each valid event becomes one row in table
-`events` (DESIGN §2). The message is done once that row's batch is written."""
+`events` (DESIGN §2). The message is done once that row's batch is written.
+
+`store_batch` (the default) does it for a whole run: one `Row` per event,
+built in one step, submitted as one unit; `store` is the per-event form."""
 
 from __future__ import annotations
 
 import inspect
+from collections.abc import Sequence
 from typing import Any
+
+from consumer.gates.runs import RunContext, batch_handler
 
 
 async def store(event: Any, ctx: Any) -> None:
@@ -15,3 +21,9 @@ async def store(event: Any, ctx: Any) -> None:
     result = ctx.emit(event)
     if inspect.isawaitable(result):
         await result
+
+
+@batch_handler
+async def store_batch(events: Sequence[Any], ctx: RunContext) -> None:
+    """`store` for a run: every event of the run to the sink as one unit."""
+    ctx.emit()

@@ -184,9 +184,8 @@ def _lag() -> list[Any]:
               Q(f"max by (topic, partition) (consumer_lag_seconds{{{TOPIC}}})",
                 "{{topic}}[{{partition}}]")),
         graph("Catch-up time estimate", "Total lag divided by how fast it shrank over 5 m; "
-              "a huge value means it is not shrinking.", "s",
-              Q(f"{lag} / clamp_min(-sum(deriv(consumer_lag{{{TOPIC}}}[5m])), 0.001)",
-                "catch-up")),
+              "no value while it is not shrinking.", "s",
+              Q(f"{lag} / (-sum(deriv(consumer_lag{{{TOPIC}}}[5m])) > 0)", "catch-up")),
         graph("Commit progress", "Committed offsets advanced per second, by topic.", "cps",
               Q(f"sum by (topic) (deriv(consumer_committed_offset{{{TOPIC}}}[{RI}]))",
                 "{{topic}}")),

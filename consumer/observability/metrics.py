@@ -3,7 +3,7 @@ so tests and several services in one process do not collide).
 
 Labels stay bounded: topic, partition, outcome, reason, sink, downstream —
 never an event id or a key. Every metric is listed, with its meaning, in
-docs/METRICS.md; the dashboard and the alert rules read only these names.
+docs/OBSERVABILITY.md; the dashboard and the alert rules read only these names.
 """
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ class Metrics:
                          ["topic", "partition"], registry=r)
         self.lag_seconds = Gauge(
             f"{PREFIX}_lag_seconds", "Age of the oldest record not yet done (0 when caught "
-            "up; see docs/METRICS.md for the estimate when none is fetched).",
+            "up; see docs/OBSERVABILITY.md for the estimate when none is fetched).",
             ["topic", "partition"], registry=r)
         self.record_ages = RecordAges(
             f"{PREFIX}_record_age_seconds", "Broker timestamp of a record to its done.",
@@ -131,6 +131,11 @@ class Metrics:
         self.ratelimit_throttled = Counter(f"{PREFIX}_ratelimit_throttled", "429/503 answers "
                                            "from a downstream.", ["downstream", "status"],
                                            registry=r)
+        # Event loop (consumer/observability/loop.py)
+        self.event_loop_lag = Histogram(
+            f"{PREFIX}_event_loop_lag_seconds", "How late a 100 ms timer fires: the longest "
+            "stretch of synchronous work the loop ran meanwhile.", registry=r,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
 
     def declare(self, *, topics: list[str], sink: str, max_in_flight: int,
                 max_in_flight_bytes: int, concurrency: int) -> None:

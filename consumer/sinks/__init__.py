@@ -12,17 +12,21 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from consumer.config import mask_url
 from consumer.errors import ConfigError
 from consumer.sinks.base import Row
 from consumer.types import Sink
 
+if TYPE_CHECKING:
+    from consumer.security import KafkaSecurity
+
 __all__ = ["Row", "open_sink"]
 
 
-def open_sink(url: str, *, settings: Any = None, metrics: Any = None) -> Sink:
+def open_sink(url: str, *, settings: Any = None, metrics: Any = None,
+              security: KafkaSecurity | None = None) -> Sink:
     """Build (not open) the sink `url` names. Raises `ConfigError` naming
     CONSUMER_SINK_URL for an unknown scheme or a malformed URL; connects to
     nothing, so the service can validate before start-up."""
@@ -47,7 +51,7 @@ def open_sink(url: str, *, settings: Any = None, metrics: Any = None) -> Sink:
         if settings is None:
             return KafkaSink(topic, "localhost:9092", security=PLAINTEXT)
         return KafkaSink(topic, settings.bootstrap_servers, client_id=f"{settings.client_id}-sink",
-                         security=kafka_security(settings))
+                         security=security or kafka_security(settings))
     if url.startswith(("http://", "https://")) and len(url.split("://", 1)[1]) > 0:
         from consumer.sinks.http import HttpSink
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -63,6 +64,23 @@ class Row:
             topic=record.topic, partition=record.partition, offset=record.offset,
             key=record.key,
         )
+
+    @classmethod
+    def from_events(cls, events: Sequence[Any], records: Sequence[Record]) -> list[Row]:
+        """`from_event` for a run of validated `schemas` events (the run path):
+        `data` dumped once by pydantic-core and serialized once by orjson,
+        fields taken as they are (the models already guarantee their types)."""
+        dumps = orjson.dumps
+        rows: list[Row] = []
+        append = rows.append
+        for event, record in zip(events, records, strict=True):
+            data = event.data
+            if type(data) is not dict:
+                data = data.model_dump(mode="json")
+            append(cls(event.id, event.type, event.version, event.occurred_at, data,
+                       event.source, record.topic, record.partition, record.offset,
+                       record.key, dumps(data)))
+        return rows
 
     def size(self) -> int:
         """The row's weight in bytes, for the batcher's byte trigger."""

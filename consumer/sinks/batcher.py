@@ -1,17 +1,19 @@
 """Batcher: collects rows for one sink and writes them in batches.
 
-Flow: `submit(row)` (sync, never blocks) buffers the row and returns a future;
-the background `_flush_routine` writes a batch when `BatchTrigger` says it is
-due (items, bytes or latency), one write at a time (keeps order per sink, and
-one connection's worth of load on the database). The future resolves when the
-row's batch is written.
+Flow: `submit_many(rows)` (sync, never blocks) buffers a *unit* of rows and
+returns one future for the unit (`submit(row)` is a unit of one); the
+background `_flush_routine` writes a batch when `BatchTrigger` says it is due
+(items, bytes or latency), one write at a time (keeps order per sink, and one
+connection's worth of load on the database). A unit may span batches; its
+future resolves when every one of its rows is written.
 
 Failures: a retriable `SinkError` (the sink is away) is retried forever with
 capped, jittered backoff — the rows stay in flight, so the engine's in-flight
 limit pauses partitions instead of buffering without bound. A non-retriable
 error (the data) bisects the batch until the rows that fail are isolated:
-their futures fail with `SinkError(retriable=False)` (the pipeline dead-letters
-those messages), the rest are written. Any other exception is retried
+their units' futures fail with `RowsRefused` (non-retriable, naming the
+refused rows' indexes in the unit; the pipeline dead-letters those messages),
+the rest are written. Any other exception is retried
 `retry_max_attempts` times, then treated as a data error.
 """
 
@@ -22,7 +24,9 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Sequence
+from itertools import repeat
 from typing import Any
 
 from consumer.config import Settings
@@ -33,7 +37,6 @@ from consumer.types import Sink
 
 log = logging.getLogger("consumer.sinks")
 
-_Entry = tuple[Row, "asyncio.Future[None]"]
 #: Floor for the retry delay: a zero base delay must not spin on a dead sink.
 _MIN_DELAY = 0.05
 
@@ -52,6 +55,37 @@ class _SinkMetrics:
         self.retriable_errors = child("sink_errors", retriable="true")
         self.fatal_errors = child("sink_errors", retriable="false")
         self.poison_rows = child("sink_poison_rows")
+
+
+class RowsRefused(SinkError):
+    """Some rows of a unit were refused by the sink (isolated by bisection):
+    `indexes` are their positions in the unit, ascending. Never retriable."""
+
+    retriable = False
+
+    def __init__(self, message: str, indexes: Sequence[int]) -> None:
+        super().__init__(message, retriable=False)
+        self.indexes = tuple(sorted(indexes))
+
+
+class _Unit:
+    """Rows submitted together: one future, resolved once all are settled."""
+
+    __slots__ = ("future", "refused", "remaining", "why")
+
+    def __init__(self, future: asyncio.Future[None], count: int) -> None:
+        self.future = future
+        self.remaining = count
+        self.refused: list[int] = []
+        self.why = ""
+
+    def settle(self, count: int) -> None:
+        self.remaining -= count
+        if self.remaining <= 0 and not self.future.done():
+            if self.refused:
+                self.future.set_exception(RowsRefused(self.why, self.refused))
+            else:
+                self.future.set_result(None)
 
 
 def mark_retrieved(fut: asyncio.Future[None]) -> None:
@@ -81,10 +115,14 @@ class Batcher:
         self._max_attempts = settings.retry_max_attempts
         self._clock = clock
         self._metrics = _SinkMetrics(metrics, sink.name)
-        self._pending: list[_Entry] = []
-        self._sizes: list[int] = []  # parallel to _pending: each row's weight, computed once
-        #: Rows taken for the write in progress (failed too if it is cancelled).
-        self._taken: list[_Entry] = []
+        # Buffered rows, with parallel lists: each row's unit, its index in
+        # the unit, its weight (computed once).
+        self._rows: list[Row] = []
+        self._owners: list[_Unit] = []
+        self._index: list[int] = []
+        self._sizes: list[int] = []
+        #: Units of the write in progress (failed too if it is cancelled).
+        self._taken: list[_Unit] = []
         self._flush_waiters: list[asyncio.Future[None]] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -97,7 +135,7 @@ class Batcher:
     @property
     def pending(self) -> int:
         """Rows buffered and not yet taken for writing."""
-        return len(self._pending)
+        return len(self._rows)
 
     async def start(self) -> None:
         if self._task is None:
@@ -105,22 +143,35 @@ class Batcher:
                                              name=f"batcher-{self.sink.name}")
 
     def submit(self, row: Row) -> asyncio.Future[None]:
-        """Buffer `row`; never blocks. The future resolves once the batch holding
-        the row is written, or fails with `SinkError(retriable=False)` when the
-        row was isolated as one the sink rejects. Raises `SinkError` (retriable)
-        when the batcher is closed or its routine died."""
+        """`submit_many([row])`."""
+        return self.submit_many((row,))
+
+    def submit_many(self, rows: Sequence[Row]) -> asyncio.Future[None]:
+        """Buffer `rows` as one unit; never blocks. The future resolves once
+        every row is written, or fails with `RowsRefused` (non-retriable,
+        after the others were written) naming the rows the sink rejects.
+        Raises `SinkError` (retriable) when the batcher is closed or its
+        routine died."""
         if self._failure is not None:
             raise SinkError(f"batcher for {self.sink.name} stopped: {self._failure!r}",
                             retriable=True) from self._failure
         if self._closing or self._task is None:
             raise SinkError(f"batcher for {self.sink.name} is not running", retriable=True)
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        size = row.size()
-        self._pending.append((row, fut))
-        self._sizes.append(size)
-        full = self._trigger.add(size, self._clock())
-        if full or len(self._pending) == 1:
-            # Full: write now. First row: the routine must learn the new deadline.
+        count = len(rows)
+        if not count:
+            fut.set_result(None)
+            return fut
+        unit = _Unit(fut, count)
+        sizes = [row.size() for row in rows]
+        first = not self._rows
+        self._rows.extend(rows)
+        self._owners.extend(repeat(unit, count))
+        self._index.extend(range(count))
+        self._sizes.extend(sizes)
+        full = self._trigger.add_many(count, sum(sizes), self._clock())
+        if full or first:
+            # Full: write now. First rows: the routine must learn the new deadline.
             self._wake.set()
         return fut
 
@@ -129,7 +180,7 @@ class Batcher:
         when that was attempted. Rows that failed carry it on their futures."""
         if self._task is None or self._task.done():
             return
-        if not self._pending and not self._writing:
+        if not self._rows and not self._writing:
             return
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._flush_waiters.append(waiter)
@@ -169,7 +220,7 @@ class Batcher:
     async def _flush_routine(self) -> None:
         try:
             while True:
-                if not self._pending and not self._flush_waiters:
+                if not self._rows and not self._flush_waiters:
                     if self._closing:
                         return
                     self._wake.clear()
@@ -183,15 +234,14 @@ class Batcher:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._wake.wait(), timeout)
                     continue
-                entries, self._pending = self._pending, []
-                sizes, self._sizes = self._sizes, []
+                rows, owners, index, sizes = self._take()
                 waiters, self._flush_waiters = self._flush_waiters, []
-                self._trigger.reset()
                 self._writing = True
-                self._taken = entries
+                self._taken = list(dict.fromkeys(owners))
                 try:
                     for start, stop in split(sizes, self._max_items, self._max_bytes):
-                        await self._write(entries[start:stop])
+                        await self._write(rows[start:stop], owners[start:stop],
+                                          index[start:stop])
                 finally:
                     self._writing = False
                 # Kept on failure so `_fail_pending` can fail those futures.
@@ -208,9 +258,14 @@ class Batcher:
             self._fail_pending(SinkError(f"batcher stopped: {exc!r}", retriable=True))
             raise
 
-    async def _write(self, entries: list[_Entry]) -> None:
-        """Write `entries` as one batch: retry, or bisect on a data error."""
-        rows = [row for row, _ in entries]
+    def _take(self) -> tuple[list[Row], list[_Unit], list[int], list[int]]:
+        taken = self._rows, self._owners, self._index, self._sizes
+        self._rows, self._owners, self._index, self._sizes = [], [], [], []
+        self._trigger.reset()
+        return taken
+
+    async def _write(self, rows: list[Row], owners: list[_Unit], index: list[int]) -> None:
+        """Write `rows` as one batch: retry, or bisect on a data error."""
         attempt = 0
         while True:
             started = time.perf_counter()
@@ -229,37 +284,38 @@ class Batcher:
                     continue
                 error = SinkError(f"{type(exc).__name__}: {exc}", retriable=False)
             else:
-                self._written(entries, time.perf_counter() - started)
+                self._written(owners, time.perf_counter() - started)
                 return
             break
         m = self._metrics
         if m.fatal_errors is not None:
             m.fatal_errors.inc()
-        if len(entries) == 1:
+        if len(rows) == 1:
             log.warning("sink %s rejected row id=%s (%s[%d]@%d): %s", self.sink.name,
                         rows[0].id, rows[0].topic, rows[0].partition, rows[0].offset, error)
             if m.poison_rows is not None:
                 m.poison_rows.inc()
-            fut = entries[0][1]
-            if not fut.done():
-                fut.set_exception(SinkError(str(error), retriable=False))
+            unit = owners[0]
+            unit.refused.append(index[0])
+            unit.why = str(error)
+            unit.settle(1)
             return
-        mid = len(entries) // 2
-        await self._write(entries[:mid])
-        await self._write(entries[mid:])
+        mid = len(rows) // 2
+        await self._write(rows[:mid], owners[:mid], index[:mid])
+        await self._write(rows[mid:], owners[mid:], index[mid:])
 
-    def _written(self, entries: list[_Entry], seconds: float) -> None:
+    def _written(self, owners: list[_Unit], seconds: float) -> None:
         self.writing_ok = True
         m = self._metrics
         if m.batch_rows is not None:
-            m.batch_rows.observe(len(entries))
+            m.batch_rows.observe(len(owners))
         if m.flush_seconds is not None:
             m.flush_seconds.observe(seconds)
         if m.rows_written is not None:
-            m.rows_written.inc(len(entries))
-        for _, fut in entries:
-            if not fut.done():
-                fut.set_result(None)
+            m.rows_written.inc(len(owners))
+        # Rows of a unit are adjacent: count them without a loop per row.
+        for unit, count in Counter(owners).items():
+            unit.settle(count)
 
     async def _retry_later(self, exc: BaseException, attempt: int, rows: int) -> None:
         self.writing_ok = False
@@ -272,10 +328,11 @@ class Batcher:
         await asyncio.sleep(max(delay, _MIN_DELAY))
 
     def _fail_pending(self, error: SinkError) -> None:
-        entries = self._taken + self._pending
-        self._taken, self._pending, self._sizes = [], [], []
-        self._trigger.reset()
-        for _, fut in entries:
+        units = dict.fromkeys([*self._taken, *self._owners])
+        self._taken = []
+        self._take()
+        for unit in units:
+            fut = unit.future
             if not fut.done():
                 fut.set_exception(error)
                 fut.add_done_callback(mark_retrieved)

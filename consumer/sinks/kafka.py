@@ -19,7 +19,7 @@ from aiokafka.errors import KafkaError, MessageSizeTooLargeError
 
 from consumer.config import mask_url
 from consumer.errors import ConfigError, SinkError
-from consumer.produce import STALE_PRODUCER_ERRORS
+from consumer.producers import STALE_PRODUCER_ERRORS, start_producer, stop_producer
 from consumer.security import PLAINTEXT, KafkaSecurity
 from consumer.sinks.base import Row
 
@@ -56,17 +56,15 @@ class KafkaSink:
     async def open(self) -> None:
         if self._producer is not None:
             return
-        producer = AIOKafkaProducer(
-            bootstrap_servers=self._bootstrap, client_id=self._client_id,
-            **self._security.options(),
-            enable_idempotence=True, linger_ms=5, request_timeout_ms=int(self._timeout * 1000),
-        )
+        options = {"bootstrap_servers": self._bootstrap, "client_id": self._client_id,
+                   **self._security.options(), "enable_idempotence": True, "linger_ms": 5,
+                   "request_timeout_ms": int(self._timeout * 1000)}
         try:
-            async with asyncio.timeout(self._timeout):
-                await producer.start()
+            producer = await start_producer(options, self._timeout, lambda: self._closed)
         except (KafkaError, OSError, TimeoutError) as exc:
-            await self._stop(producer)
             raise SinkError(f"kafka sink: cannot connect: {exc!r}", retriable=True) from exc
+        if producer is None:  # closed while it started (a write reopening it)
+            raise SinkError("kafka sink is closed", retriable=True)
         self._producer = producer
 
     async def write(self, rows: Sequence[Row]) -> None:
@@ -89,7 +87,7 @@ class KafkaSink:
         except STALE_PRODUCER_ERRORS as exc:
             # Retrying on this producer fails forever: the retry opens a new one.
             self._producer = None
-            await self._stop(producer)
+            await stop_producer(producer, self._timeout)
             raise SinkError(f"kafka sink: {exc!r}; producer renewed", retriable=True) from exc
         except (KafkaError, OSError, TimeoutError) as exc:
             raise SinkError(f"kafka sink: {exc!r}", retriable=True) from exc
@@ -98,15 +96,7 @@ class KafkaSink:
         self._closed = True
         producer, self._producer = self._producer, None
         if producer is not None:
-            await self._stop(producer)
-
-    async def _stop(self, producer: AIOKafkaProducer) -> None:
-        # stop() flushes and can hang while the broker is away: bound it.
-        try:
-            async with asyncio.timeout(self._timeout):
-                await producer.stop()
-        except (KafkaError, OSError, TimeoutError):
-            pass
+            await stop_producer(producer, self._timeout)
 
     async def healthy(self) -> bool:
         producer = self._producer

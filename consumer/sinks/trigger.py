@@ -39,6 +39,16 @@ class BatchTrigger:
         self.bytes += size
         return self.full()
 
+    def add_many(self, count: int, size: int, now: float) -> bool:
+        """`add` for `count` rows weighing `size` bytes together, at once."""
+        if count <= 0:
+            return self.full()
+        if self.first_at is None:
+            self.first_at = now
+        self.items += count
+        self.bytes += size
+        return self.full()
+
     def full(self) -> bool:
         return self.items >= self.max_items or self.bytes >= self.max_bytes
 

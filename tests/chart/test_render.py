@@ -126,6 +126,9 @@ def test_probes_use_the_service_paths(helm: Helm, feature: str) -> None:
     for monitor in (m for m in manifests if m["kind"] == "ServiceMonitor"):
         assert monitor["spec"]["endpoints"][0]["path"] == METRICS_PATH
         assert monitor["spec"]["endpoints"][0]["port"] == "http"
+        # ConsumerTargetDown selects up{job="consumer"}: the job must not be
+        # the release-dependent Service name.
+        assert monitor["spec"]["jobLabel"] == "app.kubernetes.io/name"
 
 
 @pytest.mark.parametrize("feature", FEATURES)

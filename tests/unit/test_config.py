@@ -1,10 +1,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
-from consumer.config import Ordering, load_settings, mask_url, secrets_of
+from consumer.config import Ordering, Settings, load_settings, mask_url, secrets_of
 from consumer.errors import ConfigError
 
 
@@ -125,7 +126,63 @@ def test_a_dsn_password_is_masked_in_repr_and_errors_and_listed_as_secret(
      ("https://user:pw@example.test/hook", "https://user:***@example.test/hook"),
      ("postgresql://u@h/d", "postgresql://u@h/d"),
      ("sqlite:///./consumer.db", "sqlite:///./consumer.db"),
+     ("sqlite:///data/a@b.db", "sqlite:///data/a@b.db"),
+     ("kafka:out", "kafka:out"),
+     ("postgresql://u@h/db?password=topsecret", "postgresql://u@h/db?password=***"),
+     ("postgresql://u@h/db?sslmode=require&sslpassword=k&application_name=x",
+      "postgresql://u@h/db?sslmode=require&sslpassword=***&application_name=x"),
+     ("https://h/hook?api_key=abc&token=def", "https://h/hook?api_key=***&token=***"),
      ("none", "none")],
 )
 def test_mask_url(url: str, masked: str) -> None:
     assert mask_url(url) == masked
+
+
+#: Unencoded characters a URL parser splits on: the password must still be found.
+AWKWARD = ["p/ss", "p#ss", "p?ss", "p@ss", "p%ss", 'p"ss', "a/b#c?d@e%f\"g"]
+
+
+@pytest.mark.parametrize("password", AWKWARD)
+def test_an_awkward_password_is_masked_and_listed_as_secret(password: str) -> None:
+    dsn = f"postgresql://app:{password}@db:5432/events"
+    assert mask_url(dsn) == "postgresql://app:***@db:5432/events"
+    settings = Settings.model_construct(sink_url=dsn)  # what the redaction sees
+    assert password in secrets_of(settings)
+
+
+@pytest.mark.parametrize("password", AWKWARD)
+def test_an_awkward_password_is_accepted_only_where_clients_read_it_right(
+        monkeypatch: pytest.MonkeyPatch, password: str) -> None:
+    _security_env(monkeypatch)
+    dsn = f"postgresql://app:{password}@db:5432/events"
+    if any(c in password for c in "/#?"):  # urlsplit (and so asyncpg) would misread it
+        with pytest.raises(ConfigError, match="CONSUMER_SINK_URL: ") as caught:
+            load_settings(sink_url=dsn)
+        assert password not in str(caught.value)
+    else:
+        settings = load_settings(sink_url=dsn)
+        assert urlsplit(dsn).password == password
+        assert password not in repr(settings)
+
+
+def test_a_query_password_is_listed_as_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    _security_env(monkeypatch)
+    settings = load_settings(sink_url="postgresql://u@h/db?password=top%2Fsecret")
+    assert {"top%2Fsecret", "top/secret"} <= set(secrets_of(settings))
+    assert "top%2Fsecret" not in repr(settings)
+    assert "top/secret" not in repr(settings)
+
+
+@pytest.mark.parametrize("url", ["postgresql://u:pw@h:notaport/db",
+                                 "postgresql://u:p/ss@h:5432/db",
+                                 "postgresql://u:12/3@h:5432/db"])
+def test_a_sink_url_a_client_would_misread_exits_2_naming_the_setting(
+        monkeypatch: pytest.MonkeyPatch, url: str) -> None:
+    _security_env(monkeypatch)
+    with pytest.raises(ConfigError) as caught:
+        load_settings(sink_url=url)
+    message = str(caught.value)
+    assert "CONSUMER_SINK_URL: " in message
+    assert "not a valid URL" in message
+    for secret in (":pw@", "p/ss", "12/3"):
+        assert secret not in message

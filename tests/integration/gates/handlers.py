@@ -7,9 +7,11 @@ non-retriable error, `exhaust-` always fails with a retriable one.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from consumer.errors import FatalError, TransientError
+from consumer.gates.runs import RunContext, batch_handler
 
 
 async def by_id(event: Any, ctx: Any) -> None:
@@ -35,3 +37,12 @@ async def call_downstream(event: Any, ctx: Any) -> None:
                                   json={"id": str(event.id)})
     if not resp.ok:
         raise TransientError(f"downstream answered {resp.status}")
+
+
+@batch_handler
+async def store_unless_fatal(events: Sequence[Any], ctx: RunContext) -> None:
+    """A batch handler: stores the run, unless an event in it is `fatal-`."""
+    for event in events:
+        if str(event.id).startswith("fatal-"):
+            raise FatalError(f"cannot handle {event.id}")
+    ctx.emit()

@@ -16,7 +16,7 @@ import itertools
 import math
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -29,11 +29,12 @@ from consumer.dev.ports import free_port
 from consumer.dev.prometheus import LocalPrometheus
 from schemas.samples import invalid_samples, sample_event
 from tests.dashboard_queries import ALERTS, load, queries
-from tests.integration.pipeline.harness import Service, create_topics
+from tests.integration.pipeline.harness import Service, create_topics, wait_until
 
 pytestmark = pytest.mark.integration
 
 THROTTLE_EVERY = 25  # the downstream answers 429 to one request in this many
+CATCH_UP = "Catch-up time estimate"
 BREAKER_RUN = 40  # consecutive dead letters that trip the breaker
 
 
@@ -90,15 +91,6 @@ async def produce_mix(bootstrap: str, topic: str, stop: asyncio.Event,
     return sent
 
 
-async def until(check: Callable[[], Awaitable[bool]], seconds: float, what: str,
-                detail: Callable[[], str] = str) -> None:
-    deadline = time.monotonic() + seconds
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}\n{detail()}")
-        await asyncio.sleep(0.5)
-
-
 def has_data(result: list[dict[str, Any]]) -> bool:
     """Some series has a number (not NaN) somewhere in the range."""
     return any(not math.isnan(float(v)) for series in result for _, v in series["values"])
@@ -142,13 +134,17 @@ async def test_dashboard_and_rules_against_real_prometheus(
                      "sum(consumer_ratelimit_throttled_total)",
                      "sum(consumer_sink_rows_written_total)",
                      "count(consumer_committed_offset)"):
-            await until(functools.partial(positive, expr), 90, expr, state)
+            await wait_until(functools.partial(positive, expr), 90, expr, detail=state)
         await asyncio.sleep(8)  # a few rate windows of traffic in the database
 
         # Every query of every panel, as Grafana would send it (a range query).
         end = time.time()
         checked, empty = 0, []
+        catch_up = []
         for q in queries(load()):
+            if q.panel == CATCH_UP:  # no value while lag grows: checked once it shrinks
+                catch_up.append(q.expr)
+                continue
             data = await asyncio.to_thread(prom.api, "query_range", query=q.expr,
                                            start=str(end - 60), end=str(end), step="1")
             checked += 1
@@ -163,7 +159,7 @@ async def test_dashboard_and_rules_against_real_prometheus(
             rules = [r for g in groups for r in g["rules"]]
             return bool(rules) and all(r["health"] != "unknown" for r in rules)
 
-        await until(all_rules_evaluated, 30, "every rule evaluated", state)
+        await wait_until(all_rules_evaluated, 30, "every rule evaluated", detail=state)
         rules = [r for g in (await asyncio.to_thread(prom.api, "rules"))["groups"]
                  for r in g["rules"]]
         bad = [(r["name"], r["health"], r.get("lastError")) for r in rules
@@ -179,7 +175,14 @@ async def test_dashboard_and_rules_against_real_prometheus(
             result = await query("sum(consumer_in_flight_messages)")
             return bool(result) and float(result[0]["value"][1]) == 0
 
-        await until(idle, 60, "the service idle", state)
+        await wait_until(idle, 60, "the service idle", detail=state)
+
+        async def has_value(expr: str) -> bool:
+            return bool(await query(expr))
+
+        assert catch_up, f"no {CATCH_UP!r} panel"
+        for expr in catch_up:  # lag worked off: it shrinks, so the estimate has a value
+            await wait_until(functools.partial(has_value, expr), 120, expr, detail=state)
         flood = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
         await flood.start()
         try:
@@ -189,7 +192,7 @@ async def test_dashboard_and_rules_against_real_prometheus(
         finally:
             await flood.stop()
         alert = 'ALERTS{alertname="ConsumerDLQBreakerOpen", alertstate="firing"}'
-        await until(lambda: positive(f"count({alert})"), 60, alert, state)
+        await wait_until(lambda: positive(f"count({alert})"), 60, alert, detail=state)
         fired = await query(alert)
         print(f"live: {alert} -> {[s['metric'] for s in fired]}")
         assert svc.proc is not None

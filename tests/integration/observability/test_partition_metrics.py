@@ -5,10 +5,8 @@ watermark no longer comes with fetches)."""
 from __future__ import annotations
 
 import asyncio
-import time
-import urllib.error
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
 import orjson
 import pytest
@@ -16,7 +14,12 @@ from aiokafka import AIOKafkaProducer
 from prometheus_client.parser import text_string_to_metric_families
 
 from schemas.samples import sample_event
-from tests.integration.pipeline.harness import Service, create_topics
+from tests.integration.pipeline.harness import (
+    Service,
+    create_topics,
+    terminate_all,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -41,25 +44,6 @@ def series(metrics: dict[str, Series | float], name: str) -> Series:
     found = metrics.get(name, {})
     assert isinstance(found, dict)
     return found
-
-
-async def until(check: Callable[[], Awaitable[bool] | bool], seconds: float, what: str,
-                svc: Service) -> None:
-    deadline = time.monotonic() + seconds
-    while True:
-        try:
-            result = check()
-            if not isinstance(result, bool):
-                result = await result
-        except urllib.error.URLError:
-            result = False  # not serving /metrics yet
-        if result:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}\n{svc.log_tail()}")
-        if not svc.alive:
-            raise AssertionError(f"service exited while waiting for {what}\n{svc.log_tail()}")
-        await asyncio.sleep(0.3)
 
 
 async def send(bootstrap: str, topic: str, per_partition: dict[int, list[str]]) -> None:
@@ -100,7 +84,7 @@ async def test_revoked_partitions_leave_the_first_members_metrics(
             return all(set(series(m, name)) == every for name in
                        ("consumer_lag", "consumer_lag_seconds", "consumer_committed_offset"))
 
-        await until(first_lists_all, 60, "the first member to list all 4 partitions", first)
+        await wait_until(first_lists_all, 60, "the first member to list all 4 partitions", first)
 
         second.start()
 
@@ -108,7 +92,7 @@ async def test_revoked_partitions_leave_the_first_members_metrics(
             m = scrape(first)
             return 0 < float(m.get("consumer_assigned_partitions", 0)) < 4  # type: ignore[arg-type]
 
-        await until(first_gave_some_up, 60, "a rebalance onto the second member", first)
+        await wait_until(first_gave_some_up, 60, "a rebalance onto the second member", first)
         await asyncio.sleep(1.5)  # a few metrics-routine ticks after the assignment
         m = scrape(first)
         kept = int(m["consumer_assigned_partitions"])  # type: ignore[arg-type]
@@ -123,11 +107,10 @@ async def test_revoked_partitions_leave_the_first_members_metrics(
             b = set(series(scrape(second), "consumer_lag"))
             return a | b == every and not a & b
 
-        await until(both_cover_all, 60, "the two members to split the partitions", second)
+        await wait_until(both_cover_all, 60, "the two members to split the partitions", second)
     finally:
-        for svc in (second, first):
-            if svc.alive:
-                assert svc.terminate() == 0, svc.log_tail()
+        codes = terminate_all(second, first)  # both, before asserting: neither leaks
+    assert codes == [0, 0], (codes, first.log_tail(), second.log_tail())
 
 
 async def test_lag_keeps_counting_while_partitions_are_paused(kafka_bootstrap: str) -> None:
@@ -146,7 +129,7 @@ async def test_lag_keeps_counting_while_partitions_are_paused(kafka_bootstrap: s
             committed = series(scrape(svc), "consumer_committed_offset")
             return committed == {(topic, "0"): 3.0, (topic, "1"): 3.0}
 
-        await until(committed_three, 60, "the first records committed", svc)
+        await wait_until(committed_three, 60, "the first records committed", svc)
         await send(kafka_bootstrap, topic, {p: ids("block-", 2) for p in range(2)})
 
         def paused_with_lag(lag: float) -> Callable[[], bool]:
@@ -156,16 +139,46 @@ async def test_lag_keeps_counting_while_partitions_are_paused(kafka_bootstrap: s
                         and series(m, "consumer_lag") == {(topic, "0"): lag, (topic, "1"): lag})
             return check
 
-        await until(paused_with_lag(2.0), 60, "both partitions paused with lag 2", svc)
+        await wait_until(paused_with_lag(2.0), 60, "both partitions paused with lag 2", svc)
         # Produced while paused: never fetched, still counted.
         await send(kafka_bootstrap, topic, {p: ids("late-", 50) for p in range(2)})
-        await until(paused_with_lag(52.0), 30, "lag 52 on both paused partitions", svc)
+        await wait_until(paused_with_lag(52.0), 30, "lag 52 on both paused partitions", svc)
         # The stuck records are fetched: their age is the time lag, and it grows.
         first = series(scrape(svc), "consumer_lag_seconds")
-        await asyncio.sleep(2.0)
-        later = series(scrape(svc), "consumer_lag_seconds")
-        for key in ((topic, "0"), (topic, "1")):
-            assert later[key] >= first[key] + 1.5, (first, later)
+
+        def grown() -> bool:
+            later = series(scrape(svc), "consumer_lag_seconds")
+            return all(later[key] >= first[key] + 1.5 for key in ((topic, "0"), (topic, "1")))
+
+        await wait_until(grown, 30, f"time lag to grow by 1.5 s from {first}", svc)
     finally:
         if svc.alive:
             svc.kill()  # the stuck handler never returns: the crash case
+
+
+async def test_lag_reaches_zero_after_a_transaction_marker(kafka_bootstrap: str) -> None:
+    # A committed transaction ends with a marker: the high watermark is one past
+    # the last record, so a lag taken from the committable offset never reaches 0.
+    topic, dlq = await create_topics(kafka_bootstrap, partitions=1)
+    svc = Service(bootstrap_servers=kafka_bootstrap, topics=topic, dlq_topic=dlq,
+                  group_id=f"g-{uuid.uuid4().hex[:8]}", sink_url="none",
+                  commit_interval="0.2").start()
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap,
+                                transactional_id=f"tx-{uuid.uuid4().hex[:8]}")
+    await producer.start()
+    try:
+        async with producer.transaction():
+            for n in range(5):
+                await producer.send(topic, orjson.dumps(sample_event(n)), partition=0)
+
+        def caught_up() -> bool:
+            m = scrape(svc)
+            return (series(m, "consumer_committed_offset").get((topic, "0")) == 5.0
+                    and series(m, "consumer_lag").get((topic, "0")) == 0.0
+                    and series(m, "consumer_lag_seconds").get((topic, "0")) == 0.0)
+
+        await wait_until(caught_up, 60, "five records committed and lag 0 past the marker", svc)
+    finally:
+        await producer.stop()
+        code = svc.terminate()
+    assert code == 0, svc.log_tail()

@@ -5,6 +5,7 @@ dead-lettered."""
 from __future__ import annotations
 
 import asyncio
+import inspect
 import itertools
 import os
 import signal
@@ -12,6 +13,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -143,6 +145,21 @@ class Service:
             return str(resp.read().decode())
 
 
+def terminate_all(*services: Service) -> list[int | None]:
+    """SIGTERM each started service and wait: their exit codes (None for one
+    that had to be killed). Every one is stopped, whatever the others do."""
+    codes: list[int | None] = []
+    for svc in services:
+        if svc.proc is None:
+            codes.append(None)
+            continue
+        try:
+            codes.append(svc.terminate())
+        except subprocess.TimeoutExpired:
+            codes.append(None)  # terminate() killed it
+    return codes
+
+
 async def stored_ids(dsn: str) -> list[str]:
     conn: asyncpg.Connection[Any] = await asyncpg.connect(dsn)
     try:
@@ -165,19 +182,29 @@ async def count_rows(dsn: str) -> int:
 
 
 async def wait_until(check: Callable[[], Any], seconds: float, what: str,
-                     service: Service | None = None, interval: float = 0.5) -> None:
-    """Poll the async predicate `check` until true; fail with `what` and the
-    service's log tail."""
+                     service: Service | None = None, *, interval: float = 0.5,
+                     detail: Callable[[], str] | None = None) -> None:
+    """Poll the predicate `check` (plain or async) until true; fail with
+    `what`, `detail()` and the service's log tail. A check that cannot reach
+    the service's HTTP port yet (URLError) counts as false."""
     deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if await check():
+    while True:
+        try:
+            result = check()
+            if inspect.isawaitable(result):
+                result = await result
+        except urllib.error.URLError:
+            result = False
+        if result:
             return
+        more = f"\n{detail()}" if detail is not None else ""
         if service is not None and service.proc is not None and not service.alive:
             raise AssertionError(f"service exited ({service.proc.returncode}) while waiting "
-                                 f"for {what}:\n{service.log_tail()}")
+                                 f"for {what}{more}\n{service.log_tail()}")
+        if time.monotonic() > deadline:
+            tail = service.log_tail() if service else ""
+            raise AssertionError(f"timed out after {seconds:.0f}s waiting for {what}{more}\n{tail}")
         await asyncio.sleep(interval)
-    tail = service.log_tail() if service else ""
-    raise AssertionError(f"timed out after {seconds:.0f}s waiting for {what}\n{tail}")
 
 
 async def read_topic(bootstrap: str, topic: str, *, idle: float = 2.0,

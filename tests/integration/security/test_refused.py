@@ -4,24 +4,35 @@ error line and exit 1: no retries, no traceback, no secret."""
 
 from __future__ import annotations
 
+import time
+import uuid
 from pathlib import Path
 
 import pytest
 
 from consumer.dev.tls import CertificateAuthority
-from tests.integration.pipeline.harness import Service
+from tests.integration.pipeline.harness import Service, create_topics
 from tests.integration.security.conftest import Secured
 
 pytestmark = pytest.mark.integration
 
 
-def refused(settings: dict[str, str], *, lines: int = 1) -> tuple[list[str], str]:
+def refused(settings: dict[str, str], *, lines: int = 1,
+            default_linger: bool = False) -> tuple[list[str], str]:
     """Run the service until it exits 1; return its error lines (`lines` of
-    them) and its whole log."""
-    svc = Service(topics="refused", sink_url="none", log_level="INFO", **settings).start()
+    them) and its whole log. With `default_linger`, the service keeps its own
+    CONSUMER_METRICS_LINGER (the harness sets 0): a refusal at start-up must
+    still exit at once."""
+    svc = Service(**({"topics": "refused", "sink_url": "none", "log_level": "INFO"} | settings))
+    if default_linger:
+        del svc.env["CONSUMER_METRICS_LINGER"]
+    svc.start()
     assert svc.proc is not None
     try:
+        began = time.monotonic()
         assert svc.proc.wait(60) == 1, svc.log_tail()
+        # Well under the default linger (35 s): nothing waited for a scrape.
+        assert time.monotonic() - began < 25, svc.log_tail()
     finally:
         if svc.alive:
             svc.kill()
@@ -29,6 +40,7 @@ def refused(settings: dict[str, str], *, lines: int = 1) -> tuple[list[str], str
     errors = [line for line in log.splitlines() if '"level":"error"' in line
               or '"level":"critical"' in line]
     assert "Traceback" not in log
+    assert "serving /metrics" not in log
     assert len(errors) == lines, log  # no retry storm, no echo from the client library
     return errors, log
 
@@ -71,3 +83,18 @@ def test_a_principal_without_acls_is_told_what_it_needs(secured: Secured) -> Non
         "cannot run: user 'nobody' (SCRAM-SHA-512) is not authorized: "
         "ClusterAuthorizationFailedError; it needs READ on topic(s) refused and group "
         'g-nobody, WRITE on refused.dlq"}')
+
+
+async def test_missing_read_on_the_group_exits_at_once_saying_what_it_needs(
+        secured: Secured) -> None:
+    topic, dlq = await create_topics(secured.bootstrap, 1, security=secured.admin)
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    secured.broker.grant("svc", ["Read"], topic=topic)  # nothing on the group
+    secured.broker.grant("svc", ["Write"], topic=dlq)
+    errors, _ = refused(secured.sasl_settings("svc") | {"topics": topic, "group_id": group},
+                        default_linger=True)
+    assert "cannot run: user 'svc' (SCRAM-SHA-512) is not authorized: " \
+           "GroupAuthorizationFailedError" in errors[0]
+    assert errors[0].endswith(f"it needs READ on topic(s) {topic} and group {group}, "
+                              f'WRITE on {dlq}"}}')
+

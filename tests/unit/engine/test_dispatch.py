@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
+from itertools import pairwise
 
 from aiokafka.structs import ConsumerRecord
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from consumer.config import Ordering
-from consumer.engine.dispatch import Dispatcher
+from consumer.engine.dispatch import MAX_RUN, Dispatcher
 from consumer.engine.flow import FlowControl
 from consumer.engine.partition import PartitionState
-from consumer.types import TP, Done, Record
+from consumer.types import TP, Done, DoneRun, Record
 
 
 def rec(tp: TP, offset: int, key: bytes | None) -> Record:
@@ -171,3 +174,153 @@ async def test_a_processor_failure_is_reported_and_the_record_stays_undone() -> 
     assert isinstance(errors[0], RuntimeError)
     assert state.tracker.committable is None
     assert state.in_flight == 1  # the failed one; the rest were released
+
+
+class RunRecorder:
+    """Takes whole runs; records each call's (partition, keys, offsets)."""
+
+    takes_runs = True
+
+    def __init__(self, gate: asyncio.Event | None = None) -> None:
+        self.calls: list[list[Record]] = []
+        self.gate = gate
+        self.running: set[tuple[int, bytes]] = set()
+        self.overlap = False
+
+    async def process(self, record: Record, done: Done) -> None:
+        raise AssertionError("a run-taking processor gets runs")
+
+    async def process_run(self, records: Sequence[Record], done: DoneRun) -> None:
+        keys = {(r.partition, r.key) for r in records if r.key is not None}
+        self.overlap = self.overlap or bool(keys & self.running)
+        self.running |= keys
+        try:
+            if self.gate is not None:
+                await self.gate.wait()
+            await asyncio.sleep(0)
+            self.calls.append(list(records))
+            done(records)
+        finally:
+            self.running -= keys
+
+    async def flush(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+
+async def test_key_mode_packs_keys_into_long_runs_and_keeps_each_key_sequential() -> None:
+    proc = RunRecorder()
+    _, (state,) = states(1)
+    dispatcher = Dispatcher(proc, Ordering.KEY, 4, _ignore)
+    await dispatcher.start()
+    try:
+        offset = 0
+        for _ in range(6):  # later fetches find some keys still busy
+            batch = [rec(state.tp, offset + i, b"k%d" % ((offset + i) // 3 % 200))
+                     for i in range(900)]
+            offset += len(batch)
+            state.deliver(batch)
+            dispatcher.submit(state, batch)
+        await until(lambda: sum(len(c) for c in proc.calls) == offset)
+    finally:
+        await dispatcher.close()
+    assert not proc.overlap  # a key is never in two runs at once
+    for call in proc.calls:
+        assert [r.offset for r in call] == sorted(r.offset for r in call)
+        assert len(call) <= MAX_RUN
+    order: dict[bytes | None, list[int]] = {}
+    for call in proc.calls:
+        for r in call:
+            order.setdefault(r.key, []).append(r.offset)
+    assert all(offsets == sorted(offsets) for offsets in order.values())
+    assert len(proc.calls) < 200  # packs, not one run per key
+    assert state.tracker.committable == offset
+    assert state.in_flight == 0
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.lists(st.sampled_from([b"a", b"b", b"c", b"d", None]), min_size=1,
+                         max_size=150), min_size=1, max_size=6),
+       st.integers(1, 5), st.booleans())
+def test_packed_key_runs_keep_every_key_sequential_and_process_each_record_once(
+    fetches: list[list[bytes | None]], concurrency: int, cancel_last: bool,
+) -> None:
+    async def scenario() -> None:
+        proc = RunRecorder()
+        _, (state, other) = states(2)
+        dispatcher = Dispatcher(proc, Ordering.KEY, concurrency, _ignore)
+        await dispatcher.start()
+        offset = 0
+        try:
+            for keys in fetches:
+                for st_ in (state, other):
+                    batch = [rec(st_.tp, offset + i, k) for i, k in enumerate(keys)]
+                    st_.deliver(batch)
+                    dispatcher.submit(st_, batch)
+                offset += len(keys)
+            dropped = dispatcher.cancel({other}) if cancel_last else 0
+            await until(lambda: state.in_flight == 0 and other.in_flight == 0)
+        finally:
+            await dispatcher.close()
+        assert not proc.overlap
+        seen = [r for call in proc.calls for r in call]
+        assert len(seen) + dropped == 2 * offset
+        assert len({(r.partition, r.offset) for r in seen}) == len(seen)
+        per_key: dict[tuple[int, bytes], list[int]] = {}
+        for r in seen:
+            if r.key is not None:
+                per_key.setdefault((r.partition, r.key), []).append(r.offset)
+        assert all(o == sorted(o) for o in per_key.values())
+        assert state.tracker.committable == offset
+
+    asyncio.run(scenario())
+
+
+async def test_the_loop_polls_between_any_two_chunks() -> None:
+    """Processors that never suspend (the store path) must not chain their
+    chunks in one loop iteration: a coroutine that ticks once per iteration
+    ticks between any two chunk starts."""
+    log: list[str] = []
+
+    class Busy:
+        takes_runs = True
+
+        async def process(self, record: Record, done: Done) -> None:
+            raise AssertionError("runs only")
+
+        async def process_run(self, records: Sequence[Record], done: DoneRun) -> None:
+            log.append("chunk")
+            done(records)  # no await that suspends: CPU-bound work
+
+        async def flush(self) -> None:
+            return None
+
+        async def close(self) -> None:
+            return None
+
+    stop = False
+
+    async def ticker() -> None:
+        while not stop:
+            log.append("tick")
+            await asyncio.sleep(0)
+
+    _, sts = states(3)
+    dispatcher = Dispatcher(Busy(), Ordering.UNORDERED, 8, _ignore)
+    await dispatcher.start()
+    tick = asyncio.create_task(ticker())
+    try:
+        for state in sts:
+            batch = [rec(state.tp, i, None) for i in range(3 * MAX_RUN)]
+            state.deliver(batch)
+            dispatcher.submit(state, batch)
+        await until(lambda: all(s.in_flight == 0 for s in sts))
+    finally:
+        stop = True
+        await tick
+        await dispatcher.close()
+    chunks = [i for i, entry in enumerate(log) if entry == "chunk"]
+    assert len(chunks) >= 9
+    assert all(b - a > 1 for a, b in pairwise(chunks))  # a tick between any two

@@ -3,10 +3,14 @@ but never move an offset."""
 
 from __future__ import annotations
 
+import gc
+import weakref
+
 from aiokafka.structs import ConsumerRecord
 
 from consumer.engine.flow import FlowControl
 from consumer.engine.partition import PartitionState
+from consumer.observability.age import AgeBuckets
 from consumer.types import TP, Record
 
 
@@ -45,3 +49,59 @@ def test_null_keys_and_values_are_accounted_symmetrically() -> None:
         state.done(record)
     assert (flow.messages, flow.bytes) == (0, 0)
     assert state.pending_commit() == 3
+
+
+def stamped(offset: int, timestamp: int | None) -> Record:
+    return ConsumerRecord("t", 0, offset, timestamp, 0, b"k", b"v", None, 1, 1, [])
+
+
+def test_an_unfinished_record_keeps_no_records_alive_and_time_lag_stays_right() -> None:
+    flow = FlowControl(10**6, 10**9)
+    state = PartitionState(TP("t", 0), flow)
+    refs: list[weakref.ref[Record]] = []
+
+    def deliver_batch(start: int) -> None:
+        batch = [stamped(start + i, 1_000 + start + i) for i in range(10)]
+        refs.extend(weakref.ref(r) for r in batch)
+        state.deliver(batch)
+        for record in batch:
+            if record.offset != 0:  # offset 0 never finishes (a hung handler)
+                state.done(record)
+
+    for n in range(200):
+        deliver_batch(n * 10)
+    gc.collect()
+    assert [r for r in refs if r() is not None] == []
+    assert state.oldest_undone_timestamp() == 1.0  # offset 0's broker timestamp
+    assert state.in_flight == 1
+    state.done(stamped(0, 1_000))  # it finishes at last
+    assert state.oldest_undone_timestamp() is None
+    assert state.pending_commit() == 2000
+
+
+def test_records_without_a_usable_timestamp_complete_and_have_no_time() -> None:
+    flow = FlowControl(100, 10**6)
+    ages = AgeBuckets((1.0, 10.0))
+    state = PartitionState(TP("t", 0), flow, ages)
+    records = [stamped(0, None), stamped(1, -1), stamped(2, 0)]
+    state.deliver(records)
+    assert state.oldest_undone_timestamp() is None  # offset 0 has no timestamp
+    state.done(records[0])
+    assert state.oldest_undone_timestamp() is None  # nor has offset 1
+    for record in records[1:]:
+        state.done(record)
+    assert (flow.messages, flow.bytes) == (0, 0)
+    assert state.pending_commit() == 3
+    assert sum(ages.counts) == 0  # no age was made up for them
+
+
+def test_a_run_without_usable_timestamps_completes_and_has_no_time() -> None:
+    flow = FlowControl(100, 10**6)
+    ages = AgeBuckets((1.0, 10.0))
+    state = PartitionState(TP("t", 0), flow, ages)
+    records = [stamped(0, None), stamped(1, -1), stamped(2, 0), stamped(3, 1)]
+    state.deliver(records)
+    state.done_run(records)
+    assert (flow.messages, flow.bytes) == (0, 0)
+    assert state.pending_commit() == 4
+    assert sum(ages.counts) == 1  # only offset 3 has a broker timestamp

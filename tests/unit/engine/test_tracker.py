@@ -104,3 +104,28 @@ def test_delivering_an_offset_twice_is_a_bug() -> None:
     tracker.deliver([1, 2])
     with pytest.raises(ValueError, match="delivered after"):
         tracker.deliver([2])
+
+
+@given(scenarios(), st.data())
+def test_done_many_matches_done_one_by_one(
+    scenario: tuple[list[list[int]], list[int]], data: st.DataObject,
+) -> None:
+    """Runs (ascending slices of a completion order, plus strays: repeated,
+    undelivered or already committable offsets) give the same committable
+    offset and outstanding count as marking each offset alone."""
+    batches, completed = scenario
+    bulk, single = OffsetTracker(), OffsetTracker()
+    for batch in batches:
+        bulk.deliver(batch)
+        single.deliver(batch)
+    remaining = list(completed)
+    while remaining:
+        size = data.draw(st.integers(1, len(remaining)))
+        run, remaining = remaining[:size], remaining[size:]
+        strays = data.draw(st.lists(st.integers(0, 2_000), max_size=3))
+        run = sorted(set(run + strays))
+        bulk.done_many(run)
+        for offset in run:
+            single.done(offset)
+        assert bulk.committable == single.committable
+        assert bulk.outstanding == single.outstanding

@@ -14,6 +14,7 @@ from consumer.errors import DeadLetterError, SinkError
 from consumer.gates.context import Context
 from consumer.pipeline import Pipeline
 from consumer.sinks.base import Row
+from consumer.sinks.batcher import RowsRefused
 from consumer.types import Handler, Record
 from schemas.samples import sample_bytes
 
@@ -38,6 +39,25 @@ class FakeBatcher:
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.rows.append((row, fut))
         return fut
+
+    def submit_many(self, rows: Sequence[Row]) -> asyncio.Future[None]:
+        """One unit: resolves when its rows' futures all resolved; a refused
+        row makes it fail with `RowsRefused` naming that row's index."""
+        futs = [self.submit(row) for row in rows]
+        unit: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        def settled(_: asyncio.Future[None]) -> None:
+            if unit.done() or not all(f.done() for f in futs):
+                return
+            bad = [i for i, f in enumerate(futs) if f.exception() is not None]
+            if bad:
+                unit.set_exception(RowsRefused("refused", bad))
+            else:
+                unit.set_result(None)
+
+        for fut in futs:
+            fut.add_done_callback(settled)
+        return unit
 
     def write_all(self) -> None:
         for _, fut in self.rows:

@@ -51,3 +51,20 @@ def test_trips_exactly_when_the_rule_says(outcomes: list[bool], window: int, run
         assert tripped == expected
         if tripped:
             break
+
+
+@given(st.lists(st.tuples(st.booleans(), st.integers(1, 30)), max_size=60),
+       st.integers(1, 40), st.integers(1, 40), st.sampled_from([0.1, 0.5, 0.9]))
+def test_record_passed_is_record_false_that_many_times(
+    steps: list[tuple[bool, int]], window: int, consecutive: int, ratio: float,
+) -> None:
+    bulk = CircuitBreaker(ratio=ratio, window=window, consecutive=consecutive)
+    single = CircuitBreaker(ratio=ratio, window=window, consecutive=consecutive)
+    for dead, count in steps:
+        if dead:
+            assert bulk.record(True) == single.record(True)
+            continue
+        tripped = [single.record(False) for _ in range(count)]
+        assert bulk.record_passed(count) == any(tripped)
+        assert (bulk.open, bulk.reason) == (single.open, single.reason)
+    assert (bulk.open, bulk.reason) == (single.open, single.reason)

@@ -11,7 +11,7 @@ import pytest
 from consumer.config import Settings
 from consumer.errors import SinkError
 from consumer.sinks.base import Row
-from consumer.sinks.batcher import Batcher
+from consumer.sinks.batcher import Batcher, RowsRefused
 
 
 def row(i: int, **data: object) -> Row:
@@ -221,3 +221,45 @@ async def test_metrics_count_batches_rows_errors_and_poison() -> None:
     assert (value("consumer_sink_errors_total", {"sink": "fake", "retriable": "false"})
             or 0) >= 1
     assert (value("consumer_sink_batch_rows_count", {"sink": "fake"}) or 0) >= 2
+
+
+@pytest.mark.parametrize("bad", [set(), {"e0"}, {"e57"}, {"e10", "e11", "e99"}])
+async def test_a_unit_spanning_batches_settles_once_with_its_refused_rows(bad: set[str]) -> None:
+    sink = FakeSink(reject=bad)
+    batcher = await started(sink, batch_max_items=16)
+    before = batcher.submit(row(1_000))
+    unit = batcher.submit_many([row(i) for i in range(100)])
+    after = batcher.submit(row(1_001))
+    async with asyncio.timeout(5):
+        results = await asyncio.gather(before, unit, after, return_exceptions=True)
+    assert results[0] is None
+    assert results[2] is None
+    if not bad:
+        assert results[1] is None
+    else:
+        exc = results[1]
+        assert isinstance(exc, RowsRefused)
+        assert not exc.retriable
+        assert exc.indexes == tuple(sorted(int(rid[1:]) for rid in bad))
+    assert sorted(sink.written) == sorted({f"e{i}" for i in range(100)} - bad
+                                          | {"e1000", "e1001"})
+    assert all(len(b) <= 16 for b in sink.batches)
+    await batcher.close()
+
+
+async def test_an_unwritten_unit_fails_retriable_on_close_and_an_empty_one_is_done() -> None:
+    sink = FakeSink(outage=10**6)
+    batcher = await started(sink, batch_max_items=4)
+    empty = batcher.submit_many([])
+    assert empty.done()
+    assert empty.exception() is None
+    unit = batcher.submit_many([row(i) for i in range(10)])
+    await asyncio.sleep(0.05)
+    close = asyncio.create_task(batcher.close())
+    await asyncio.sleep(0.05)
+    close.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await close
+    exc = unit.exception()
+    assert isinstance(exc, SinkError)
+    assert exc.retriable

@@ -60,3 +60,18 @@ def test_split_covers_in_order_within_limits(sizes: list[int], max_items: int,
         assert 0 < b - a <= max_items
         # Over the byte limit only when a single row is heavier than it.
         assert sum(sizes[a:b]) <= max_bytes or b - a == 1
+
+
+@given(limits, st.lists(st.tuples(st.lists(st.integers(0, 400), max_size=20),
+                                  st.floats(0, 1)), max_size=20))
+def test_add_many_is_add_for_each_row(lim: tuple[int, int, float],
+                                      units: list[tuple[list[int], float]]) -> None:
+    bulk, single = BatchTrigger(*lim), BatchTrigger(*lim)
+    now = 0.0
+    for sizes, step in units:
+        now += step
+        full = [single.add(size, now) for size in sizes]
+        assert bulk.add_many(len(sizes), sum(sizes), now) == (full[-1] if full else single.full())
+        assert (bulk.items, bulk.bytes, bulk.deadline()) == (
+            single.items, single.bytes, single.deadline())
+        assert bulk.due(now) == single.due(now)
