@@ -6,6 +6,10 @@ a fresh group, all reading the same pre-produced topic of sample events:
 * raw_confluent — a bare confluent-kafka `consume` loop, a second ceiling;
 * pipeline_none / _postgres / _sqlite — `consumer run` as deployed (validate,
   store handler, sink, commit), sink `none`, PostgreSQL, SQLite;
+* pipeline_none_traced_1pct / _100pct — pipeline_none with
+  CONSUMER_TRACING=otlp sampling 1 % and 100 % of the messages (no
+  traceparent on the events: the service's own ratio decides), exporting to
+  a real Jaeger on 127.0.0.1 (`bench/tracing.py`);
 * quix_postgres — a quixstreams application, faust_postgres — a
   faust-streaming agent (`bench/peer_apps.py`, in their own virtualenv):
   validate with the same models, write batches with ON CONFLICT.
@@ -23,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import sqlite3
 import sys
 import tempfile
@@ -38,13 +43,15 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from bench.contenders import HEADER, Result, child, p99, percentiles, service, tree_cpu
 from bench.peers_env import peer_env, peer_python
+from bench.tracing import TRACED, Receiver
 from consumer.dev.kafka import LocalKafka, create_topics
 from consumer.dev.postgres import LocalPostgres
 from consumer.sinks.postgres import PostgresSink
 from schemas.samples import sample_event
 
 PARTITIONS = 6
-PIPELINE_AND_RAW = {"raw_aiokafka", "pipeline_none", "pipeline_postgres", "pipeline_sqlite"}
+PIPELINE_AND_RAW = {"raw_aiokafka", "pipeline_none", "pipeline_postgres", "pipeline_sqlite",
+                    *TRACED}
 
 
 def produce(bootstrap: str, topic: str, count: int, *, keys: int | None = None,
@@ -127,6 +134,7 @@ class Bench:
                                                                    events)
         self.db_pid = db_pid
         self.results: dict[str, Result] = {}
+        self.receiver = Receiver()
 
     def _db_cpu(self, result: Result, before: float) -> None:
         """PostgreSQL's own CPU per stored row while the contender ran."""
@@ -164,7 +172,10 @@ class Bench:
             self._db_cpu(result, db_before)
         self._record(result)
 
-    def pipeline(self, name: str, sink: str) -> None:
+    def traced(self, name: str, share: str) -> None:
+        self.pipeline(name, "none", self.receiver.env(share))
+
+    def pipeline(self, name: str, sink: str, env: dict[str, str] | None = None) -> None:
         group = self._group(name)
         with tempfile.TemporaryDirectory() as tmp:
             db = Path(tmp) / "bench.db"
@@ -174,7 +185,7 @@ class Bench:
             db_before = tree_cpu(self.db_pid)
             result = service(name, {"CONSUMER_BOOTSTRAP_SERVERS": self.bootstrap,
                                     "CONSUMER_TOPICS": self.topic, "CONSUMER_GROUP_ID": group,
-                                    "CONSUMER_SINK_URL": url}, self.events)
+                                    "CONSUMER_SINK_URL": url, **(env or {})}, self.events)
             rows = (None if sink == "none" else _sqlite_rows(db) if sink == "sqlite"
                     else asyncio.run(_rows(url)))
         _verify(result, self.bootstrap, group, self.topic, rows)
@@ -238,13 +249,17 @@ def report(bootstrap: str, dsn: str, args: argparse.Namespace, db_pid: int | Non
         "pipeline_none": lambda: bench.pipeline("pipeline_none", "none"),
         "pipeline_postgres": lambda: bench.pipeline("pipeline_postgres", "postgres"),
         "pipeline_sqlite": lambda: bench.pipeline("pipeline_sqlite", "sqlite"),
+        **{name: functools.partial(bench.traced, name, share) for name, share in TRACED.items()},
         "quix_postgres": lambda: bench.peer("quix_postgres", "quix", database=True),
         "faust_postgres": lambda: bench.peer("faust_postgres", "faust", database=True),
     }
     only = set(args.only.split(",")) if args.only else None
-    for name, run in runs.items():
-        if (only is None or name in only) and (peers or name in PIPELINE_AND_RAW):
-            run()
+    try:
+        for name, run in runs.items():
+            if (only is None or name in only) and (peers or name in PIPELINE_AND_RAW):
+                run()
+    finally:
+        bench.receiver.stop()
     r = bench.results.get
     ratio("pipeline_postgres/quix_postgres", r("pipeline_postgres"), r("quix_postgres"))
     ratio("pipeline_postgres/faust_postgres", r("pipeline_postgres"), r("faust_postgres"))
@@ -252,6 +267,8 @@ def report(bootstrap: str, dsn: str, args: argparse.Namespace, db_pid: int | Non
     ratio("pipeline_none/raw_aiokafka", r("pipeline_none"), r("raw_aiokafka"))
     ratio("pipeline_sqlite/raw_aiokafka", r("pipeline_sqlite"), r("raw_aiokafka"))
     ratio("pipeline_postgres/raw_confluent", r("pipeline_postgres"), r("raw_confluent"))
+    for name in TRACED:
+        ratio(f"{name}/pipeline_none", r(name), r("pipeline_none"))
     if (pg := r("pipeline_postgres")) is not None:
         print(f"pipeline_postgres CPU per message: {pg.cpu_us:.1f} µs (goal ≤ 30)")
     for name in ("pipeline_none", "pipeline_postgres"):

@@ -28,6 +28,11 @@ from consumer.errors import ConfigError
 ENV_PREFIX = "CONSUMER_"
 
 
+class Tracing(StrEnum):
+    NONE = "none"  # no spans, no header parsing: the tracing code is not loaded
+    OTLP = "otlp"  # OpenTelemetry, exported over OTLP; the rest from the OTEL_* variables
+
+
 class Ordering(StrEnum):
     PARTITION = "partition"  # sequential per partition
     KEY = "key"  # sequential per key, parallel across keys
@@ -148,6 +153,11 @@ class Settings(BaseSettings):
     dlq_breaker_consecutive: int = Field(100, ge=1)
     #: Bound on one dead-letter send attempt; a failed send is retried forever.
     dlq_send_timeout: float = Field(10.0, gt=0.0)
+
+    # Tracing (the `otel` extra); endpoint, sampler, service name: the OTEL_* variables
+    tracing: Tracing = Tracing.NONE
+    #: Record a message's key on its span when it is short UTF-8 text.
+    tracing_record_keys: bool = True
 
     # Downstream rate limit (per downstream name, shared by all workers)
     rate_limit: float = Field(100.0, gt=0.0)  # requests per second

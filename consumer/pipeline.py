@@ -26,8 +26,8 @@ import asyncio
 import importlib
 import logging
 import time
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from consumer.config import Settings
 from consumer.errors import CircuitOpenError, ConfigError, ConsumerError, DeadLetterError
@@ -50,10 +50,13 @@ from consumer.gates.middleware import (
 )
 from consumer.gates.ratelimit import Limiters
 from consumer.gates.retry import RetryMiddleware, RetryPolicy
-from consumer.gates.runs import RunContext, is_batch_handler, per_event, validate_run
+from consumer.gates.runs import RunContext, Segment, is_batch_handler, per_event, validate_run
 from consumer.security import KafkaSecurity, kafka_security
 from consumer.sinks.batcher import mark_retrieved
 from consumer.types import Done, DoneRun, Handler, Record
+
+if TYPE_CHECKING:
+    from consumer.observability.otel import Tracing
 
 __all__ = ["Context", "Pipeline", "build_processor", "load_handler"]
 
@@ -109,9 +112,9 @@ class Pipeline:
         chain: list[Middleware] = [
             ErrorBoundary(),
             MetricsMiddleware(self.metrics),
-            ValidationMiddleware(settings.allow_unknown_types),
+            self._validation(settings.allow_unknown_types),
             LoggingMiddleware(),
-            RetryMiddleware(self.policy, on_retry=on_retry_counter(self.metrics)),
+            self._retry(self.policy, on_retry=on_retry_counter(self.metrics)),
             *middleware,
         ]
         if handler_timeout:
@@ -128,6 +131,16 @@ class Pipeline:
         self._tasks: set[asyncio.Task[None]] = set()
         self._started = False
         self._closed = False
+
+    # What a traced pipeline replaces by its own (consumer.gates.tracing).
+    def _validate_run(self, records: Sequence[Record]) -> list[Segment]:
+        return validate_run(records, allow_unknown=self.settings.allow_unknown_types)
+
+    def _validation(self, allow_unknown: bool) -> Middleware:
+        return ValidationMiddleware(allow_unknown)
+
+    def _retry(self, policy: RetryPolicy, *, on_retry: Callable[[Context], None]) -> Middleware:
+        return RetryMiddleware(policy, on_retry=on_retry)
 
     # -- lifecycle ----------------------------------------------------------
 
@@ -230,7 +243,7 @@ class Pipeline:
         if self.breaker.open:
             raise CircuitOpenError(f"dead-letter circuit breaker is open: {self.breaker.reason}")
         started = time.perf_counter()
-        for segment in validate_run(records, allow_unknown=self.settings.allow_unknown_types):
+        for segment in self._validate_run(records):
             if self.breaker.open:
                 break  # the rest stays undone, as after a per-record trip
             if segment.error is None:
@@ -371,10 +384,13 @@ class Pipeline:
 
 
 def build_processor(settings: Settings, metrics: Any = None, *,
-                    security: KafkaSecurity | None = None) -> Pipeline:
+                    security: KafkaSecurity | None = None,
+                    tracing: Tracing | None = None) -> Pipeline:
     """Build (not start) the pipeline from settings: loads the handler and
     middleware and builds the sink, raising `ConfigError` before any I/O. The
-    caller must `await processor.start()` before the first `process`."""
+    caller must `await processor.start()` before the first `process`. With
+    `tracing`, the traced pipeline and sink (consumer.gates.tracing); without,
+    nothing of tracing is loaded."""
     from consumer.sinks import open_sink
     from consumer.sinks.batcher import Batcher
 
@@ -382,9 +398,17 @@ def build_processor(settings: Settings, metrics: Any = None, *,
     middleware = [load_middleware(spec) for spec in settings.middleware]
     security = security or kafka_security(settings)
     sink = open_sink(settings.sink_url, settings=settings, metrics=metrics, security=security)
-    batcher = Batcher(sink, settings, metrics)
     # The built-in store handler never awaits (emit only buffers), so a timer
     # per message would cost time and bound nothing.
     bounded = settings.handler is not None or bool(middleware)
-    return Pipeline(settings, metrics, handler=handler, middleware=middleware,
-                    batcher=batcher, sink=sink, handler_timeout=bounded, security=security)
+    if tracing is None:
+        batcher = Batcher(sink, settings, metrics)
+        return Pipeline(settings, metrics, handler=handler, middleware=middleware,
+                        batcher=batcher, sink=sink, handler_timeout=bounded, security=security)
+    from consumer.gates.tracing import SpanRegistry, TracedPipeline, TracedSink
+
+    registry = SpanRegistry()
+    batcher = Batcher(TracedSink(sink, tracing.tracer, registry), settings, metrics)
+    return TracedPipeline(settings, metrics, tracer=tracing.tracer, registry=registry,
+                          handler=handler, middleware=middleware, batcher=batcher, sink=sink,
+                          handler_timeout=bounded, security=security)

@@ -11,14 +11,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from aiokafka import AIOKafkaProducer
 
 from consumer.errors import TransientError
 from consumer.security import PLAINTEXT, KafkaSecurity
+
+if TYPE_CHECKING:
+    from consumer.observability.otel import Tracing
 
 KeyValue = tuple[bytes | None, bytes]
 #: Called with the number of newly acknowledged records. Must not block.
@@ -84,9 +89,12 @@ async def produce_events(
     send_timeout: float = 30.0,
     max_pending: int = 10_000,
     linger_ms: int = 5,
+    tracing: Tracing | None = None,
 ) -> ProduceSummary:
     """Send every (key, value) of `events` to `topic`; return when all were
-    acknowledged or given up on (`failed` counts those).
+    acknowledged or given up on (`failed` counts those). With `tracing`,
+    each record is a `send <topic>` span whose context goes out in its
+    `traceparent` header (a new trace per record, or the current one's child).
 
     Raises `ProduceError` if the producer cannot start within `connect_timeout`
     or a send cannot even be queued within `send_timeout`.
@@ -123,6 +131,11 @@ async def produce_events(
         if progress is not None:
             progress(1)
 
+    traced = None
+    if tracing is not None:
+        from consumer.observability.otel import send_span
+
+        traced = functools.partial(send_span, tracing, topic)
     pacer = _Pacer(rate)
     started = time.monotonic()
     try:
@@ -130,12 +143,16 @@ async def produce_events(
         async for key, value in _aiter(events):
             await pacer.wait(index)
             index += 1
+            headers, span_done = (None, None) if traced is None else traced()
             try:
-                fut = await asyncio.wait_for(producer.send(topic, value, key=key), send_timeout)
+                fut = await asyncio.wait_for(
+                    producer.send(topic, value, key=key, headers=headers), send_timeout)
             except Exception as exc:
                 raise ProduceError(f"cannot queue a record for {topic}: {exc!r}") from exc
             inflight.add(fut)
             fut.add_done_callback(acknowledged)
+            if span_done is not None:
+                fut.add_done_callback(span_done)
             if len(inflight) >= max_pending:  # bound memory: wait for the oldest acks
                 await asyncio.wait(set(inflight), timeout=send_timeout,
                                    return_when=asyncio.FIRST_COMPLETED)
@@ -148,3 +165,4 @@ async def produce_events(
             await asyncio.wait_for(producer.stop(), send_timeout)
     await asyncio.sleep(0)  # let callbacks of cancelled futures run before counting
     return ProduceSummary(topic, sent, failed, time.monotonic() - started, first_error)
+

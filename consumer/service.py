@@ -24,6 +24,7 @@ from consumer.observability.http import HttpServer
 from consumer.observability.logging import setup_logging
 from consumer.observability.loop import LoopLagMonitor
 from consumer.observability.metrics import Metrics
+from consumer.observability.tracing import start_tracing
 from consumer.pipeline import build_processor
 from consumer.security import check_broker, kafka_security, not_authorized
 
@@ -37,7 +38,8 @@ async def serve(settings: Settings) -> int:
         "group": settings.group_id, "security_protocol": settings.security_protocol.value,
         "kafka_identity": security.identity(), "sink": mask_url(settings.sink_url)})
     metrics = Metrics()
-    processor = build_processor(settings, metrics, security=security)
+    tracing = start_tracing(settings.tracing)  # an invalid OTEL_* variable: exit 2
+    processor = build_processor(settings, metrics, security=security, tracing=tracing)
     metrics.declare(topics=settings.topics, sink=processor.sink.name,
                     max_in_flight=settings.max_in_flight,
                     max_in_flight_bytes=settings.max_in_flight_bytes,
@@ -86,6 +88,9 @@ async def serve(settings: Settings) -> int:
         await http.close()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
+        if tracing is not None:
+            # Export the spans still buffered (bounded); the exporter blocks.
+            await asyncio.to_thread(tracing.shutdown)
     log.info("stopped", extra={"exit_code": code})
     return code
 

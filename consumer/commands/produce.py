@@ -15,12 +15,18 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from consumer.commands.connect import Target, check_or_exit, kafka_target
+from consumer.config import Tracing as TracingKind
+from consumer.errors import ConfigError
+from consumer.observability.tracing import start_tracing
 from consumer.produce import KeyValue, ProduceError, ProduceSummary, produce_events
+
+if TYPE_CHECKING:
+    from consumer.observability.otel import Tracing
 
 
 @dataclass(slots=True)
@@ -57,21 +63,26 @@ def _samples(count: int, type_: str | None, seed: int | None) -> Iterator[KeyVal
 
 
 def _run(target: Target, topic: str, records: Iterator[KeyValue] | list[KeyValue], total: int,
-         rate: float | None) -> ProduceSummary:
+         rate: float | None, *, tracing: Tracing | None) -> ProduceSummary:
     bootstrap, security = target.bootstrap, target.security
-    if not sys.stdout.isatty():
-        return asyncio.run(produce_events(bootstrap, topic, records, rate=rate,
-                                          security=security))
-    from rich.progress import Progress as Bar
+    try:
+        if not sys.stdout.isatty():
+            return asyncio.run(produce_events(bootstrap, topic, records, rate=rate,
+                                              security=security, tracing=tracing))
+        from rich.progress import Progress as Bar
 
-    with Bar(transient=True) as bar:
-        task = bar.add_task(f"producing to {topic}", total=total)
+        with Bar(transient=True) as bar:
+            task = bar.add_task(f"producing to {topic}", total=total)
 
-        def advance(n: int) -> None:
-            bar.advance(task, n)
+            def advance(n: int) -> None:
+                bar.advance(task, n)
 
-        return asyncio.run(produce_events(bootstrap, topic, records, rate=rate,
-                                          progress=advance, security=security))
+            return asyncio.run(produce_events(bootstrap, topic, records, rate=rate,
+                                              progress=advance, security=security,
+                                              tracing=tracing))
+    finally:
+        if tracing is not None:
+            tracing.shutdown()  # export the send spans before exiting
 
 
 def produce(
@@ -103,6 +114,11 @@ def produce(
         "--bootstrap-servers", help="Kafka bootstrap servers (default: "
         "CONSUMER_BOOTSTRAP_SERVERS or localhost:9092).",
     )] = None,
+    tracing_kind: Annotated[TracingKind, typer.Option(
+        "--tracing", envvar="CONSUMER_TRACING",
+        help="otlp: a send span per event, its traceparent in the record's headers "
+             "(OTEL_* variables as for `consumer run`).",
+    )] = TracingKind.NONE,
 ) -> None:
     """Produce sample or NDJSON events to a topic (validated before sending).
     Security (TLS, SASL) comes from the same CONSUMER_* settings as the service."""
@@ -134,7 +150,12 @@ def produce(
         records = _samples(total, type_, seed)
     check_or_exit(target)
     try:
-        summary = _run(target, topic, records, total, rate)
+        tracing = start_tracing(tracing_kind)
+    except ConfigError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+    try:
+        summary = _run(target, topic, records, total, rate, tracing=tracing)
     except ProduceError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(1) from None

@@ -22,13 +22,18 @@ import signal
 import sqlite3
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from consumer.commands.dev import running_bootstrap
 from consumer.config import Settings, load_settings
 from consumer.dev import kafka as local
 from consumer.dev.ports import port_open
 from consumer.errors import ConfigError
+from consumer.observability.tracing import start_tracing
 from consumer.security import KafkaSecurity, kafka_security
+
+if TYPE_CHECKING:
+    from consumer.observability.otel import Tracing
 
 DEMO_PORT = 9092
 DEMO_PARTITIONS = 6
@@ -97,8 +102,10 @@ async def _demo(settings: Settings, env: dict[str, str]) -> int:
                               {topic: DEMO_PARTITIONS, dlq: DEMO_PARTITIONS}, security=security)
     service = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "consumer.cli", "run", env=env, start_new_session=True)
-    producer = asyncio.create_task(_produce(settings.bootstrap_servers, security, topic, stop),
-                                   name="demo-producer")
+    # With CONSUMER_TRACING=otlp the demo's events carry a traceparent too.
+    tracing = start_tracing(settings.tracing)
+    producer = asyncio.create_task(_produce(settings.bootstrap_servers, security, topic, stop,
+                                            tracing), name="demo-producer")
     _where_to_look(settings, topic, dlq)
     exited = asyncio.create_task(service.wait())
     stopping = asyncio.create_task(stop.wait())
@@ -121,7 +128,7 @@ async def _demo(settings: Settings, env: dict[str, str]) -> int:
 
 
 async def _produce(bootstrap: str, security: KafkaSecurity, topic: str,
-                   stop: asyncio.Event) -> None:
+                   stop: asyncio.Event, tracing: Tracing | None = None) -> None:
     """Samples at DEMO_RATE until `stop`; every INVALID_EVERY-th one invalid."""
     from aiokafka import AIOKafkaProducer
 
@@ -141,13 +148,22 @@ async def _produce(bootstrap: str, security: KafkaSecurity, topic: str,
                 bad += 1
             else:
                 key, value = sample_bytes(i)
-            await producer.send(topic, value, key=key)
+            if tracing is None:
+                await producer.send(topic, value, key=key)
+            else:
+                from consumer.observability.otel import send_span
+
+                headers, sent_span = send_span(tracing, topic)
+                (await producer.send(topic, value, key=key, headers=headers)).add_done_callback(
+                    sent_span)
             sent += 1
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), 1.0 / DEMO_RATE)
     finally:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(producer.stop(), 10)
+        if tracing is not None:
+            await asyncio.to_thread(tracing.shutdown)
         _say(f"producer stopped: {sent} events sent, {bad} of them invalid")
 
 

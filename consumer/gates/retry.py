@@ -100,21 +100,31 @@ class RetryMiddleware:
         attempt = 1
         while True:
             ctx.attempt = attempt
-            try:
-                await call_next(ctx)
-            except Exception as exc:
-                ctx.failed(exc)
-                wait = self.policy.next_delay(exc, attempt, started, self._clock(), self._rand())
-                if wait is None:
-                    raise
-                log.info("attempt %d failed for %s[%d]@%d, retrying in %.3fs: %r", attempt,
-                         ctx.topic, ctx.partition, ctx.offset, wait, exc)
-                if self._on_retry is not None:
-                    self._on_retry(ctx)
-                await asyncio.sleep(wait)
-                attempt += 1
-            else:
+            wait = await self._attempt(ctx, call_next, started)
+            if wait is None:
                 return
+            await asyncio.sleep(wait)
+            attempt += 1
+
+    async def _attempt(self, ctx: Context, call_next: Next, started: float) -> float | None:
+        """One attempt: None when it succeeded, the wait before the next one
+        when it failed and another is due; re-raises the error when giving up."""
+        try:
+            await call_next(ctx)
+        except Exception as exc:
+            ctx.failed(exc)
+            wait = self.policy.next_delay(exc, ctx.attempt, started, self._clock(), self._rand())
+            if wait is None:
+                raise
+            self._retrying(ctx, exc, wait)
+            return wait
+        return None
+
+    def _retrying(self, ctx: Context, exc: Exception, wait: float) -> None:
+        log.info("attempt %d failed for %s[%d]@%d, retrying in %.3fs: %r", ctx.attempt,
+                 ctx.topic, ctx.partition, ctx.offset, wait, exc)
+        if self._on_retry is not None:
+            self._on_retry(ctx)
 
 
 def describe(policy: RetryPolicy) -> dict[str, Any]:

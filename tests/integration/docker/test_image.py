@@ -60,8 +60,10 @@ def test_image_metadata_user_and_no_build_tools(docker_engine: DockerEngine,
         "run", "--rm", "--network", "none", *RESTRICTED, "--entrypoint", "sh", service_image,
         "-c", "id -u; for t in gcc cc make pip; do command -v $t; done; "
               "ls /opt/venv/lib/python3.11/site-packages | grep -E '^(pip|setuptools)\\b'; "
-              "consumer --help >/dev/null && echo cli-ok")
-    assert probe.stdout.split() == ["10001", "cli-ok"], probe.stdout
+              "consumer --help >/dev/null && echo cli-ok; "
+              "/opt/venv/bin/python -c 'import opentelemetry.sdk, "
+              "opentelemetry.exporter.otlp.proto.http' && echo otel-ok")
+    assert probe.stdout.split() == ["10001", "cli-ok", "otel-ok"], probe.stdout
 
     size, base = image_size(docker_engine, service_image), image_size(docker_engine, BASE_IMAGE)
     print(f"\nimage {service_image}: {size / 1e6:.0f} MB "
