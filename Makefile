@@ -42,8 +42,10 @@ $(STAMP): pyproject.toml constraints.txt
 jars: $(STAMP)
 	$(BIN)/consumer dev kafka jars
 
-# helm, a Kubernetes control plane, etcd and kwok for the chart tests: built
-# once into ~/.cache/consumer/<tool>-<version>/ (about 15 min on 2 cores), then instant.
+# helm, a Kubernetes control plane, etcd and kwok for the chart tests, and a
+# kubelet, kube-proxy, kubectl, CoreDNS and a pause binary for the real-node
+# tests: built once into ~/.cache/consumer/<tool>-<version>/ (about 15 min on
+# 2 cores), then instant.
 k8s-tools:
 	@nice -n 10 bash scripts/build-k8s-tools.sh
 

@@ -2,7 +2,9 @@
 # Builds, once, the Go binaries the chart tests run: helm, a Kubernetes control
 # plane (kube-apiserver, kube-controller-manager, kube-scheduler), etcd and kwok
 # (a simulated node), and takes from the same Go modules the files the tests
-# load: kwok's stages, KEDA's and the Prometheus Operator's CRDs. Each lands in
+# load: kwok's stages, KEDA's and the Prometheus Operator's CRDs. For a real
+# node: kubelet, kube-proxy, kubectl, CoreDNS and a static pause binary (the
+# sandbox's first process; needs gcc and a static libc). Each lands in
 # ${XDG_CACHE_HOME:-$HOME/.cache}/consumer/<tool>-<version>/ and is reused from
 # there: when everything is present this exits at once.
 #
@@ -19,16 +21,20 @@ ETCD_VERSION=v3.6.4
 KWOK_VERSION=v0.8.0
 KEDA_VERSION=v2.18.0
 PROMETHEUS_OPERATOR_VERSION=v0.85.0
-K8S_BINARIES=(kube-apiserver kube-controller-manager kube-scheduler)
+COREDNS_VERSION=v1.12.1
+PAUSE_VERSION=3.10
+K8S_BINARIES=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl)
 
 CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/consumer"
 
 # tool name -> "version"
 declare -A VERSION=([helm]=$HELM_VERSION [etcd]=$ETCD_VERSION [kwok]=$KWOK_VERSION
   [kwok-stages]=$KWOK_VERSION [keda-crds]=$KEDA_VERSION
-  [prometheus-operator-crds]=$PROMETHEUS_OPERATOR_VERSION)
+  [prometheus-operator-crds]=$PROMETHEUS_OPERATOR_VERSION [coredns]=$COREDNS_VERSION
+  [pause]=$PAUSE_VERSION)
 for b in "${K8S_BINARIES[@]}"; do VERSION[$b]=$K8S_VERSION; done
-TOOLS=("${K8S_BINARIES[@]}" etcd kwok helm kwok-stages keda-crds prometheus-operator-crds)
+TOOLS=("${K8S_BINARIES[@]}" etcd kwok helm kwok-stages keda-crds prometheus-operator-crds
+  coredns pause)
 
 path_of() { echo "$CACHE/$1-${VERSION[$1]}/$1"; }
 
@@ -129,8 +135,31 @@ build_k8s() {  # <binary>
   install_tool "$1" "$WORK/$1"
 }
 
+# The pod sandbox's first process: holds the pod's namespaces, reaps orphans,
+# exits 0 on SIGTERM or SIGINT.
+build_pause() {
+  cat > "$WORK/pause.c" <<'C'
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+static void reap(int sig) { (void)sig; while (waitpid(-1, 0, WNOHANG) > 0) {} }
+static void quit(int sig) { (void)sig; _exit(0); }
+int main(void) {
+  struct sigaction child = {.sa_handler = reap, .sa_flags = SA_NOCLDSTOP | SA_RESTART};
+  sigaction(SIGCHLD, &child, 0);
+  signal(SIGTERM, quit);
+  signal(SIGINT, quit);
+  for (;;) pause();
+}
+C
+  gcc -static -O2 -s -o "$WORK/pause" "$WORK/pause.c"
+  install_tool pause "$WORK/pause"
+}
+
 for t in $(missing); do
   case $t in
+    coredns) CGO_ENABLED=0 timed coredns go_install coredns "github.com/coredns/coredns@$COREDNS_VERSION" ;;
+    pause) timed pause build_pause ;;
     helm) timed helm go_install helm "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" ;;
     kwok) timed kwok go_install kwok "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION" ;;
     etcd) timed etcd build_etcd ;;

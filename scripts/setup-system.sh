@@ -2,10 +2,12 @@
 # Installs the system parts the tests and `make run` need, only when missing:
 # a JDK (the local Kafka broker), Maven (resolves the broker jars), the
 # PostgreSQL server (the integration tests' database), Prometheus with
-# promtool (the alert rules' tests and the dashboard's live test), openssl
-# (certificates for the secured broker), and a Docker engine with
-# debootstrap (the container image tests run their own engine and base
-# image). Idempotent.
+# promtool (the alert rules' tests and the dashboard's live test), a Docker
+# engine with debootstrap (the container image tests run their own engine and
+# base image), and what a real single-node cluster needs besides the Go
+# binaries: containerd, runc, the CNI plugins, iptables, conntrack, and gcc
+# with a static libc for the pause binary; openssl (certificates for the
+# secured broker and the chart tests' API server keys). Idempotent.
 set -euo pipefail
 
 missing=()
@@ -13,11 +15,17 @@ command -v java >/dev/null 2>&1 || missing+=(default-jre-headless)
 command -v mvn >/dev/null 2>&1 || missing+=(maven)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
 command -v runuser >/dev/null 2>&1 || missing+=(util-linux)
-command -v openssl >/dev/null 2>&1 || missing+=(openssl)  # the chart tests' API server keys
 { command -v prometheus && command -v promtool; } >/dev/null 2>&1 || missing+=(prometheus)
-command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
 command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)  # the chart tests' API server keys
+command -v containerd >/dev/null 2>&1 || missing+=(containerd)
+command -v runc >/dev/null 2>&1 || missing+=(runc)
+[ -x /usr/lib/cni/bridge ] || missing+=(containernetworking-plugins)
+command -v iptables >/dev/null 2>&1 || missing+=(iptables)
+command -v conntrack >/dev/null 2>&1 || missing+=(conntrack)
+command -v gcc >/dev/null 2>&1 || missing+=(gcc)
+ls /usr/lib/*/libc.a >/dev/null 2>&1 || missing+=(libc6-dev)
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0

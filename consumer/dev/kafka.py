@@ -94,9 +94,13 @@ class LocalKafka:
 
     `kill()` then `start()` is a broker crash and restart: the same ports and
     data directory, so clients reconnect to the same address and the logs are
-    recovered from disk."""
+    recovered from disk.
+
+    `host` moves the client listener to another local address (e.g. one pods
+    reach); the controller stays on loopback."""
 
     port: int = 0
+    host: str = "127.0.0.1"
     data_dir: Path | None = None
     controller_port: int = 0
     heap: str = "512m"
@@ -105,7 +109,7 @@ class LocalKafka:
 
     @property
     def bootstrap(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return f"{self.host}:{self.port}"
 
     @property
     def pid(self) -> int | None:
@@ -159,7 +163,7 @@ class LocalKafka:
     def _properties(self, controller: int) -> str:
         """server.properties; `data_dir` exists."""
         assert self.data_dir is not None
-        return _server_properties(self.port, controller, self.data_dir / "log")
+        return _server_properties(self.port, controller, self.data_dir / "log", self.host)
 
     def _format_args(self) -> list[str]:
         """Extra `kafka-storage format` arguments (e.g. SCRAM users)."""
@@ -174,7 +178,7 @@ class LocalKafka:
             assert self._proc is not None
             if self._proc.poll() is not None:
                 raise RuntimeError(f"Kafka exited with {self._proc.returncode}:\n{self.log_tail()}")
-            if port_open(self.port) and self._ready():
+            if port_open(self.port, self.host) and self._ready():
                 return
             time.sleep(0.25)
         raise TimeoutError(f"Kafka not ready after {timeout:.0f}s:\n{self.log_tail()}")
@@ -196,16 +200,16 @@ class LocalKafka:
             self._proc.kill()
             self._proc.wait()
         self._proc = None
-        for port in (self.port, self.controller_port):
+        for port, host in ((self.port, self.host), (self.controller_port, "127.0.0.1")):
             if port:
-                wait_port_closed(port, timeout=15.0)
+                wait_port_closed(port, timeout=15.0, host=host)
 
     def stop(self, grace: float = 15.0) -> None:
         if self._proc is not None and self._proc.poll() is None:
             stop_process(self._proc.pid, grace)
             self._proc.wait()
         if self.port:
-            wait_port_closed(self.port, timeout=grace)
+            wait_port_closed(self.port, timeout=grace, host=self.host)
         self._proc = None
         if self._owns_data and self.data_dir is not None:
             shutil.rmtree(self.data_dir, ignore_errors=True)
@@ -292,13 +296,14 @@ def _cluster_id() -> str:
             return cluster
 
 
-def _server_properties(port: int, controller: int, log_dir: Path) -> str:
+def _server_properties(port: int, controller: int, log_dir: Path,
+                       host: str = "127.0.0.1") -> str:
     return f"""\
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:{controller}
-listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller}
-advertised.listeners=PLAINTEXT://127.0.0.1:{port}
+listeners=PLAINTEXT://{host}:{port},CONTROLLER://127.0.0.1:{controller}
+advertised.listeners=PLAINTEXT://{host}:{port}
 controller.listener.names=CONTROLLER
 listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
 inter.broker.listener.name=PLAINTEXT

@@ -26,7 +26,7 @@ def port_open(port: int, host: str = "127.0.0.1") -> bool:
         return sock.connect_ex((host, port)) == 0
 
 
-def wait_port_closed(port: int, timeout: float) -> None:
+def wait_port_closed(port: int, timeout: float, host: str = "127.0.0.1") -> None:
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and port_open(port):
+    while time.monotonic() < deadline and port_open(port, host):
         time.sleep(0.1)

@@ -42,18 +42,22 @@ def _major(path: str) -> int:
 @dataclass
 class LocalPostgres:
     """`start()` returns a DSN once the server accepts connections;
-    `stop()` shuts it down (fast mode) and removes its data."""
+    `stop()` shuts it down (fast mode) and removes its data. `host` is the one
+    local address it listens on; `trusted` is a network (CIDR) whose clients
+    connect without a password, besides the server's own address."""
 
     port: int = 0
     user: str = "consumer"
     database: str = "consumer"
+    host: str = "127.0.0.1"
+    trusted: str | None = None
     _dir: Path | None = field(default=None, init=False)
     _run_as: str | None = field(default=None, init=False)
     _opts: str = field(default="", init=False)
 
     @property
     def dsn(self) -> str:
-        return f"postgresql://{self.user}@127.0.0.1:{self.port}/{self.database}"
+        return f"postgresql://{self.user}@{self.host}:{self.port}/{self.database}"
 
     @property
     def pid(self) -> int | None:
@@ -76,12 +80,16 @@ class LocalPostgres:
         data = self._dir / "data"
         self._run([str(bindir / "initdb"), "-D", str(data), "-U", self.user,
                    "--auth=trust", "--encoding=UTF8", "--no-sync"])
-        opts = (f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self._dir} "
+        with (data / "pg_hba.conf").open("a") as hba:
+            for network in (f"{self.host}/32", self.trusted):
+                if network:
+                    hba.write(f"host all all {network} trust\n")
+        opts = (f"-c listen_addresses={self.host} -p {self.port} -k {self._dir} "
                 "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
                 "-c max_connections=100 -c shared_buffers=128MB")
         self._opts = opts
         self.start_server(timeout)
-        self._run([str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(self.port),
+        self._run([str(bindir / "createdb"), "-h", self.host, "-p", str(self.port),
                    "-U", self.user, self.database])
         return self.dsn
 
@@ -93,7 +101,7 @@ class LocalPostgres:
                    str(self._dir / "pg.log"), "-o", self._opts, "-w", "-t",
                    str(int(timeout)), "start"])
         deadline = time.monotonic() + timeout
-        while not port_open(self.port):
+        while not port_open(self.port, self.host):
             if time.monotonic() > deadline:
                 raise TimeoutError(f"PostgreSQL not listening on {self.port}")
             time.sleep(0.1)

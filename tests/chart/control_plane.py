@@ -22,9 +22,16 @@ NODE = "kwok-node-0"
 
 
 class ControlPlane:
-    def __init__(self, tools: dict[str, Path], root: Path) -> None:
+    """`address`: where the API server listens and what it advertises (a
+    non-loopback local address lets pods reach it through the `kubernetes`
+    Service); `simulated_node=False` leaves out kwok for a real kubelet."""
+
+    def __init__(self, tools: dict[str, Path], root: Path, address: str = "127.0.0.1",
+                 simulated_node: bool = True) -> None:
         self._tools = tools
         self.root = root
+        self.address = address
+        self.simulated_node = simulated_node
         self.token = secrets.token_hex(16)
         self.kubeconfig = root / "kubeconfig"
         self._procs: list[tuple[str, subprocess.Popen[bytes], IO[bytes]]] = []
@@ -51,6 +58,9 @@ class ControlPlane:
                     proc.kill()
                     proc.wait(15)
             log.close()
+
+    def pids(self) -> dict[str, int]:
+        return {name: proc.pid for name, proc, _ in self._procs}
 
     def logs(self) -> str:
         """The last lines of every component's log, for failure messages."""
@@ -89,18 +99,21 @@ class ControlPlane:
                     f"--listen-peer-urls={peer_url}", f"--initial-advertise-peer-urls={peer_url}",
                     f"--initial-cluster=default={peer_url}", "--unsafe-no-fsync",
                     "--log-level=warn")
+        loopback = self.address.startswith("127.")
         self._spawn(
-            "kube-apiserver", f"--etcd-servers={etcd_url}", "--bind-address=127.0.0.1",
-            "--advertise-address=127.0.0.1", f"--secure-port={api_port}",
+            "kube-apiserver", f"--etcd-servers={etcd_url}", f"--bind-address={self.address}",
+            f"--advertise-address={self.address}", f"--secure-port={api_port}",
             f"--cert-dir={pki}", f"--token-auth-file={tokens}", "--authorization-mode=RBAC",
             "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
             f"--service-account-key-file={sa_key}",
             f"--service-account-signing-key-file={sa_key}",
             "--service-cluster-ip-range=10.96.0.0/16",
             # A loopback address cannot be an endpoint of the `kubernetes` Service.
-            "--endpoint-reconciler-type=none", "--enable-priority-and-fairness=false",
-            "--profiling=false")
-        kube = Kube(f"https://127.0.0.1:{api_port}", self.token, pki / "apiserver.crt")
+            f"--endpoint-reconciler-type={'none' if loopback else 'lease'}",
+            "--enable-priority-and-fairness=false", "--profiling=false",
+            # Logs and exec reach a real kubelet by its node address, not a host name.
+            "--kubelet-preferred-address-types=InternalIP")
+        kube = Kube(f"https://{self.address}:{api_port}", self.token, pki / "apiserver.crt")
         wait_for(lambda: self._alive() and kube.get("/readyz").get("raw") == "ok", 120,
                  "kube-apiserver /readyz")
         self._write_kubeconfig(kube)
@@ -111,11 +124,12 @@ class ControlPlane:
                     f"--service-account-private-key-file={sa_key}",
                     f"--root-ca-file={kube.cafile}")
         self._spawn("kube-scheduler", *common)
-        self._spawn("kwok", f"--kubeconfig={self.kubeconfig}", "--manage-all-nodes=true",
-                    f"--config={self._tools['kwok-stages'] / 'stages.yaml'}")
-        kube.create("/api/v1/nodes", _node())
-        wait_for(lambda: self._alive() and _ready(kube.get(f"/api/v1/nodes/{NODE}")), 120,
-                 f"node {NODE} Ready")
+        if self.simulated_node:
+            self._spawn("kwok", f"--kubeconfig={self.kubeconfig}", "--manage-all-nodes=true",
+                        f"--config={self._tools['kwok-stages'] / 'stages.yaml'}")
+            kube.create("/api/v1/nodes", _node())
+            wait_for(lambda: self._alive() and _ready(kube.get(f"/api/v1/nodes/{NODE}")), 120,
+                     f"node {NODE} Ready")
         # Pods can be created once the default ServiceAccount exists.
         wait_for(lambda: kube.get("/api/v1/namespaces/default/serviceaccounts/default"), 60,
                  "the default ServiceAccount")
