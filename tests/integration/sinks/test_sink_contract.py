@@ -22,6 +22,7 @@ from consumer.dev.ports import free_port
 from consumer.errors import SinkError
 from consumer.sinks import open_sink
 from consumer.sinks.base import Row
+from consumer.sinks.postgres import PostgresSink
 from consumer.types import Sink
 from tests.integration.sinks.dbs import fetch, fresh_database
 
@@ -45,7 +46,7 @@ class Case:
 
 def rows(n: int, start: int = 0) -> list[Row]:
     base = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
-    return [Row(id=f"id-{i:04d}", type="order.created",
+    return [Row.build(id=f"id-{i:04d}", type="order.created",
                 version=1, occurred_at=base + timedelta(seconds=i),
                 data={"n": i, "text": "héllo", "nested": {"a": [1, 2]}}, source="test",
                 topic="events", partition=i % 3, offset=i, key=f"k{i}".encode())
@@ -223,12 +224,36 @@ async def test_close_twice_and_health(kind: tuple[str, str],
         assert info.value.retriable
 
 
+async def test_postgres_meets_stored_ids_then_returns_to_the_direct_copy(pg_dsn: str) -> None:
+    """A redelivered stretch: the batch holding stored ids is written the
+    idempotent way, and so is every batch after it until one is all new."""
+    case = await postgres_case(pg_dsn)
+    sink = case.sink
+    assert isinstance(sink, PostgresSink)
+    assert case.read is not None
+    await sink.open()
+    try:
+        await sink.write(rows(10))
+        assert sink._direct  # nothing stored before: COPY straight into `events`
+        await sink.write(rows(10, start=5))  # 5 stored, 5 new
+        assert not sink._direct
+        await sink.write(rows(5, start=12))  # 3 stored, 2 new: still the idempotent way
+        assert not sink._direct
+        await sink.write(rows(5, start=17))  # all new: the redelivery is over
+        assert sink._direct
+        await sink.write(rows(3, start=22))
+        assert await case.read() == expected(rows(25))
+    finally:
+        await sink.close()
+        await case.cleanup()
+
+
 async def test_postgres_rejects_a_bad_row_as_not_retriable(pg_dsn: str) -> None:
     case = await postgres_case(pg_dsn)
     await case.sink.open()
     try:
         bad = rows(3)
-        poison = Row(id="poison", type="t", version=1, occurred_at=bad[0].occurred_at,
+        poison = Row.build(id="poison", type="t", version=1, occurred_at=bad[0].occurred_at,
                      data={"s": "nul\u0000char"}, source=None, topic="events", partition=0,
                      offset=9, key=None)
         with pytest.raises(SinkError) as info:
@@ -248,7 +273,7 @@ async def test_http_refusal_is_not_retriable_and_unreachable_is() -> None:
     await case.sink.open()
     try:
         with pytest.raises(SinkError) as info:
-            await case.sink.write([*rows(2), Row(id="poison", type="t", version=1,
+            await case.sink.write([*rows(2), Row.build(id="poison", type="t", version=1,
                                                  occurred_at=datetime.now(UTC), data={},
                                                  source=None, topic="t", partition=0,
                                                  offset=0, key=None)])

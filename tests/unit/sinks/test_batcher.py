@@ -15,7 +15,7 @@ from consumer.sinks.batcher import Batcher, RowsRefused
 
 
 def row(i: int, **data: object) -> Row:
-    return Row(id=f"e{i}", type="order.created", version=1,
+    return Row.build(id=f"e{i}", type="order.created", version=1,
                occurred_at=datetime(2026, 1, 1, tzinfo=UTC), data={"n": i, **data},
                source=None, topic="t", partition=0, offset=i, key=None)
 

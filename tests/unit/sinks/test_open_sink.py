@@ -79,3 +79,26 @@ async def test_store_handler_emits_the_event() -> None:
 
     await store("ev", Ctx())
     assert emitted == ["ev"]
+
+
+def test_rows_of_a_run_carry_each_validated_event() -> None:
+    import dataclasses
+
+    from consumer.sinks.kafka import encode
+    from schemas import validate
+    from schemas.samples import sample_event
+
+    docs = [sample_event(i) for i in range(12)]  # every type the samples make
+    events = [validate(orjson.dumps(doc)) for doc in docs]
+    records = [dataclasses.replace(record(), offset=i) for i in range(len(docs))]
+    rows = Row.from_events(events, records)
+    assert [r.offset for r in rows] == list(range(len(docs)))
+    for doc, event, row, one in zip(docs, events, rows, (Row.from_event(e, r) for e, r in
+                                                          zip(events, records, strict=True)),
+                                    strict=True):
+        assert row == one
+        assert row.data == event.data_dict()
+        out = orjson.loads(encode(row))
+        assert datetime.fromisoformat(out.pop("occurred_at")) == event.occurred_at
+        assert out.pop("data") == event.data_dict()  # validated: defaults filled in
+        assert out == {k: v for k, v in doc.items() if k not in ("occurred_at", "data")}
