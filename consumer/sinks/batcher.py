@@ -3,9 +3,11 @@
 Flow: `submit_many(rows)` (sync, never blocks) buffers a *unit* of rows and
 returns one future for the unit (`submit(row)` is a unit of one); the
 background `_flush_routine` writes a batch when `BatchTrigger` says it is due
-(items, bytes or latency), one write at a time (keeps order per sink, and one
-connection's worth of load on the database). A unit may span batches; its
-future resolves when every one of its rows is written.
+(items, bytes or latency). Writes go one at a time (rows reach the sink in
+the order they were submitted), or up to the sink's `max_writes` at once for
+a sink where the order of rows does not matter (PostgreSQL: while one batch
+is on the server, the next one is already on its way). A unit may span
+batches; its future resolves when every one of its rows is written.
 
 Failures: a retriable `SinkError` (the sink is away) is retried forever with
 capped, jittered backoff — the rows stay in flight, so the engine's in-flight
@@ -121,13 +123,16 @@ class Batcher:
         self._owners: list[_Unit] = []
         self._index: list[int] = []
         self._sizes: list[int] = []
-        #: Units of the write in progress (failed too if it is cancelled).
+        #: Units taken from the buffer, until each chunk of them has a write.
         self._taken: list[_Unit] = []
+        #: Writes in progress, with their units (failed too if cancelled).
+        self._writes: dict[asyncio.Task[None], list[_Unit]] = {}
+        #: Batches written at once: what the sink says it takes (default 1).
+        self._max_writes: int = max(1, getattr(sink, "max_writes", 1))
         self._flush_waiters: list[asyncio.Future[None]] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
-        self._writing = False
         self._failure: BaseException | None = None
         #: False while the sink answers with retriable errors (for /readyz).
         self.writing_ok = True
@@ -180,7 +185,7 @@ class Batcher:
         when that was attempted. Rows that failed carry it on their futures."""
         if self._task is None or self._task.done():
             return
-        if not self._rows and not self._writing:
+        if not self._rows and not self._writes:
             return
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._flush_waiters.append(waiter)
@@ -220,8 +225,12 @@ class Batcher:
     async def _flush_routine(self) -> None:
         try:
             while True:
+                if len(self._writes) >= self._max_writes:
+                    await self._settle(asyncio.FIRST_COMPLETED)  # rows gather meanwhile
+                    continue
                 if not self._rows and not self._flush_waiters:
                     if self._closing:
+                        await self._settle(asyncio.ALL_COMPLETED)
                         return
                     self._wake.clear()
                     await self._wake.wait()
@@ -236,27 +245,51 @@ class Batcher:
                     continue
                 rows, owners, index, sizes = self._take()
                 waiters, self._flush_waiters = self._flush_waiters, []
-                self._writing = True
                 self._taken = list(dict.fromkeys(owners))
-                try:
-                    for start, stop in split(sizes, self._max_items, self._max_bytes):
-                        await self._write(rows[start:stop], owners[start:stop],
-                                          index[start:stop])
-                finally:
-                    self._writing = False
-                # Kept on failure so `_fail_pending` can fail those futures.
-                self._taken = []
-                for waiter in waiters:
-                    if not waiter.done():
-                        waiter.set_result(None)
+                for start, stop in split(sizes, self._max_items, self._max_bytes):
+                    while len(self._writes) >= self._max_writes:
+                        await self._settle(asyncio.FIRST_COMPLETED)
+                    self._start_write(rows[start:stop], owners[start:stop], index[start:stop])
+                self._taken = []  # every chunk is with a write now
+                if waiters:
+                    await self._settle(asyncio.ALL_COMPLETED)
+                    for waiter in waiters:
+                        if not waiter.done():
+                            waiter.set_result(None)
         except asyncio.CancelledError:
+            await self._cancel_writes()
             raise
         except BaseException as exc:
             # Surface, never vanish: later submits raise, waiting rows fail.
             self._failure = exc
             log.exception("batcher for %s stopped", self.sink.name)
+            await self._cancel_writes()
             self._fail_pending(SinkError(f"batcher stopped: {exc!r}", retriable=True))
             raise
+
+    def _start_write(self, rows: list[Row], owners: list[_Unit], index: list[int]) -> None:
+        task = asyncio.create_task(self._write(rows, owners, index),
+                                   name=f"batcher-{self.sink.name}-write")
+        # Its units, so `_fail_pending` can fail their futures if it never ends.
+        self._writes[task] = list(dict.fromkeys(owners))
+
+    async def _settle(self, until: str) -> None:
+        """Wait for one (FIRST_COMPLETED) or every (ALL_COMPLETED) write in
+        progress; a write that died of something other than a sink error
+        stops the routine."""
+        if not self._writes:
+            return
+        finished, _ = await asyncio.wait(self._writes, return_when=until)
+        for task in finished:
+            if not task.cancelled() and (exc := task.exception()) is not None:
+                raise exc  # its units stay listed: `_fail_pending` fails them
+            del self._writes[task]
+
+    async def _cancel_writes(self) -> None:
+        tasks = list(self._writes)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     def _take(self) -> tuple[list[Row], list[_Unit], list[int], list[int]]:
         taken = self._rows, self._owners, self._index, self._sizes
@@ -328,8 +361,9 @@ class Batcher:
         await asyncio.sleep(max(delay, _MIN_DELAY))
 
     def _fail_pending(self, error: SinkError) -> None:
-        units = dict.fromkeys([*self._taken, *self._owners])
-        self._taken = []
+        writing = [unit for units in self._writes.values() for unit in units]
+        units = dict.fromkeys([*writing, *self._taken, *self._owners])
+        self._writes, self._taken = {}, []
         self._take()
         for unit in units:
             fut = unit.future

@@ -87,12 +87,15 @@ class PostgresSink:
 
     name = "postgres"
 
-    def __init__(self, dsn: str, *, timeout: float = 30.0, pool_size: int = 2) -> None:
+    #: Batches written at once, each on a connection of its own: PostgreSQL
+    #: works on one while the next is encoded and sent.
+    max_writes = 2
+
+    def __init__(self, dsn: str, *, timeout: float = 30.0) -> None:
         if not dsn.startswith(("postgresql://", "postgres://")):
             raise ConfigError(f"CONSUMER_SINK_URL: not a PostgreSQL URL: {mask_url(dsn)!r}")
         self._dsn = dsn
         self._timeout = timeout
-        self._pool_size = pool_size
         self._pool: asyncpg.Pool[Any] | None = None
         #: COPY straight into `events` (False while batches meet stored ids).
         self._direct = True
@@ -110,9 +113,10 @@ class PostgresSink:
                 finally:
                     await conn.close()
                 # min_size=0: no background floor to restore (and log) while the
-                # server is away; a write opens what it needs.
+                # server is away; a write opens what it needs. One connection
+                # more than the writes, so a health check never waits for one.
                 self._pool = await asyncpg.create_pool(
-                    self._dsn, min_size=0, max_size=self._pool_size, init=_init_connection,
+                    self._dsn, min_size=0, max_size=self.max_writes + 1, init=_init_connection,
                     command_timeout=self._timeout,
                 )
                 # Warm one connection (and its staging table) so the first batch

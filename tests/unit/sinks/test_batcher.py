@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 import pytest
@@ -33,6 +33,7 @@ class FakeSink:
         self.crash = crash
         self.batches: list[list[str]] = []
         self.attempts = 0
+        self.max_writes = 1
 
     @property
     def written(self) -> list[str]:
@@ -223,9 +224,12 @@ async def test_metrics_count_batches_rows_errors_and_poison() -> None:
     assert (value("consumer_sink_batch_rows_count", {"sink": "fake"}) or 0) >= 2
 
 
+@pytest.mark.parametrize("writes", [1, 3])
 @pytest.mark.parametrize("bad", [set(), {"e0"}, {"e57"}, {"e10", "e11", "e99"}])
-async def test_a_unit_spanning_batches_settles_once_with_its_refused_rows(bad: set[str]) -> None:
+async def test_a_unit_spanning_batches_settles_once_with_its_refused_rows(
+        bad: set[str], writes: int) -> None:
     sink = FakeSink(reject=bad)
+    sink.max_writes = writes
     batcher = await started(sink, batch_max_items=16)
     before = batcher.submit(row(1_000))
     unit = batcher.submit_many([row(i) for i in range(100)])
@@ -263,3 +267,84 @@ async def test_an_unwritten_unit_fails_retriable_on_close_and_an_empty_one_is_do
     exc = unit.exception()
     assert isinstance(exc, SinkError)
     assert exc.retriable
+
+
+class GatedSink(FakeSink):
+    """Every write waits for `gate`; counts the writes running at once."""
+
+    def __init__(self, max_writes: int | None) -> None:
+        super().__init__()
+        if max_writes is not None:
+            self.max_writes = max_writes
+        self.gate = asyncio.Event()
+        self.running = 0
+        self.most = 0
+
+    async def write(self, rows: Sequence[Row]) -> None:
+        self.running += 1
+        self.most = max(self.most, self.running)
+        try:
+            await self.gate.wait()
+            await super().write(rows)
+        finally:
+            self.running -= 1
+
+
+async def _until(check: Callable[[], bool]) -> None:
+    async with asyncio.timeout(2):
+        while not check():  # noqa: ASYNC110 - polls the fake's counters, set by its writes
+            await asyncio.sleep(0.005)
+
+
+@pytest.mark.parametrize("writes", [None, 1, 2, 3])
+async def test_writes_at_once_are_bounded_by_the_sink(writes: int | None) -> None:
+    sink = GatedSink(writes)
+    limit = writes or 1  # a sink that says nothing gets one write at a time
+    batcher = await started(sink, batch_max_items=2)
+    futures = [batcher.submit(row(i)) for i in range(12)]  # six batches
+    await _until(lambda: sink.running == limit)
+    await asyncio.sleep(0.05)  # more would have started by now
+    assert sink.running == limit
+    assert not any(f.done() for f in futures)
+    sink.gate.set()
+    async with asyncio.timeout(2):
+        await asyncio.gather(*futures)
+    assert sink.most == limit
+    assert sorted(sink.written, key=lambda r: int(r[1:])) == [f"e{i}" for i in range(12)]
+    if limit == 1:
+        assert sink.written == [f"e{i}" for i in range(12)]  # in submission order
+    await batcher.close()
+
+
+async def test_flush_returns_once_every_write_in_progress_is_over() -> None:
+    sink = GatedSink(2)
+    batcher = await started(sink, batch_max_items=2)
+    futures = [batcher.submit(row(i)) for i in range(5)]
+    await _until(lambda: sink.running == 2)
+    flush = asyncio.create_task(batcher.flush())
+    await asyncio.sleep(0.05)
+    assert not flush.done()
+    sink.gate.set()
+    async with asyncio.timeout(2):
+        await flush
+    assert all(f.done() for f in futures)
+    assert sorted(sink.written) == sorted(f"e{i}" for i in range(5))
+    await batcher.close()
+
+
+async def test_cancelled_close_fails_every_write_in_progress_and_the_buffer() -> None:
+    sink = GatedSink(2)  # the gate never opens
+    batcher = await started(sink, batch_max_items=2)
+    futures = [batcher.submit(row(i)) for i in range(7)]
+    await _until(lambda: sink.running == 2)
+    close = asyncio.create_task(batcher.close())
+    await asyncio.sleep(0.05)
+    close.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await close
+    assert sink.running == 0  # the writes were cancelled, not left behind
+    for future in futures:
+        exc = future.exception()
+        assert isinstance(exc, SinkError)
+        assert exc.retriable
+    assert sink.written == []
