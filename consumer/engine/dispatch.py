@@ -71,7 +71,9 @@ class Dispatcher:
         self._on_error = on_error
         self._ready: deque[Run] = deque()
         self._waiting: dict[Hashable, deque[Run]] = {}  # lane → runs behind the active one
-        self._wakeup = asyncio.Event()
+        #: Workers waiting for a run, each on a future of its own: a new run
+        #: wakes exactly one of them (an Event would wake them all).
+        self._idle: deque[asyncio.Future[Run]] = deque()
         self._turns: deque[asyncio.Future[None]] = deque()
         self._passing = False
         self._tasks: list[asyncio.Task[None]] = []
@@ -180,8 +182,13 @@ class Dispatcher:
             self._push(run)
 
     def _push(self, run: Run) -> None:
+        idle = self._idle
+        while idle:
+            waiter = idle.popleft()
+            if not waiter.done():  # a cancelled worker gave its place up
+                waiter.set_result(run)
+                return
         self._ready.append(run)
-        self._wakeup.set()
 
     def _finish(self, run: Run) -> None:
         for lane in run.lanes:
@@ -224,15 +231,19 @@ class Dispatcher:
             for lane in run.lanes:
                 if lane not in queued_on.get(key, ()):
                     self._release(lane)
-        if self._ready:
-            self._wakeup.set()
         return sum(len(run.records) for run in dropped.values())
 
     async def _next(self) -> Run:
-        while not self._ready:
-            self._wakeup.clear()
-            await self._wakeup.wait()
-        return self._ready.popleft()
+        if self._ready:
+            return self._ready.popleft()
+        waiter: asyncio.Future[Run] = asyncio.get_running_loop().create_future()
+        self._idle.append(waiter)
+        try:
+            return await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self._ready.appendleft(waiter.result())  # handed over too late: back in line
+            raise
 
     async def _turn(self) -> None:
         """Wait for this worker's turn to run a chunk: one waiting worker is

@@ -9,17 +9,20 @@ done, plus one: committing it can never skip an unfinished message.
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Iterable, Sequence
 from operator import lt
 
 
 class OffsetTracker:
-    __slots__ = ("_committable", "_done", "_last_delivered", "_pending")
+    __slots__ = ("_committable", "_done", "_head", "_last_delivered", "_pending")
 
     def __init__(self) -> None:
-        # Delivered and not yet committable, in delivery (= offset) order.
-        self._pending: deque[int] = deque()
+        # Delivered and not yet committable, in delivery (= offset) order:
+        # `_pending[_head:]`. A list read from a moving head rather than a
+        # deque: a finished run leaves the front by moving the head, in O(1),
+        # not by one `popleft` per offset; the list is cut now and then.
+        self._pending: list[int] = []
+        self._head = 0
         # Done but behind an unfinished offset; small unless a message is stuck.
         self._done: set[int] = set()
         self._committable: int | None = None
@@ -28,7 +31,7 @@ class OffsetTracker:
     def deliver(self, offsets: Iterable[int]) -> None:
         """Record offsets handed to processing. Raises `ValueError` if an offset
         does not increase: the engine never delivers one twice."""
-        batch = list(offsets)
+        batch = offsets if type(offsets) is list else list(offsets)
         if not batch:
             return
         # Checked pairwise in C (map over two slices), then appended at once.
@@ -43,60 +46,71 @@ class OffsetTracker:
 
     def done(self, offset: int) -> None:
         """Mark a delivered offset done. Unknown or repeated offsets are ignored."""
-        pending = self._pending
-        if not pending or offset < pending[0]:
+        pending, head = self._pending, self._head
+        if head == len(pending) or offset < pending[head]:
             return
-        if offset != pending[0]:
+        if offset != pending[head]:
             self._done.add(offset)
             return
-        pending.popleft()
-        last = offset
-        finished = self._done
-        while finished and pending and pending[0] in finished:
-            last = pending.popleft()
-            finished.discard(last)
-        self._committable = last + 1
+        self._advance(head + 1, offset)
 
     def done_many(self, offsets: Sequence[int]) -> None:
         """Mark a run of delivered offsets done at once; `offsets` ascending.
 
         Same result as `done` for each, in any order. The common case — the
         run starts at the oldest pending offset and covers a contiguous stretch
-        of the delivered ones — is a walk that pops the deque, no set at all.
+        of the delivered ones — moves the head once, no set at all.
         """
-        pending = self._pending
+        pending, head = self._pending, self._head
         finished = self._done
         count = len(offsets)
-        if count and not finished and len(pending) >= count and pending[0] == offsets[0] \
-                and offsets[-1] - offsets[0] == count - 1 and pending[count - 1] == offsets[-1]:
+        if count and not finished and len(pending) - head >= count \
+                and pending[head] == offsets[0] and offsets[-1] - offsets[0] == count - 1 \
+                and pending[head + count - 1] == offsets[-1]:
             # The run is exactly the oldest `count` pending offsets (contiguous,
             # nothing done out of order): the partition-mode common case.
-            for _ in range(count):
-                pending.popleft()
-            self._committable = offsets[-1] + 1
+            self._advance(head + count, offsets[-1])
             return
         i = 0
         last = None
-        while i < count and pending:
-            head = pending[0]
+        end = len(pending)
+        while i < count and head < end:
+            first = pending[head]
             offset = offsets[i]
-            if offset == head:
-                last = pending.popleft()
+            if offset == first:
+                last = first
+                head += 1
                 i += 1
-            elif head in finished:
-                finished.discard(head)
-                last = pending.popleft()
-            elif offset < head:
+            elif first in finished:
+                finished.discard(first)
+                last = first
+                head += 1
+            elif offset < first:
                 i += 1  # unknown, repeated or already committable: ignored
             else:
                 break
-        if i < count and pending:  # the rest lie beyond the oldest pending offset
+        if i < count and head < end:  # the rest lie beyond the oldest pending offset
             finished.update(offsets[i:])
-        while finished and pending and pending[0] in finished:
-            last = pending.popleft()
-            finished.discard(last)
         if last is not None:
-            self._committable = last + 1
+            self._advance(head, last)
+
+    def _advance(self, head: int, last: int) -> None:
+        """Everything before `head` is done, `last` the newest of it; the
+        offsets done out of order that now follow on leave too."""
+        pending, finished = self._pending, self._done
+        end = len(pending)
+        while finished and head < end and pending[head] in finished:
+            last = pending[head]
+            finished.discard(last)
+            head += 1
+        self._committable = last + 1
+        if head == end:
+            pending.clear()
+            head = 0
+        elif head >= 4096 and head * 2 >= end:
+            del pending[:head]  # one memmove, amortised over the offsets passed
+            head = 0
+        self._head = head
 
     @property
     def committable(self) -> int | None:
@@ -106,9 +120,9 @@ class OffsetTracker:
     @property
     def oldest_pending(self) -> int | None:
         """The lowest delivered offset not yet done, or None if all are done."""
-        return self._pending[0] if self._pending else None
+        return self._pending[self._head] if self._head < len(self._pending) else None
 
     @property
     def outstanding(self) -> int:
         """Delivered offsets not yet behind the committable point."""
-        return len(self._pending)
+        return len(self._pending) - self._head

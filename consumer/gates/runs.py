@@ -148,9 +148,11 @@ def validate_run(records: Sequence[Record], *, allow_unknown: bool = False) -> l
     valid records and single invalid ones: the pipeline handles them in that
     order, so the handler, the dead-letter topic and the breaker see the
     records in the order a per-record pass would."""
+    results = validate_many([r.value for r in records], allow_unknown=allow_unknown)
+    if results and InvalidEvent not in map(type, results):  # all valid: checked in C
+        return [Segment(list(records), results)]
     segments: list[Segment] = []
     current = Segment([], [])
-    results = validate_many([r.value for r in records], allow_unknown=allow_unknown)
     for record, result in zip(records, results, strict=True):
         if isinstance(result, InvalidEvent):
             if current.records:

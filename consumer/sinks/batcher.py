@@ -168,7 +168,7 @@ class Batcher:
             fut.set_result(None)
             return fut
         unit = _Unit(fut, count)
-        sizes = [row.size() for row in rows]
+        sizes = list(map(Row.size, rows))
         first = not self._rows
         self._rows.extend(rows)
         self._owners.extend(repeat(unit, count))

@@ -3,6 +3,8 @@ delivered offset below which every delivered offset is done, plus one."""
 
 from __future__ import annotations
 
+import random
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -129,3 +131,38 @@ def test_done_many_matches_done_one_by_one(
             single.done(offset)
         assert bulk.committable == single.committable
         assert bulk.outstanding == single.outstanding
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_long_streams_stay_right_across_the_cuts_of_the_pending_list(seed: int) -> None:
+    """Tens of thousands of offsets — far past the point where the tracker
+    cuts its pending list — done mostly in runs from the front, sometimes a
+    later stretch first: committable, the oldest pending offset and the
+    outstanding count always agree with the reference."""
+    rng = random.Random(seed)
+    tracker = OffsetTracker()
+    delivered: list[int] = []
+    done: set[int] = set()
+    offset = 0
+    for _ in range(40):
+        batch = []
+        for _ in range(rng.randint(500, 1_500)):
+            offset += rng.choice((1, 1, 1, 2))
+            batch.append(offset)
+        tracker.deliver(batch)
+        delivered.extend(batch)
+        undone = [o for o in delivered if o not in done]
+        while len(undone) > rng.randint(0, 800):
+            start = 0 if rng.random() < 0.7 else rng.randrange(len(undone))
+            run = undone[start:start + rng.randint(1, 600)]
+            if rng.random() < 0.5:
+                tracker.done_many(run)
+            else:
+                for o in reversed(run):
+                    tracker.done(o)
+            done.update(run)
+            undone = [o for o in undone if o not in done]
+            assert tracker.committable == reference(delivered, done)
+            assert tracker.oldest_pending == (undone[0] if undone else None)
+            assert tracker.outstanding == len(delivered) - len(
+                [o for o in delivered if o < (tracker.committable or 0)])

@@ -6,8 +6,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
 from aiokafka.structs import ConsumerRecord
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
@@ -15,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from consumer.engine.flow import FlowControl
 from consumer.engine.partition import PartitionState
 from consumer.observability.age import AgeBuckets
-from consumer.observability.metrics import OUTCOMES, Metrics
+from consumer.observability.metrics import AGE_BUCKETS, OUTCOMES, Metrics
 from consumer.observability.partitions import PartitionGauges, time_lag
 from consumer.types import TP, Record
 
@@ -85,6 +86,24 @@ def test_age_buckets_count_each_observation_once() -> None:
     for seconds in (0.5, 1.0, 1.5, 3.0):
         child.observe(seconds)
     assert child.counts == [2, 1, 1]
+
+
+@settings(max_examples=300, deadline=None)
+@given(stamps=st.lists(st.one_of(st.integers(-5, 0),
+                                 st.integers(1_700_000_000_000 - 200_000_000,
+                                             1_700_000_000_000 + 5_000))),
+       now_ms=st.integers(1_700_000_000_000 - 1_000, 1_700_000_000_000 + 1_000))
+def test_ages_of_a_run_at_once_match_one_by_one(stamps: list[int], now_ms: int) -> None:
+    # now sits 0.3 ms off the millisecond grid, so no age lands on a bound
+    # (multiples of 5 ms) where float rounding could pick either bucket.
+    now = now_ms / 1000 + 0.0003
+    at_once, one_by_one = AgeBuckets(AGE_BUCKETS), AgeBuckets(AGE_BUCKETS)
+    at_once.observe_stamps(list(stamps), now)
+    for stamp in stamps:
+        if stamp > 0:
+            one_by_one.observe(now - stamp * 0.001)
+    assert at_once.counts == one_by_one.counts
+    assert at_once.total == pytest.approx(one_by_one.total, rel=1e-9, abs=1e-6)
 
 
 def test_revoked_partitions_lose_every_series() -> None:
