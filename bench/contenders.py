@@ -80,17 +80,49 @@ def tree_cpu(pid: int | None) -> float:
     return total
 
 
-def _reap(proc: subprocess.Popen[bytes]) -> tuple[int, float, float]:
+class PeakRss:
+    """Peak RSS (MiB) of a running child: its `VmHWM`, read every 20 ms until
+    it exits. Not the rusage of the reaped child: Linux carries the parent's
+    high-water mark over fork and exec, so every child of a large parent
+    (`make bench` runs the validation benchmark in-process first) would
+    report at least the parent's size."""
+
+    def __init__(self, pid: int) -> None:
+        self._path = Path(f"/proc/{pid}/status")
+        self.mib = 0.0
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+        self._thread.start()
+
+    def _poll(self) -> None:
+        while not self._done.is_set():
+            try:
+                text = self._path.read_text()
+            except OSError:
+                return  # reaped
+            for line in text.splitlines():
+                if line.startswith("VmHWM:"):
+                    self.mib = max(self.mib, int(line.split()[1]) / 1024)
+            self._done.wait(0.02)
+
+    def stop(self) -> float:
+        self._done.set()
+        self._thread.join()
+        return self.mib
+
+
+def _reap(proc: subprocess.Popen[bytes], peak: PeakRss) -> tuple[int, float, float]:
     """Wait for `proc`; (exit code, CPU seconds, peak RSS MiB)."""
     _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
-    return proc.returncode, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
+    return proc.returncode, usage.ru_utime + usage.ru_stime, peak.stop()
 
 
 def child(name: str, argv: list[str], env: dict[str, str] | None = None,
           limit: float = 600.0) -> Result:
     """A contender that prints one JSON line (messages, seconds, cpu) and exits."""
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, env=env, cwd=project_root())
+    peak = PeakRss(proc.pid)
     assert proc.stdout is not None
     timer = threading.Timer(limit, proc.kill)
     timer.start()
@@ -98,7 +130,7 @@ def child(name: str, argv: list[str], env: dict[str, str] | None = None,
         out = proc.stdout.read().decode()
     finally:
         timer.cancel()
-    code, cpu, rss = _reap(proc)
+    code, cpu, rss = _reap(proc, peak)
     # Terminal control codes may share the line (faust's spinner).
     found = _RESULT.findall(out)
     if not found:
@@ -126,6 +158,7 @@ def service(name: str, env: dict[str, str], count: int, *, window: float | None 
                  "CONSUMER_LOG_LEVEL": "WARNING", **env})
     proc = subprocess.Popen([sys.executable, "-m", "consumer.cli", "run"], env=full,
                             cwd=project_root())
+    peak = PeakRss(proc.pid)
     # The control: an idle Python HTTP server on the same machine, asked at
     # the same moments. Its latency is what the machine alone costs (a
     # process waiting for a core), not the service's event loop.
@@ -172,7 +205,7 @@ def service(name: str, env: dict[str, str], count: int, *, window: float | None 
             proc.send_signal(signal.SIGTERM)
         killer = threading.Timer(90, proc.kill)
         killer.start()
-        _, cpu, rss = _reap(proc)
+        _, cpu, rss = _reap(proc, peak)
         killer.cancel()
     assert first is not None
     result = Result(name, int(last[1] - first[1]), max(last[0] - first[0], 1e-3),

@@ -27,6 +27,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from bench.contenders import PeakRss
 from consumer.config import load_settings
 from consumer.dev.kafka import LocalKafka, create_topics
 from consumer.engine.engine import Engine
@@ -199,6 +200,7 @@ def run_child(name: str, mode: str, bootstrap: str, topic: str, messages: int, *
     if window is not None:
         argv += ["--window", str(window)]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE)
+    peak = PeakRss(proc.pid)
     assert proc.stdout is not None
     out = proc.stdout.read()
     _, status, usage = os.wait4(proc.pid, 0)
@@ -207,7 +209,7 @@ def run_child(name: str, mode: str, bootstrap: str, topic: str, messages: int, *
         raise RuntimeError(f"{name} failed with {proc.returncode}")
     data = json.loads(out.decode().strip().splitlines()[-1])
     return Result(name, data["messages"], data["seconds"], usage.ru_utime + usage.ru_stime,
-                  usage.ru_maxrss / 1024)
+                  peak.stop())
 
 
 def main(argv: list[str] | None = None) -> None:
