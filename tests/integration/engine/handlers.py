@@ -13,15 +13,13 @@ import os
 import time
 from typing import Any
 
-_out = None
-
 
 def _write(ctx: Any) -> None:
-    global _out  # noqa: PLW0603 - one file handle per service process
-    if _out is None:
-        _out = open(os.environ["TEST_HANDLED_FILE"], "a", buffering=1)  # noqa: SIM115
+    # Opened per line: a handler also runs inside the test process, where a
+    # handle kept open would outlive the test.
     key = ctx.key.decode() if ctx.key else "-"
-    _out.write(f"{ctx.partition} {ctx.offset} {key} {time.monotonic_ns()}\n")
+    with open(os.environ["TEST_HANDLED_FILE"], "a") as out:
+        out.write(f"{ctx.partition} {ctx.offset} {key} {time.monotonic_ns()}\n")
 
 
 async def record(event: Any, ctx: Any) -> None:
