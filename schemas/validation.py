@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from enum import StrEnum
-from typing import Any
+from typing import Any, final
 
 import orjson
 from pydantic import ValidationError
@@ -49,6 +49,7 @@ def truncate(text: str, limit: int = MAX_DETAIL_BYTES) -> str:
     return data[: limit - 3].decode("utf-8", "ignore") + "..."
 
 
+@final  # run validation tells invalid results apart by exact type (`consumer.gates.runs`)
 class InvalidEvent(ConsumerError):
     """The record is not a valid event. Never retriable: the bytes won't change.
 

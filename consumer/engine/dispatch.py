@@ -73,7 +73,7 @@ class Dispatcher:
         self._waiting: dict[Hashable, deque[Run]] = {}  # lane → runs behind the active one
         #: Workers waiting for a run, each on a future of its own: a new run
         #: wakes exactly one of them (an Event would wake them all).
-        self._idle: deque[asyncio.Future[Run]] = deque()
+        self._idle: deque[asyncio.Future[None]] = deque()
         self._turns: deque[asyncio.Future[None]] = deque()
         self._passing = False
         self._tasks: list[asyncio.Task[None]] = []
@@ -182,13 +182,13 @@ class Dispatcher:
             self._push(run)
 
     def _push(self, run: Run) -> None:
+        self._ready.append(run)
         idle = self._idle
-        while idle:
+        while idle:  # wake one idle worker; it takes the first ready run
             waiter = idle.popleft()
             if not waiter.done():  # a cancelled worker gave its place up
-                waiter.set_result(run)
+                waiter.set_result(None)
                 return
-        self._ready.append(run)
 
     def _finish(self, run: Run) -> None:
         for lane in run.lanes:
@@ -234,16 +234,14 @@ class Dispatcher:
         return sum(len(run.records) for run in dropped.values())
 
     async def _next(self) -> Run:
-        if self._ready:
-            return self._ready.popleft()
-        waiter: asyncio.Future[Run] = asyncio.get_running_loop().create_future()
-        self._idle.append(waiter)
-        try:
-            return await waiter
-        except asyncio.CancelledError:
-            if waiter.done() and not waiter.cancelled():
-                self._ready.appendleft(waiter.result())  # handed over too late: back in line
-            raise
+        # Runs stay in `_ready` until a worker takes one (so `cancel` sees
+        # every run not started); a woken worker may find it taken by a
+        # worker that came back first, and waits again.
+        while not self._ready:
+            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._idle.append(waiter)
+            await waiter
+        return self._ready.popleft()
 
     async def _turn(self) -> None:
         """Wait for this worker's turn to run a chunk: one waiting worker is

@@ -90,6 +90,14 @@ class _Unit:
                 self.future.set_result(None)
 
 
+def _release(waiters: list[asyncio.Future[None]]) -> None:
+    """Return every waiting `flush()` call, and forget them."""
+    for waiter in waiters:
+        if not waiter.done():
+            waiter.set_result(None)
+    waiters.clear()
+
+
 def mark_retrieved(fut: asyncio.Future[None]) -> None:
     """A done-callback for row futures nobody will read (failed at shutdown,
     or of a message already being dead-lettered): marks their error seen."""
@@ -130,12 +138,20 @@ class Batcher:
         #: Batches written at once: what the sink says it takes (default 1).
         self._max_writes: int = max(1, getattr(sink, "max_writes", 1))
         self._flush_waiters: list[asyncio.Future[None]] = []
+        #: Flush calls whose rows the routine took and is writing.
+        self._serving: list[asyncio.Future[None]] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self._failure: BaseException | None = None
-        #: False while the sink answers with retriable errors (for /readyz).
-        self.writing_ok = True
+        #: Writes whose failures are being retried (the sink is away).
+        self._failing = 0
+
+    @property
+    def writing_ok(self) -> bool:
+        """False while a write is retrying after retriable errors (for
+        /readyz); a write cancelled mid-retry (a forced close) keeps it so."""
+        return self._failing == 0
 
     @property
     def pending(self) -> int:
@@ -244,18 +260,16 @@ class Batcher:
                         await asyncio.wait_for(self._wake.wait(), timeout)
                     continue
                 rows, owners, index, sizes = self._take()
-                waiters, self._flush_waiters = self._flush_waiters, []
+                self._serving, self._flush_waiters = self._flush_waiters, []
                 self._taken = list(dict.fromkeys(owners))
                 for start, stop in split(sizes, self._max_items, self._max_bytes):
                     while len(self._writes) >= self._max_writes:
                         await self._settle(asyncio.FIRST_COMPLETED)
                     self._start_write(rows[start:stop], owners[start:stop], index[start:stop])
                 self._taken = []  # every chunk is with a write now
-                if waiters:
+                if self._serving:
                     await self._settle(asyncio.ALL_COMPLETED)
-                    for waiter in waiters:
-                        if not waiter.done():
-                            waiter.set_result(None)
+                    _release(self._serving)
         except asyncio.CancelledError:
             await self._cancel_writes()
             raise
@@ -281,8 +295,11 @@ class Batcher:
             return
         finished, _ = await asyncio.wait(self._writes, return_when=until)
         for task in finished:
-            if not task.cancelled() and (exc := task.exception()) is not None:
-                raise exc  # its units stay listed: `_fail_pending` fails them
+            # Raising leaves the task's units listed: `_fail_pending` fails them.
+            if task.cancelled():  # only `_cancel_writes` may, and then nobody settles
+                raise RuntimeError("a sink write was cancelled outside the batcher")
+            if (exc := task.exception()) is not None:
+                raise exc
             del self._writes[task]
 
     async def _cancel_writes(self) -> None:
@@ -300,25 +317,38 @@ class Batcher:
     async def _write(self, rows: list[Row], owners: list[_Unit], index: list[int]) -> None:
         """Write `rows` as one batch: retry, or bisect on a data error."""
         attempt = 0
+        failing = False  # counted in `_failing` while its failures are retried
         while True:
             started = time.perf_counter()
             try:
                 await self.sink.write(rows)
-            except SinkError as exc:
-                if exc.retriable:
-                    attempt += 1
-                    await self._retry_later(exc, attempt, len(rows))
-                    continue
-                error: SinkError = exc
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if task is None or task.cancelling():
+                    raise  # the batcher stops this write (closing): its units fail
+                # Something inside the sink was cancelled under it: the rows are
+                # not written, so retry as after an outage, never drop them.
+                failure: BaseException = SinkError("the write was cancelled inside the sink",
+                                                   retriable=True)
             except Exception as exc:  # noqa: BLE001 - a sink bug must not stop the routine
-                attempt += 1
-                if attempt < self._max_attempts:
-                    await self._retry_later(exc, attempt, len(rows))
-                    continue
-                error = SinkError(f"{type(exc).__name__}: {exc}", retriable=False)
+                failure = exc
             else:
+                if failing:
+                    self._failing -= 1
                 self._written(owners, time.perf_counter() - started)
                 return
+            attempt += 1
+            if (failure.retriable if isinstance(failure, SinkError)
+                    else attempt < self._max_attempts):
+                if not failing:
+                    failing = True
+                    self._failing += 1
+                await self._retry_later(failure, attempt, len(rows))
+                continue
+            if failing:
+                self._failing -= 1
+            error = (failure if isinstance(failure, SinkError)
+                     else SinkError(f"{type(failure).__name__}: {failure}", retriable=False))
             break
         m = self._metrics
         if m.fatal_errors is not None:
@@ -338,7 +368,6 @@ class Batcher:
         await self._write(rows[mid:], owners[mid:], index[mid:])
 
     def _written(self, owners: list[_Unit], seconds: float) -> None:
-        self.writing_ok = True
         m = self._metrics
         if m.batch_rows is not None:
             m.batch_rows.observe(len(owners))
@@ -351,7 +380,6 @@ class Batcher:
             unit.settle(count)
 
     async def _retry_later(self, exc: BaseException, attempt: int, rows: int) -> None:
-        self.writing_ok = False
         if self._metrics.retriable_errors is not None:
             self._metrics.retriable_errors.inc()
         # Full jitter, capped: an outage retries forever at most max_delay apart.
@@ -370,7 +398,5 @@ class Batcher:
             if not fut.done():
                 fut.set_exception(error)
                 fut.add_done_callback(mark_retrieved)
-        waiters, self._flush_waiters = self._flush_waiters, []
-        for waiter in waiters:
-            if not waiter.done():
-                waiter.set_result(None)
+        _release(self._serving)
+        _release(self._flush_waiters)

@@ -11,6 +11,11 @@ again, so a redelivered stretch pays for one failed COPY, not one per batch.
 Rows go to the driver as they are (a `Row` is a tuple in column order); the
 connection's `jsonb` codec takes `data` as the JSON bytes the row carries.
 
+Two batches are written at once (`max_writes`). Should both hold the same
+new ids in opposite orders (a duplicated event, or two members during a
+rebalance), PostgreSQL aborts one as a deadlock (40P01): retriable, and its
+retry meets the stored ids and takes the idempotent way.
+
 Errors: data problems (SQLSTATE classes 22 and 23, or a value the driver
 cannot encode) are `SinkError(retriable=False)` — the batcher bisects; anything
 else (connection refused, server shutting down, timeouts) is retriable — the

@@ -155,6 +155,26 @@ async def test_cancel_drops_queued_runs_of_revoked_partitions_only() -> None:
     assert s1.tracker.committable is None  # nothing of it may be committed
 
 
+async def test_cancel_drops_runs_that_idle_workers_were_woken_for_but_not_started() -> None:
+    proc = Recorder()
+    _, (s0,) = states(1)
+    dispatcher = Dispatcher(proc, Ordering.KEY, 4, _ignore)
+    await dispatcher.start()
+    try:
+        await asyncio.sleep(0)  # every worker idle, waiting for work
+        batch = [rec(s0.tp, i, b"k%d" % (i % 3)) for i in range(9)]
+        s0.deliver(batch)
+        dispatcher.submit(s0, batch)  # wakes workers, which have not run yet
+        s0.revoking = True
+        assert dispatcher.cancel({s0}) == 9
+        assert s0.in_flight == 0
+        await asyncio.sleep(0.05)
+        assert proc.seen == []
+        assert dispatcher.busy == 0
+    finally:
+        await dispatcher.close()
+
+
 async def test_a_processor_failure_is_reported_and_the_record_stays_undone() -> None:
     class Failing(Recorder):
         async def process(self, record: Record, done: Done) -> None:

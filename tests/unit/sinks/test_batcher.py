@@ -348,3 +348,82 @@ async def test_cancelled_close_fails_every_write_in_progress_and_the_buffer() ->
         assert isinstance(exc, SinkError)
         assert exc.retriable
     assert sink.written == []
+
+
+class CancelledInside(FakeSink):
+    """Its first `cancelled` writes raise CancelledError from inside the sink
+    (a driver's own future cancelled under it), the batcher not stopping."""
+
+    def __init__(self, cancelled: int) -> None:
+        super().__init__()
+        self.cancelled = cancelled
+
+    async def write(self, rows: Sequence[Row]) -> None:
+        if self.cancelled:
+            self.cancelled -= 1
+            self.attempts += 1
+            raise asyncio.CancelledError
+        await super().write(rows)
+
+
+@pytest.mark.parametrize("writes", [1, 2])
+async def test_a_write_cancelled_inside_the_sink_is_retried_not_lost(writes: int) -> None:
+    sink = CancelledInside(cancelled=3)
+    sink.max_writes = writes
+    batcher = await started(sink, batch_max_items=2)
+    futures = [batcher.submit(row(i)) for i in range(4)]
+    async with asyncio.timeout(2):
+        await asyncio.gather(*futures)
+        await batcher.flush()
+    assert sorted(sink.written) == [f"e{i}" for i in range(4)]
+    assert batcher.writing_ok
+    await batcher.close()
+
+
+async def test_flush_returns_when_the_batcher_dies_while_it_writes() -> None:
+    sink = GatedSink(2)  # the gate never opens
+    batcher = await started(sink, batch_max_items=100)
+    futures = [batcher.submit(row(i)) for i in range(3)]
+    flush = asyncio.create_task(batcher.flush())
+    await _until(lambda: sink.running == 1)
+    close = asyncio.create_task(batcher.close())
+    await asyncio.sleep(0.05)
+    close.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await close
+    async with asyncio.timeout(1):
+        await flush  # served or not, a flush caller is never left waiting
+    assert all(isinstance(f.exception(), SinkError) for f in futures)
+
+
+async def test_ready_again_only_when_no_write_is_failing() -> None:
+    class OneDown(FakeSink):
+        """Batches holding e0 fail as retriable until `up` is set."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.max_writes = 2
+            self.up = False
+
+        async def write(self, rows: Sequence[Row]) -> None:
+            if not self.up and any(r.id == "e0" for r in rows):
+                self.attempts += 1
+                await asyncio.sleep(0)
+                raise SinkError("down for e0", retriable=True)
+            await super().write(rows)
+
+    sink = OneDown()
+    batcher = await started(sink, batch_max_items=1, retry_base_delay=0.01,
+                            retry_max_delay=0.01)
+    stuck = batcher.submit(row(0))
+    await _until(lambda: sink.attempts >= 2)
+    others = [batcher.submit(row(i)) for i in range(1, 6)]  # written by the other write
+    async with asyncio.timeout(2):
+        await asyncio.gather(*others)
+    assert not batcher.writing_ok  # e0's write still fails, whatever the other did
+    assert not stuck.done()
+    sink.up = True
+    async with asyncio.timeout(2):
+        await stuck
+    assert batcher.writing_ok
+    await batcher.close()
