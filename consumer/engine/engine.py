@@ -173,6 +173,13 @@ class Engine:
             await asyncio.wait_for(self._consumer.stop(), self._settings.commit_timeout)
         except TimeoutError:
             log.warning("consumer did not stop within %.0fs", self._settings.commit_timeout)
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise
+            # aiokafka's fetcher, closed while a fetch from an unreachable
+            # broker backs off, lets that fetch's cancellation out of `stop()`.
+            log.warning("consumer stopped with its fetch to an unreachable broker cancelled")
 
     async def _shutdown(self) -> int:
         """Stop fetching, drain (unless immediate), stop the workers, commit
@@ -197,7 +204,12 @@ class Engine:
         for task in self._tasks:  # no periodic commit may race the final one
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self._committer.commit(self._states.values(), self._consumer.assignment())
+        if not await self._committer.commit(self._states.values(), self._consumer.assignment()):
+            # Nothing is lost (what is done but uncommitted is consumed
+            # again), but the stop was not clean: say so in the exit code.
+            log.warning("final commit failed: messages done since the last commit will be "
+                        "consumed again")
+            complete = False
         # Closing flushes what is buffered; a sink that is down must not hold
         # the process past its deadline (what it did not write stays uncommitted).
         try:

@@ -6,12 +6,14 @@ the handler's own log, that each was handled at least once: none skipped.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import time
 from pathlib import Path
 
 import pytest
 
+from consumer.dev.kafka import LocalKafka, create_topics
 from tests.integration.conftest import NewTopicFactory
 from tests.integration.engine.support import committed, produce_keyed, read_handled
 from tests.integration.pipeline.harness import Service, committed_all, wait_until
@@ -178,3 +180,31 @@ async def test_key_ordering_keeps_per_key_order_with_concurrency_16(
         assert any(s < end and start < e for q, (s, e) in spans.items() if q != p)
     switches = sum(1 for a, b in itertools.pairwise(lines) if a.partition != b.partition)
     assert switches >= 10 * PARTITIONS
+
+
+async def test_a_final_commit_that_fails_exits_one_and_loses_nothing(tmp_path: Path) -> None:
+    """The broker goes away after the work is done but before anything was
+    committed: the drain completes, the final commit cannot land, and the
+    exit code says the stop was not clean (a supervisor restarts it; the
+    work is consumed again, never skipped)."""
+    broker = LocalKafka()  # its own: this test stops it
+    svc: Service | None = None
+    try:
+        bootstrap = await asyncio.to_thread(broker.start)  # it runs a loop of its own
+        topic = "final-commit"
+        await create_topics(bootstrap, {topic: PARTITIONS})
+        await produce_keyed(bootstrap, topic, 300, keys=30)
+        handled = tmp_path / "handled.txt"
+        # Nothing is committed on the way: no periodic commit before the end.
+        svc = service(bootstrap, topic, handled, commit_interval="600",
+                      commit_timeout="3", shutdown_timeout="10").start()
+        await wait_until(lambda: len(read_handled(handled)) >= 300, 60, "all handled", svc)
+        broker.stop()
+        assert svc.terminate(timeout=60) == 1, svc.log_tail()
+        log = svc.log_tail(1_000_000)
+        assert "final commit failed" in log
+        assert "Traceback" not in log  # an orderly exit, not a crash
+    finally:
+        if svc is not None and svc.proc is not None and svc.proc.poll() is None:
+            svc.kill()
+        broker.stop()
