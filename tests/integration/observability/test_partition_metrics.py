@@ -151,6 +151,8 @@ async def test_lag_keeps_counting_while_partitions_are_paused(kafka_bootstrap: s
             return all(later[key] >= first[key] + 1.5 for key in ((topic, "0"), (topic, "1")))
 
         await wait_until(grown, 30, f"time lag to grow by 1.5 s from {first}", svc)
+        # Meanwhile nothing moved: still paused, the count lag unchanged.
+        assert paused_with_lag(52.0)(), scrape(svc)
     finally:
         if svc.alive:
             svc.kill()  # the stuck handler never returns: the crash case
