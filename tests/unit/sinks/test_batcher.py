@@ -70,6 +70,15 @@ def settings(**kw: object) -> Settings:
     return Settings(**base)  # type: ignore[arg-type]
 
 
+async def close_cut_short(batcher: Batcher) -> None:
+    """A close cancelled midway (a shutdown deadline): it raises CancelledError."""
+    close = asyncio.create_task(batcher.close())
+    await asyncio.sleep(0.05)
+    close.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await close
+
+
 async def started(sink: FakeSink, **kw: object) -> Batcher:
     batcher = Batcher(sink, settings(**kw))
     await batcher.start()
@@ -259,11 +268,7 @@ async def test_an_unwritten_unit_fails_retriable_on_close_and_an_empty_one_is_do
     assert empty.exception() is None
     unit = batcher.submit_many([row(i) for i in range(10)])
     await asyncio.sleep(0.05)
-    close = asyncio.create_task(batcher.close())
-    await asyncio.sleep(0.05)
-    close.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await close
+    await close_cut_short(batcher)
     exc = unit.exception()
     assert isinstance(exc, SinkError)
     assert exc.retriable
@@ -337,11 +342,7 @@ async def test_cancelled_close_fails_every_write_in_progress_and_the_buffer() ->
     batcher = await started(sink, batch_max_items=2)
     futures = [batcher.submit(row(i)) for i in range(7)]
     await _until(lambda: sink.running == 2)
-    close = asyncio.create_task(batcher.close())
-    await asyncio.sleep(0.05)
-    close.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await close
+    await close_cut_short(batcher)
     assert sink.running == 0  # the writes were cancelled, not left behind
     for future in futures:
         exc = future.exception()
@@ -386,11 +387,7 @@ async def test_flush_returns_when_the_batcher_dies_while_it_writes() -> None:
     futures = [batcher.submit(row(i)) for i in range(3)]
     flush = asyncio.create_task(batcher.flush())
     await _until(lambda: sink.running == 1)
-    close = asyncio.create_task(batcher.close())
-    await asyncio.sleep(0.05)
-    close.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await close
+    await close_cut_short(batcher)
     async with asyncio.timeout(1):
         await flush  # served or not, a flush caller is never left waiting
     assert all(isinstance(f.exception(), SinkError) for f in futures)
