@@ -14,7 +14,7 @@ from collections.abc import Iterable
 
 from aiokafka import AIOKafkaConsumer
 from aiokafka.abc import ConsumerRebalanceListener
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, TopicAuthorizationFailedError
 
 from consumer.config import Settings
 from consumer.engine.commit_policy import CommitPolicy
@@ -257,6 +257,7 @@ class Engine:
             # keeps this member inside max_poll_interval_ms.
             limit = self._flow.fetch_limit(max_records)
             batch = await consumer.getmany(timeout_ms=_POLL_MS, max_records=limit)
+            self._check_topics_readable()
             for tp, records in batch.items():
                 state = self._states.get(tp)
                 if state is None or not state.accepting:
@@ -266,6 +267,18 @@ class Engine:
                 fetched.labels(tp.topic).inc(len(records))
             if batch:
                 await self._let_workers_start()
+
+    def _check_topics_readable(self) -> None:
+        """Raise `TopicAuthorizationFailedError` for a subscribed topic the
+        broker refused us (no READ). aiokafka only notes the refusal in its
+        cluster metadata and assigns nothing; the service would idle, looking
+        healthy, forever. (`_client` is aiokafka's own: the pinned version's
+        metadata is where the refusal is kept.)"""
+        refused = self._consumer._client.cluster.unauthorized_topics
+        if refused:
+            denied = sorted(refused.intersection(self._settings.topics))
+            if denied:
+                raise TopicAuthorizationFailedError(", ".join(denied))
 
     async def _let_workers_start(self) -> None:
         """Let the workers get through the chunks they can start right away

@@ -98,3 +98,37 @@ async def test_missing_read_on_the_group_exits_at_once_saying_what_it_needs(
     assert errors[0].endswith(f"it needs READ on topic(s) {topic} and group {group}, "
                               f'WRITE on {dlq}"}}')
 
+
+
+async def test_missing_read_on_the_topic_exits_at_once_saying_what_it_needs(
+        secured: Secured) -> None:
+    # The broker answers the topic's metadata with TOPIC_AUTHORIZATION_FAILED;
+    # aiokafka then assigns nothing and raises nothing: without a check the
+    # service would idle, healthy, forever.
+    topic, dlq = await create_topics(secured.bootstrap, 1, security=secured.admin)
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    secured.broker.grant("svc", ["Read"], group=group)  # nothing on the topic
+    secured.broker.grant("svc", ["Write"], topic=dlq)
+    svc = Service(**({"sink_url": "none", "log_level": "INFO"} | secured.sasl_settings("svc")
+                     | {"topics": topic, "group_id": group}))
+    del svc.env["CONSUMER_METRICS_LINGER"]  # the service's own default: still no wait
+    svc.start()
+    assert svc.proc is not None
+    try:
+        began = time.monotonic()
+        assert svc.proc.wait(60) == 1, svc.log_tail()
+        assert time.monotonic() - began < 25, svc.log_tail()
+    finally:
+        if svc.alive:
+            svc.kill()
+    log = svc.log_tail(1_000_000)
+    assert "Traceback" not in log
+    ours = [line for line in log.splitlines()
+            if '"level":"error"' in line and '"logger":"consumer' in line]
+    # aiokafka logs the refusal (and may log a coordinator not yet ready) on
+    # its own; the service says it once, what is missing included.
+    assert len(ours) == 1, log
+    assert "cannot run: user 'svc' (SCRAM-SHA-512) is not authorized: " \
+           f"TopicAuthorizationFailedError ({topic})" in ours[0]
+    assert ours[0].endswith(f"it needs READ on topic(s) {topic} and group {group}, "
+                            f'WRITE on {dlq}"}}')
