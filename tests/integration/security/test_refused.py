@@ -17,10 +17,9 @@ from tests.integration.security.conftest import Secured
 pytestmark = pytest.mark.integration
 
 
-def refused(settings: dict[str, str], *, lines: int = 1,
-            default_linger: bool = False) -> tuple[list[str], str]:
-    """Run the service until it exits 1; return its error lines (`lines` of
-    them) and its whole log. With `default_linger`, the service keeps its own
+def refused_log(settings: dict[str, str], *, default_linger: bool = False) -> str:
+    """Run the service until it exits 1, at once and without a traceback;
+    return its whole log. With `default_linger`, the service keeps its own
     CONSUMER_METRICS_LINGER (the harness sets 0): a refusal at start-up must
     still exit at once."""
     svc = Service(**({"topics": "refused", "sink_url": "none", "log_level": "INFO"} | settings))
@@ -37,10 +36,17 @@ def refused(settings: dict[str, str], *, lines: int = 1,
         if svc.alive:
             svc.kill()
     log = svc.log_tail(1_000_000)
-    errors = [line for line in log.splitlines() if '"level":"error"' in line
-              or '"level":"critical"' in line]
     assert "Traceback" not in log
     assert "serving /metrics" not in log
+    return log
+
+
+def refused(settings: dict[str, str], *, lines: int = 1,
+            default_linger: bool = False) -> tuple[list[str], str]:
+    """`refused_log`, and its error lines: exactly `lines` of them."""
+    log = refused_log(settings, default_linger=default_linger)
+    errors = [line for line in log.splitlines() if '"level":"error"' in line
+              or '"level":"critical"' in line]
     assert len(errors) == lines, log  # no retry storm, no echo from the client library
     return errors, log
 
@@ -109,20 +115,8 @@ async def test_missing_read_on_the_topic_exits_at_once_saying_what_it_needs(
     group = f"g-{uuid.uuid4().hex[:8]}"
     secured.broker.grant("svc", ["Read"], group=group)  # nothing on the topic
     secured.broker.grant("svc", ["Write"], topic=dlq)
-    svc = Service(**({"sink_url": "none", "log_level": "INFO"} | secured.sasl_settings("svc")
-                     | {"topics": topic, "group_id": group}))
-    del svc.env["CONSUMER_METRICS_LINGER"]  # the service's own default: still no wait
-    svc.start()
-    assert svc.proc is not None
-    try:
-        began = time.monotonic()
-        assert svc.proc.wait(60) == 1, svc.log_tail()
-        assert time.monotonic() - began < 25, svc.log_tail()
-    finally:
-        if svc.alive:
-            svc.kill()
-    log = svc.log_tail(1_000_000)
-    assert "Traceback" not in log
+    log = refused_log(secured.sasl_settings("svc") | {"topics": topic, "group_id": group},
+                      default_linger=True)
     ours = [line for line in log.splitlines()
             if '"level":"error"' in line and '"logger":"consumer' in line]
     # aiokafka logs the refusal (and may log a coordinator not yet ready) on
