@@ -210,6 +210,7 @@ class Engine:
         for task in self._tasks:  # no periodic commit may race the final one
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._skip_idle()
         if not await self._committer.commit(self._states.values(), self._consumer.assignment()):
             # Nothing is lost (what is done but uncommitted is consumed
             # again), but the stop was not clean: say so in the exit code.
@@ -324,6 +325,7 @@ class Engine:
             now = time.monotonic()
             completed = self._completed()
             if self._policy.due(now, last, completed - counted):
+                await self._skip_idle()
                 # A failed commit leaves `counted` behind, so the policy asks
                 # again after its interval even when nothing new completes:
                 # an idle partition must not keep a stale committed offset.
@@ -331,6 +333,15 @@ class Engine:
                                                 self._consumer.assignment()):
                     counted = completed
                 last = now
+
+    async def _skip_idle(self) -> None:
+        """Let partitions with nothing pending commit up to the consumer's
+        position (past transaction markers and aborted records)."""
+        for tp, state in list(self._states.items()):
+            if state.accepting and state.tracker.oldest_pending is None:
+                position = await self._position(tp)
+                if position is not None:
+                    state.tracker.skip_to(position)
 
     async def _metrics_routine(self) -> None:
         m = self._metrics

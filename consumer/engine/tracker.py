@@ -112,6 +112,20 @@ class OffsetTracker:
             head = 0
         self._head = head
 
+    def skip_to(self, position: int) -> None:
+        """The consumer has read up to `position` (its next offset to fetch)
+        and nothing is pending: the offsets after the last delivered one held
+        nothing for us (transaction markers, records of aborted transactions),
+        so the committable offset moves up to `position` — otherwise a
+        partition ending in a marker would never commit to its end. Ignored
+        while anything is pending, or when `position` is not ahead."""
+        if self._head != len(self._pending) or position <= self._last_delivered + 1:
+            return
+        if self._committable is not None and position <= self._committable:
+            return
+        self._committable = position
+        self._last_delivered = position - 1
+
     @property
     def committable(self) -> int | None:
         """The offset to commit (next to consume), or None if nothing is done yet."""

@@ -74,7 +74,7 @@ func main() {
 	brokers := flag.String("brokers", "localhost:9092", "comma-separated bootstrap servers")
 	codec := flag.String("codec", "none", "none|gzip|snappy|lz4|zstd")
 	batch := flag.Int("batch", 0, "flush after every N records (0: one flush after all)")
-	timeout := flag.Duration("timeout", 30*time.Second, "delivery timeout per record")
+	timeout := flag.Duration("timeout", 30*time.Second, "deadline for delivering every record")
 	requireCodec := flag.Bool("require-codec", false,
 		"fail when any batch went out without the codec (too small to compress)")
 	flag.Parse()
@@ -94,7 +94,6 @@ func main() {
 		kgo.RequiredAcks(kgo.AllISRAcks()),
 		kgo.ManualFlushing(),
 		kgo.MaxBufferedRecords(len(records)+1),
-		kgo.RecordDeliveryTimeout(*timeout),
 		kgo.RecordPartitioner(manualOrDefault{}),
 		kgo.WithHooks(written),
 	)
@@ -106,7 +105,11 @@ func main() {
 	results := make([]output, len(records))
 	errs := make([]error, len(records))
 	var wg sync.WaitGroup
-	ctx := context.Background()
+	// A deadline on the context, not kgo.RecordDeliveryTimeout: franz-go ages
+	// a record from its own timestamp, so an old timestamp (which a producer
+	// may set) would fail at once.
+	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
+	defer cancel()
 	for i, r := range records {
 		wg.Add(1)
 		client.Produce(ctx, r, func(r *kgo.Record, err error) {

@@ -16,10 +16,14 @@ from typing import Any
 import aiokafka.codec
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.consumer import fetcher
 from aiokafka.errors import UnsupportedCodecError
 from confluent_kafka import TIMESTAMP_CREATE_TIME, Consumer
 from confluent_kafka import TopicPartition as CkTopicPartition
 
+from consumer.engine import wire
+from consumer.errors import ConfigError
+from consumer.types import Undecodable
 from tests.integration.conftest import NewTopicFactory
 from tests.integration.wire import CODECS, WireRecord, produce_raw
 
@@ -127,8 +131,8 @@ async def test_a_header_name_that_is_not_utf8_is_accepted_amid_good_records(
     # error set, so a later unrelated call raises a spurious SystemError.
 
 
-async def first_fetch(bootstrap: str, topic: str, wait: float = 20.0) -> None:
-    """Fetches partition 0 with aiokafka until it returns records or raises."""
+async def first_fetch(bootstrap: str, topic: str, wait: float = 20.0) -> list[Any]:
+    """Fetches partition 0 with aiokafka until it returns records (or raises)."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
                                 auto_offset_reset="earliest")
     await consumer.start()
@@ -137,13 +141,20 @@ async def first_fetch(bootstrap: str, topic: str, wait: float = 20.0) -> None:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait
         while loop.time() < deadline:
-            if await consumer.getmany(timeout_ms=500):
-                return
+            if batch := await consumer.getmany(timeout_ms=500):
+                return [r for records in batch.values() for r in records]
         raise AssertionError(f"nothing fetched from {topic} in {wait}s")
     finally:
         await consumer.stop()
 
 
+@pytest.fixture
+def client_decoding(monkeypatch: pytest.MonkeyPatch) -> None:
+    """aiokafka's fetcher as it ships, without the service's tolerant hook."""
+    monkeypatch.setattr(fetcher, "MemoryRecords", wire._CLIENT_RECORDS)
+
+
+@pytest.mark.usefixtures("client_decoding")
 async def test_aiokafka_getmany_raises_on_a_header_name_that_is_not_utf8(
         kafka_bootstrap: str, new_topic: NewTopicFactory) -> None:
     """The behaviour the service must handle: the batch decoder decodes
@@ -158,13 +169,38 @@ async def test_aiokafka_getmany_raises_on_a_header_name_that_is_not_utf8(
         await first_fetch(kafka_bootstrap, topic)
 
 
+@pytest.mark.parametrize("codec", CODECS)
+async def test_with_the_hook_getmany_hands_out_the_bad_record_undecodable(
+        kafka_bootstrap: str, new_topic: NewTopicFactory, codec: str) -> None:
+    """The same batch through `consumer.engine.wire`: every record comes
+    out, only the bad one marked, its value and key recovered."""
+    wire.install()
+    topic = await new_topic("wire-hooked")
+    await produce(kafka_bootstrap, topic, [
+        PADDING, WireRecord(key=b"bad", value=b"payload", headers=((BAD_NAME, b"v"),),
+                            partition=0),
+        WireRecord(key=b"after", value=b"good", partition=0)], codec)
+    got = await first_fetch(kafka_bootstrap, topic)
+    assert [r.offset for r in got] == [0, 1, 2]
+    assert [type(r.value) for r in got] == [bytes, Undecodable, bytes]
+    bad = got[1]
+    assert bad.key == b"bad"
+    assert bad.value.raw == b"payload"
+    assert "not UTF-8" in bad.value.reason
+    assert bad.headers == (("\\xff\\xfe", b"v"),)
+
+
+@pytest.mark.usefixtures("client_decoding")
 @pytest.mark.parametrize("codec", ["snappy", "lz4", "zstd"])
 async def test_aiokafka_getmany_raises_unsupported_codec_without_cramjam(
         kafka_bootstrap: str, new_topic: NewTopicFactory, codec: str,
         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Why the service checks its codecs at start (`wire.check_codecs`)."""
     topic = await new_topic("wire-codec")
     await produce(kafka_bootstrap, topic, [PADDING], codec)
     # aiokafka checks for its codec library at decode time, through this name.
     monkeypatch.setattr(aiokafka.codec, "cramjam", None)
     with pytest.raises(UnsupportedCodecError, match=codec):
         await first_fetch(kafka_bootstrap, topic)
+    with pytest.raises(ConfigError, match=codec):
+        wire.check_codecs()

@@ -166,3 +166,35 @@ def test_long_streams_stay_right_across_the_cuts_of_the_pending_list(seed: int) 
             assert tracker.oldest_pending == (undone[0] if undone else None)
             assert tracker.outstanding == len(delivered) - len(
                 [o for o in delivered if o < (tracker.committable or 0)])
+
+
+@given(scenarios(), st.integers(0, 10))
+def test_skip_to_moves_only_an_idle_tracker_and_only_forward(
+        scenario: tuple[list[list[int]], list[int]], ahead: int) -> None:
+    batches, completed = scenario
+    tracker = OffsetTracker()
+    for batch in batches:
+        tracker.deliver(batch)
+    for offset in completed:
+        tracker.done(offset)
+    delivered = [o for b in batches for o in b]
+    before = tracker.committable
+    position = delivered[-1] + 1 + ahead
+    tracker.skip_to(position)
+    if set(completed) == set(delivered):
+        assert tracker.committable == position  # past markers after the last record
+        tracker.deliver([position + 1])  # delivery goes on after the skipped stretch
+        assert tracker.oldest_pending == position + 1
+    else:
+        assert tracker.committable == before  # never past an unfinished offset
+    tracker.skip_to(0)
+    assert tracker.committable == (position if set(completed) == set(delivered) else before)
+
+
+def test_skip_to_on_a_tracker_that_got_nothing_yet() -> None:
+    tracker = OffsetTracker()
+    tracker.skip_to(7)  # only markers or aborted records so far
+    assert tracker.committable == 7
+    tracker.deliver([9])
+    tracker.done(9)
+    assert tracker.committable == 10
