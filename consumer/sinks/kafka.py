@@ -17,21 +17,13 @@ import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError, MessageSizeTooLargeError
 
-from consumer.config import mask_url
-from consumer.errors import ConfigError, SinkError
+from consumer.errors import SinkError
 from consumer.producers import STALE_PRODUCER_ERRORS, start_producer, stop_producer
 from consumer.security import PLAINTEXT, KafkaSecurity
 from consumer.sinks.base import Row
 
 # Errors that are the record's fault: retrying the same bytes cannot help.
 _DATA_ERRORS: tuple[type[BaseException], ...] = (MessageSizeTooLargeError,)
-
-
-def kafka_topic(url: str) -> str:
-    topic = url.removeprefix("kafka://").strip("/")
-    if not url.startswith("kafka://") or not topic or "/" in topic:
-        raise ConfigError(f"CONSUMER_SINK_URL: expected kafka://topic, got {mask_url(url)!r}")
-    return topic
 
 
 def encode(row: Row) -> bytes:

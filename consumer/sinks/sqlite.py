@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from consumer.errors import ConfigError, SinkError
+from consumer.masking import mask_url
 from consumer.sinks.base import COLUMNS, Row
 
 T = TypeVar("T")
@@ -46,7 +47,7 @@ def sqlite_path(url: str) -> str:
     if not url.startswith(prefix) or len(url) == len(prefix):
         raise ConfigError(
             f"CONSUMER_SINK_URL: expected sqlite:///path.db (or sqlite:////abs/path.db), "
-            f"got {url!r}")
+            f"got {mask_url(url)!r}")
     return url[len(prefix):]
 
 

@@ -44,6 +44,12 @@ SECRET = "never-Printed-42"
         (["run"], {"CONSUMER_SECURITY_PROTOCOL": "SSL",
                    "CONSUMER_SSL_CAFILE": __file__}, "CONSUMER_SSL_CAFILE"),  # not PEM
         (["run"], {"CONSUMER_SINK_URL": f"ftp://user:{SECRET}@host/x"}, "CONSUMER_SINK_URL"),
+        # libpq's key=value form and a URL typo: no `://` to find the password by.
+        (["run"], {"CONSUMER_SINK_URL": f"host=db user=u password={SECRET}"},
+         "CONSUMER_SINK_URL"),
+        (["run"], {"CONSUMER_SINK_URL": f"host=db password='{SECRET} x' dbname=e"},
+         "CONSUMER_SINK_URL"),
+        (["run"], {"CONSUMER_SINK_URL": f"postgresql:/u:{SECRET}@db/x"}, "CONSUMER_SINK_URL"),
         (["produce", "--topic", "t"], {"CONSUMER_SASL_PASSWORD_FILE": "/no/such/file"},
          "CONSUMER_SASL_PASSWORD_FILE"),
         (["dlq", "inspect"], {"CONSUMER_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
@@ -60,3 +66,4 @@ def test_bad_security_setting_exits_2_naming_it_without_the_secret(
     assert named in proc.stderr
     assert SECRET not in proc.stdout + proc.stderr
     assert "Traceback" not in proc.stderr
+
