@@ -265,6 +265,24 @@ class Settings(BaseSettings):
             raise _bad("ssl_key_password", "needs CONSUMER_SSL_CERTFILE")
 
     @model_validator(mode="after")
+    def _no_cycle(self) -> Self:
+        # A topic the service writes and also reads: every record comes back
+        # to it, forever (a dead letter dead-lettered again, a row stored again).
+        sources = set(self.topics)
+        if self.dead_letter_topic in sources:
+            default = "" if self.dlq_topic else " (the default: <first topic>.dlq)"
+            raise _bad("dlq_topic", f"the dead-letter topic {self.dead_letter_topic!r}{default} "
+                       "is also a source topic in CONSUMER_TOPICS: every dead letter would be "
+                       "consumed again; choose a topic that is not consumed")
+        if self.sink_url.startswith("kafka://"):
+            topic = self.sink_url.removeprefix("kafka://").strip("/")
+            if topic in sources:
+                raise _bad("sink_url", f"the sink topic {topic!r} is also a source topic in "
+                           "CONSUMER_TOPICS: every stored event would be consumed again; "
+                           "choose a topic that is not consumed")
+        return self
+
+    @model_validator(mode="after")
     def _coherent(self) -> Self:
         if self.retry_max_delay < self.retry_base_delay:
             raise ValueError("retry_max_delay must be >= retry_base_delay")
