@@ -12,7 +12,7 @@ import tomllib
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
@@ -24,6 +24,7 @@ from pydantic_settings import (
 )
 
 from consumer.errors import ConfigError
+from consumer.masking import mask_url, sink_secrets
 
 ENV_PREFIX = "CONSUMER_"
 
@@ -54,7 +55,8 @@ class SaslMechanism(StrEnum):
 
 #: Settings whose values are never printed, not even when they are invalid.
 SECRET_FIELDS = frozenset({"sasl_password", "ssl_key_password"})
-#: Settings that may hold a URL with a password: printed masked.
+#: Settings that may hold a URL or DSN with a password: printed masked
+#: (`consumer.masking.mask_url`).
 URL_FIELDS = frozenset({"sink_url"})
 
 
@@ -269,6 +271,24 @@ class Settings(BaseSettings):
             raise _bad("ssl_key_password", "needs CONSUMER_SSL_CERTFILE")
 
     @model_validator(mode="after")
+    def _no_cycle(self) -> Self:
+        # A topic the service writes and also reads: every record comes back
+        # to it, forever (a dead letter dead-lettered again, a row stored again).
+        sources = set(self.topics)
+        if self.dead_letter_topic in sources:
+            default = "" if self.dlq_topic else " (the default: <first topic>.dlq)"
+            raise _bad("dlq_topic", f"the dead-letter topic {self.dead_letter_topic!r}{default} "
+                       "is also a source topic in CONSUMER_TOPICS: every dead letter would be "
+                       "consumed again; choose a topic that is not consumed")
+        if self.sink_url.startswith("kafka://"):
+            topic = self.sink_url.removeprefix("kafka://").strip("/")
+            if topic in sources:
+                raise _bad("sink_url", f"the sink topic {topic!r} is also a source topic in "
+                           "CONSUMER_TOPICS: every stored event would be consumed again; "
+                           "choose a topic that is not consumed")
+        return self
+
+    @model_validator(mode="after")
     def _coherent(self) -> Self:
         if self.retry_max_delay < self.retry_base_delay:
             raise ValueError("retry_max_delay must be >= retry_base_delay")
@@ -344,44 +364,13 @@ def describe(exc: ValidationError) -> str:
     return "invalid settings:\n  " + "\n  ".join(lines)
 
 
-#: Query parameters of a URL whose values are secrets (libpq's `password`,
-#: `sslpassword`; tokens of HTTP sinks).
-SECRET_QUERY_KEYS = frozenset({"password", "sslpassword", "token", "secret", "api_key"})
-
-
-def _secret_spans(url: str) -> list[tuple[int, int]]:
-    """(start, end) of each secret in `url`, found on the raw string, not by
-    a URL parser: a password with an unencoded `/ # ? @ %` fools the parser.
-    The user info's password is everything after the user's `:` up to the
-    last `@` (a host never holds one); then the values of the secret query
-    keys after it."""
-    spans = []
-    scheme = url.find("://")
-    rest = 0
-    if scheme >= 0:
-        start = scheme + 3
-        at = url.rfind("@", start)
-        colon = url.find(":", start, at) if at >= 0 else -1
-        if colon >= 0:
-            spans.append((colon + 1, at))
-        rest = max(at, start)
-    query = url.find("?", rest)
-    if query >= 0:
-        pos = query + 1
-        for item in url[pos:].split("&"):
-            key, eq, value = item.partition("=")
-            if eq and value and unquote(key).strip().lower() in SECRET_QUERY_KEYS:
-                spans.append((pos + len(key) + 1, pos + len(item)))
-            pos += len(item) + 1
-    return spans
-
-
-def mask_url(url: str) -> str:
-    """`url` with its password (user info, and secret query values such as
-    `?password=`) replaced by `***`: `scheme://user:***@host/db?password=***`."""
-    for start, end in reversed(_secret_spans(url)):
-        url = url[:start] + "***" + url[end:]
-    return url
+def kafka_topic(url: str) -> str:
+    """The topic of a `kafka://topic` sink URL; `ConfigError` naming
+    CONSUMER_SINK_URL otherwise."""
+    topic = url.removeprefix("kafka://").strip("/")
+    if not url.startswith("kafka://") or not topic or "/" in topic:
+        raise ConfigError(f"CONSUMER_SINK_URL: expected kafka://topic, got {mask_url(url)!r}")
+    return topic
 
 
 def secrets_of(settings: Settings) -> list[str]:
@@ -389,6 +378,4 @@ def secrets_of(settings: Settings) -> list[str]:
     percent-decoded."""
     found = [s.get_secret_value() for s in (settings.sasl_password, settings.ssl_key_password)
              if s is not None]
-    for start, end in _secret_spans(settings.sink_url):
-        found += [settings.sink_url[start:end], unquote(settings.sink_url[start:end])]
-    return [s for s in found if s]
+    return [s for s in [*found, *sink_secrets(settings.sink_url)] if s]

@@ -6,6 +6,8 @@ classified by the retry policy's configurable lists (default: retriable).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 
 class ConsumerError(Exception):
     """Root of the service's errors."""
@@ -43,6 +45,17 @@ class SinkError(ConsumerError):
     """A batch write failed; `retriable` tells retry from bisect."""
 
     retriable = True
+
+
+class PartlyWritten(SinkError):
+    """A batch write failed for some rows only (a sink that sends rows one by
+    one, like the Kafka sink): `written` are the positions in the batch of the
+    rows that were stored (acknowledged) and must not be sent again;
+    `retriable` speaks of the others."""
+
+    def __init__(self, message: str, written: Iterable[int], *, retriable: bool) -> None:
+        super().__init__(message, retriable=retriable)
+        self.written = tuple(sorted(set(written)))
 
 
 class DeadLetterError(ConsumerError):

@@ -33,7 +33,7 @@ from aiokafka.errors import (
 )
 from pydantic import SecretStr
 
-from consumer.config import SecurityProtocol, Settings
+from consumer.config import SecurityProtocol, Settings, kafka_topic
 from consumer.errors import BrokerError, ConfigError
 
 
@@ -190,8 +190,6 @@ def not_authorized(exc: BaseException, settings: Settings,
     needs = (f"READ on topic(s) {', '.join(settings.topics)} and group {settings.group_id}, "
              f"WRITE on {settings.dead_letter_topic}")
     if settings.sink_url.startswith("kafka:"):
-        from consumer.sinks.kafka import kafka_topic  # (it imports this module)
-
         needs += f" and {kafka_topic(settings.sink_url)}"
     return f"{security.identity()} is not authorized: {type(exc).__name__}{what}; it needs {needs}"
 

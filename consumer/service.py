@@ -17,10 +17,11 @@ import signal
 
 from aiokafka.errors import KafkaError
 
-from consumer.config import Settings, mask_url, secrets_of
+from consumer.config import Settings, secrets_of
 from consumer.engine.engine import Engine
 from consumer.engine.wire import check_codecs
 from consumer.errors import BrokerError, ConsumerError
+from consumer.masking import mask_url
 from consumer.observability.http import HttpServer
 from consumer.observability.logging import setup_logging
 from consumer.observability.loop import LoopLagMonitor

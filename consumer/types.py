@@ -81,9 +81,12 @@ class RunProcessor(Processor, Protocol):
 class Sink(Protocol):
     """A destination for emitted rows. `write` is all-or-nothing for the batch
     and raises a `ConsumerError` whose `retriable` flag tells the batcher
-    whether to retry or to bisect the batch. A sink where the order of rows
-    does not matter may set `max_writes` (an int, default 1): the batcher
-    then runs up to that many `write` calls at once."""
+    whether to retry or to bisect the batch — or, for a sink that stores rows
+    one by one, raises `PartlyWritten` naming the rows it did store: the
+    batcher never sends those again and retries or bisects only the rest. A
+    sink where the order of rows does not matter may set `max_writes` (an
+    int, default 1): the batcher then runs up to that many `write` calls at
+    once."""
 
     name: str
 

@@ -12,7 +12,13 @@ import typer
 from aiokafka.errors import KafkaError
 
 from consumer.commands.connect import Target, check_or_exit, kafka_target
-from consumer.gates.dlq_tools import DeadLetter, Selection, read_dead_letters, replay
+from consumer.gates.dlq_tools import (
+    DeadLetter,
+    DroppedRecords,
+    Selection,
+    read_dead_letters,
+    replay,
+)
 
 app = typer.Typer(help="Dead-letter topic: inspect and replay.", no_args_is_help=True)
 
@@ -131,6 +137,10 @@ def replay_command(  # noqa: PLR0917 - typer maps each option to a parameter
     partition: PartitionOpt = None, limit: LimitOpt = None,
     dry_run: Annotated[bool, typer.Option(
         "--dry-run", help="Count what would be replayed; send nothing.")] = False,
+    skip_dropped: Annotated[bool, typer.Option(
+        "--skip-dropped", help="Skip dead letters whose value or key was left out "
+        "(dlq.value.dropped, dlq.key.dropped) and replay the others; without it, "
+        "such records stop the replay before anything is sent.")] = False,
 ) -> None:
     """Send dead-lettered records back (key and value kept, dlq.replay.count + 1)."""
     from rich.console import Console
@@ -146,15 +156,20 @@ def replay_command(  # noqa: PLR0917 - typer maps each option to a parameter
         task = bar.add_task("checking" if dry_run else "replaying", total=len(found))
         try:
             result = asyncio.run(replay(target.bootstrap, found, to=to, dry_run=dry_run,
-                                        security=target.security,
+                                        security=target.security, skip_dropped=skip_dropped,
                                         progress=lambda n: bar.advance(task, n)))
+        except DroppedRecords as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(1) from None
         except (TimeoutError, OSError, KafkaError) as exc:
             typer.echo(f"error: replay failed: {exc!r}", err=True)
             raise typer.Exit(1) from None
     verb = "would replay" if dry_run else "replayed"
     targets = ", ".join(f"{n} to {t}" for t, n in sorted(result.sent.items())) or "nothing"
     typer.echo(f"scanned {scanned}, matched {len(found)}, {verb} {result.total} ({targets}), "
-               f"skipped {result.skipped} without an original topic")
+               f"skipped {result.skipped} without an original topic"
+               + (f", skipped {result.dropped} with a dropped value or key"
+                  if skip_dropped else ""))
     if result.skipped and not to:
         raise typer.Exit(1)
 

@@ -29,6 +29,7 @@ from consumer.config import Settings, load_settings
 from consumer.dev import kafka as local
 from consumer.dev.ports import port_open
 from consumer.errors import ConfigError
+from consumer.masking import mask_url
 from consumer.observability.tracing import start_tracing
 from consumer.security import KafkaSecurity, kafka_security
 
@@ -180,7 +181,7 @@ def _where_to_look(settings: Settings, topic: str, dlq: str) -> None:
         lines.append(f"database    {db}   e.g. sqlite3 {db} "
                      "'select type, count(*) from events group by type'")
     else:
-        lines.append(f"sink        {settings.sink_url}")
+        lines.append(f"sink        {mask_url(settings.sink_url)}")
     lines += [
         f"dead letters  CONSUMER_BOOTSTRAP_SERVERS={settings.bootstrap_servers} "
         "consumer dlq inspect",
@@ -199,7 +200,7 @@ def _sqlite_file(url: str) -> Path | None:
 def _stored(url: str) -> str:
     db = _sqlite_file(url)
     if db is None or not db.exists():
-        return f"rows went to {url}"
+        return f"rows went to {mask_url(url)}"
     try:
         with contextlib.closing(sqlite3.connect(db)) as conn:
             (count,) = conn.execute("SELECT count(*) FROM events").fetchone()

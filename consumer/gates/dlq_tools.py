@@ -7,7 +7,10 @@ commits, never joins a group and always terminates.
 A replay sends each selected record, key and value unchanged, to its
 original topic (or `to`), with its original headers, no `dlq.*` failure
 headers, and `dlq.replay.count` one higher than before: if it fails again,
-its next dead-letter record shows how often it was replayed.
+its next dead-letter record shows how often it was replayed. Null keys and
+null header values stay null. A dead letter whose value or key was left out
+(`dlq.value.dropped`, `dlq.key.dropped`) is never replayed: the replay is
+refused (`DroppedRecords`), or such records are skipped on request.
 """
 
 from __future__ import annotations
@@ -36,13 +39,42 @@ class DeadLetter:
     timestamp: int  # ms since the epoch: when it was dead-lettered
     key: bytes | None
     value: bytes | None
-    headers: tuple[tuple[str, bytes], ...]
+    #: Kafka allows a header without a value: None.
+    headers: tuple[tuple[str, bytes | None], ...]
 
     def header(self, name: str) -> str | None:
+        """The last `name` header as text; None if absent, "" if it has no value."""
         for key, value in reversed(self.headers):
             if key == name:
-                return value.decode("utf-8", "replace")
+                return "" if value is None else value.decode("utf-8", "replace")
         return None
+
+    @property
+    def dropped(self) -> list[str]:
+        """What the dead-letter record left out of the original ("value",
+        "key", "headers"): replaying it would send something else than what
+        failed."""
+        names = {k for k, _ in self.headers}
+        dropped = [what for what, header in (("value", h.H_VALUE_DROPPED),
+                                             ("key", h.H_KEY_DROPPED),
+                                             ("headers", h.H_HEADERS_DROPPED))
+                   if header in names]
+        if self.key is None and self.original_value is None:
+            # A keyless tombstone: no Kafka client sends one again.
+            dropped.append("null key and value")
+        return dropped
+
+    @property
+    def original_value(self) -> bytes | None:
+        """The value as the original record had it: a keyless tombstone was
+        dead-lettered with an empty value standing in for its null."""
+        return None if self.header(h.H_VALUE_NULL) == "true" else self.value
+
+    def coordinates(self) -> str:
+        """`dlq-topic[partition]@offset (original topic[partition]@offset)`."""
+        original = (f"{self.original_topic}[{self.original_partition}]@{self.original_offset}"
+                    if self.original_topic else "unknown")
+        return f"{self.topic}[{self.partition}]@{self.offset} (original {original})"
 
     def _int(self, name: str, default: int | None = None) -> int | None:
         raw = self.header(name)
@@ -149,7 +181,7 @@ async def read_dead_letters(bootstrap_servers: str, topic: str, *,
         await consumer.stop()
 
 
-def replay_headers(dl: DeadLetter) -> list[tuple[str, bytes]]:
+def replay_headers(dl: DeadLetter) -> list[tuple[str, bytes | None]]:
     """Original headers, without `dlq.*`, plus the incremented replay counter."""
     kept = [(k, v) for k, v in dl.headers if not k.startswith("dlq.")]
     return [*kept, (h.H_REPLAY_COUNT, str(dl.replay_count + 1).encode())]
@@ -159,10 +191,27 @@ def replay_target(dl: DeadLetter, to: str | None) -> str | None:
     return to or dl.original_topic
 
 
+class DroppedRecords(ValueError):
+    """Dead letters whose value or key was left out (`dlq.value.dropped`,
+    `dlq.key.dropped`): replaying them would send something else than the
+    record that failed. `letters` are those dead letters."""
+
+    def __init__(self, letters: Sequence[DeadLetter]) -> None:
+        self.letters = list(letters)
+        shown = "; ".join(f"{dl.coordinates()} without its {' and '.join(dl.dropped)}"
+                          for dl in self.letters[:20])
+        more = f"; and {len(self.letters) - 20} more" if len(self.letters) > 20 else ""
+        super().__init__(
+            f"{len(self.letters)} dead letter(s) lack what failed, nothing was replayed: "
+            f"{shown}{more}. The originals are still at their coordinates in the source "
+            "topic (while retention keeps them); --skip-dropped replays the others")
+
+
 @dataclass(slots=True)
 class ReplayResult:
     sent: Counter[str] = field(default_factory=Counter)  # by target topic
     skipped: int = 0  # no target (no dlq.original.topic and no --to)
+    dropped: int = 0  # skipped: value or key left out (--skip-dropped)
 
     @property
     def total(self) -> int:
@@ -171,13 +220,21 @@ class ReplayResult:
 
 async def replay(bootstrap_servers: str, letters: Sequence[DeadLetter], *, to: str | None,
                  security: KafkaSecurity = PLAINTEXT, dry_run: bool = False,
+                 skip_dropped: bool = False,
                  progress: Callable[[int], None] | None = None,
                  step_timeout: float = 30.0) -> ReplayResult:
     """Send `letters` back (see the module docstring). Returns when every send
     was acknowledged; raises the first send error (what was acknowledged
     before it stays sent: a replay is at-least-once, run it again with the
-    same filters after fixing the cause and the idempotent sinks absorb it)."""
+    same filters after fixing the cause and the idempotent sinks absorb it).
+    A dead letter whose value or key was left out is never replayed: raises
+    `DroppedRecords` before sending anything, or with `skip_dropped` skips
+    them (counted in `dropped`). Null keys and null header values are sent
+    as null."""
     result = ReplayResult()
+    dropped = [dl for dl in letters if dl.dropped]
+    if dropped and not skip_dropped:
+        raise DroppedRecords(dropped)
     producer: AIOKafkaProducer | None = None
     if not dry_run:
         producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers, **security.options(),
@@ -187,12 +244,14 @@ async def replay(bootstrap_servers: str, letters: Sequence[DeadLetter], *, to: s
         pending: list[asyncio.Future[Any]] = []
         for dl in letters:
             target = replay_target(dl, to)
-            if target is None:
+            if dl.dropped:
+                result.dropped += 1
+            elif target is None:
                 result.skipped += 1
             else:
                 if producer is not None:
                     fut = await asyncio.wait_for(
-                        producer.send(target, dl.value, key=dl.key,
+                        producer.send(target, dl.original_value, key=dl.key,
                                       headers=replay_headers(dl)), step_timeout)
                     pending.append(fut)
                 result.sent[target] += 1

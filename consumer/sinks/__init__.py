@@ -14,8 +14,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from consumer.config import mask_url
+from consumer.config import kafka_topic
 from consumer.errors import ConfigError
+from consumer.masking import mask_url
 from consumer.sinks.base import Row
 from consumer.types import Sink
 
@@ -45,7 +46,7 @@ def open_sink(url: str, *, settings: Any = None, metrics: Any = None,
         return SqliteSink(sqlite_path(url))
     if url.startswith("kafka:"):
         from consumer.security import PLAINTEXT, kafka_security
-        from consumer.sinks.kafka import KafkaSink, kafka_topic
+        from consumer.sinks.kafka import KafkaSink
 
         topic = kafka_topic(url)
         if settings is None:

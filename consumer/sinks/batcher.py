@@ -15,7 +15,9 @@ limit pauses partitions instead of buffering without bound. A non-retriable
 error (the data) bisects the batch until the rows that fail are isolated:
 their units' futures fail with `RowsRefused` (non-retriable, naming the
 refused rows' indexes in the unit; the pipeline dead-letters those messages),
-the rest are written. Any other exception is retried
+the rest are written. A sink that stores rows one by one says which rows of
+a failed batch it stored (`PartlyWritten`): those are settled and never sent
+again; only the rest is retried or bisected. Any other exception is retried
 `retry_max_attempts` times, then treated as a data error.
 """
 
@@ -32,7 +34,7 @@ from typing import Any
 
 from consumer.backoff import Backoff
 from consumer.config import Settings
-from consumer.errors import SinkError
+from consumer.errors import PartlyWritten, SinkError
 from consumer.sinks.base import Row
 from consumer.sinks.trigger import BatchTrigger, split
 from consumer.types import Sink
@@ -334,9 +336,14 @@ class Batcher:
             except Exception as exc:  # noqa: BLE001 - a sink bug must not stop the routine
                 failure = exc
             else:
-                if failing:
-                    self._failing -= 1
+                self._failing -= failing
                 self._written(owners, time.perf_counter() - started)
+                return
+            # Settle what the sink stored; only the rest is retried or bisected.
+            rows, owners, index = self._stored_part(failure, rows, owners, index,
+                                                    time.perf_counter() - started)
+            if not rows:
+                self._failing -= failing
                 return
             attempt += 1
             if (failure.retriable if isinstance(failure, SinkError)
@@ -367,6 +374,18 @@ class Batcher:
         mid = len(rows) // 2
         await self._write(rows[:mid], owners[:mid], index[:mid])
         await self._write(rows[mid:], owners[mid:], index[mid:])
+
+    def _stored_part(self, failure: BaseException, rows: list[Row], owners: list[_Unit],
+                     index: list[int], seconds: float,
+                     ) -> tuple[list[Row], list[_Unit], list[int]]:
+        """Settle the rows of a failed batch that `failure` says were stored
+        (`PartlyWritten`); return the others."""
+        if not isinstance(failure, PartlyWritten) or not failure.written:
+            return rows, owners, index
+        done = set(failure.written)
+        self._written([u for i, u in enumerate(owners) if i in done], seconds)
+        keep = [i for i in range(len(rows)) if i not in done]
+        return [rows[i] for i in keep], [owners[i] for i in keep], [index[i] for i in keep]
 
     def _written(self, owners: list[_Unit], seconds: float) -> None:
         m = self._metrics

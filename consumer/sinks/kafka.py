@@ -2,9 +2,12 @@
 original key kept, through an idempotent producer (acks=all, no duplicates
 from the producer's own retries).
 
-At-least-once, not idempotent like the database sinks: a batch that failed
-part-way is sent again whole, and a redelivered input message is produced
-again. Consumers of the output topic dedupe on the event `id`.
+At-least-once, not idempotent like the database sinks: a redelivered input
+message is produced again, and so is a row whose acknowledgement was lost.
+A batch that failed part-way never re-sends what was acknowledged: `write`
+raises `PartlyWritten` naming the acknowledged rows, and the batcher retries
+or bisects only the others. Consumers of the output topic dedupe on the
+event `id`.
 """
 
 from __future__ import annotations
@@ -17,21 +20,13 @@ import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError, MessageSizeTooLargeError
 
-from consumer.config import mask_url
-from consumer.errors import ConfigError, SinkError
+from consumer.errors import PartlyWritten, SinkError
 from consumer.producers import STALE_PRODUCER_ERRORS, start_producer, stop_producer
 from consumer.security import PLAINTEXT, KafkaSecurity
 from consumer.sinks.base import Row
 
 # Errors that are the record's fault: retrying the same bytes cannot help.
 _DATA_ERRORS: tuple[type[BaseException], ...] = (MessageSizeTooLargeError,)
-
-
-def kafka_topic(url: str) -> str:
-    topic = url.removeprefix("kafka://").strip("/")
-    if not url.startswith("kafka://") or not topic or "/" in topic:
-        raise ConfigError(f"CONSUMER_SINK_URL: expected kafka://topic, got {mask_url(url)!r}")
-    return topic
 
 
 def encode(row: Row) -> bytes:
@@ -78,22 +73,56 @@ class KafkaSink:
         producer = self._producer
         if producer is None:
             raise SinkError("kafka sink is not open", retriable=True)
+        sent, failure, refused = await self._send_all(producer, rows)
+        written = [i for i, fut in sent
+                   if fut.done() and not fut.cancelled() and fut.exception() is None]
+        if len(written) == len(rows):
+            return
+        stale = isinstance(failure, STALE_PRODUCER_ERRORS)
+        for _, fut in sent:
+            exc = fut.exception() if fut.done() and not fut.cancelled() else None
+            if isinstance(exc, _DATA_ERRORS):
+                refused = exc
+            elif exc is not None:
+                failure = failure or exc
+                stale = stale or isinstance(exc, STALE_PRODUCER_ERRORS)
+        if stale:
+            # A refused batch breaks the idempotent producer's numbering for
+            # the batches after it, and retrying on it fails forever: the next
+            # write opens a new one.
+            self._producer = None
+            await stop_producer(producer, self._timeout)
+        if refused is not None:
+            # A row refused for its own bytes: not retriable, so the batcher
+            # bisects what is left until that row is alone.
+            raise PartlyWritten(f"kafka sink: {refused!r}", written, retriable=False)
+        why = repr(failure) if failure is not None else "a delivery was not acknowledged"
+        renewed = "; producer renewed" if stale else ""
+        raise PartlyWritten(f"kafka sink: {why}{renewed}", written, retriable=True) from failure
+
+    async def _send_all(self, producer: AIOKafkaProducer, rows: Sequence[Row],
+                        ) -> tuple[list[tuple[int, asyncio.Future[Any]]],
+                                   BaseException | None, BaseException | None]:
+        """Send every row, then wait (within the timeout) for every delivery.
+        Returns (position, delivery) of each row sent, why sending stopped
+        (None if it did not), and the last row refused before sending (too
+        large for the producer; the others are still sent)."""
+        sent: list[tuple[int, asyncio.Future[Any]]] = []
+        refused: BaseException | None = None
         try:
             async with asyncio.timeout(self._timeout):
                 # Enqueue all first so the producer batches them, then await all.
-                futures: list[asyncio.Future[Any]] = [
-                    await producer.send(self.topic, encode(row), key=row.key) for row in rows
-                ]
-                await asyncio.gather(*futures)
-        except _DATA_ERRORS as exc:
-            raise SinkError(f"kafka sink: {exc!r}", retriable=False) from exc
-        except STALE_PRODUCER_ERRORS as exc:
-            # Retrying on this producer fails forever: the retry opens a new one.
-            self._producer = None
-            await stop_producer(producer, self._timeout)
-            raise SinkError(f"kafka sink: {exc!r}; producer renewed", retriable=True) from exc
+                for i, row in enumerate(rows):
+                    try:
+                        sent.append((i, await producer.send(self.topic, encode(row),
+                                                            key=row.key)))
+                    except _DATA_ERRORS as exc:
+                        refused = exc
+                if sent:
+                    await asyncio.wait([fut for _, fut in sent])
         except (KafkaError, OSError, TimeoutError) as exc:
-            raise SinkError(f"kafka sink: {exc!r}", retriable=True) from exc
+            return sent, exc, refused  # what was not acknowledged is retried
+        return sent, None, refused
 
     async def close(self) -> None:
         self._closed = True

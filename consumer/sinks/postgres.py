@@ -31,8 +31,8 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 
 import asyncpg
 
-from consumer.config import mask_url
 from consumer.errors import ConfigError, SinkError
+from consumer.masking import mask_url
 from consumer.sinks.base import COLUMNS, Row
 
 log = logging.getLogger("consumer.sinks")

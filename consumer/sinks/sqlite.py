@@ -1,12 +1,15 @@
 """SQLite sink, the embedded default: WAL mode, one transaction per batch,
 `INSERT OR IGNORE` on the primary key `id` (idempotent like the PostgreSQL
-sink). sqlite3 blocks, so every call runs on one dedicated thread that owns the
+sink). Any failure inside the transaction, COMMIT included, rolls it back,
+so the next write starts clean; `healthy()` is False while writes fail on
+the database. sqlite3 blocks, so every call runs on one dedicated thread that owns the
 connection; the event loop never waits on the disk.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -14,6 +17,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from consumer.errors import ConfigError, SinkError
+from consumer.masking import mask_url
 from consumer.sinks.base import COLUMNS, Row
 
 T = TypeVar("T")
@@ -46,7 +50,7 @@ def sqlite_path(url: str) -> str:
     if not url.startswith(prefix) or len(url) == len(prefix):
         raise ConfigError(
             f"CONSUMER_SINK_URL: expected sqlite:///path.db (or sqlite:////abs/path.db), "
-            f"got {url!r}")
+            f"got {mask_url(url)!r}")
     return url[len(prefix):]
 
 
@@ -60,6 +64,8 @@ class SqliteSink:
         self._busy_timeout = busy_timeout
         self._conn: sqlite3.Connection | None = None
         self._thread: ThreadPoolExecutor | None = None
+        #: Why the last write failed on the database; None once one succeeds.
+        self.unhealthy_reason: str | None = None
 
     async def _call(self, fn: Callable[[], T]) -> T:
         assert self._thread is not None
@@ -104,7 +110,9 @@ class SqliteSink:
             raise SinkError(f"sqlite: {type(exc).__name__}: {exc}", retriable=False) from exc
         except sqlite3.Error as exc:
             # Locked, busy, disk full, I/O: the database, not the rows.
-            raise SinkError(f"sqlite: {type(exc).__name__}: {exc}", retriable=True) from exc
+            self.unhealthy_reason = f"sqlite: {type(exc).__name__}: {exc}"
+            raise SinkError(self.unhealthy_reason, retriable=True) from exc
+        self.unhealthy_reason = None
 
     def _write_blocking(self, params: Sequence[tuple[object, ...]]) -> None:
         conn = self._conn
@@ -112,10 +120,15 @@ class SqliteSink:
         conn.execute("BEGIN IMMEDIATE")
         try:
             conn.executemany(_INSERT, params)
+            conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            # COMMIT included: a failed COMMIT (busy, a deferred constraint)
+            # leaves the transaction open, and every later BEGIN would fail.
+            # Some errors (disk full, I/O) already rolled it back.
+            if conn.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
             raise
-        conn.execute("COMMIT")
 
     async def close(self) -> None:
         thread, self._thread = self._thread, None
@@ -127,7 +140,9 @@ class SqliteSink:
         thread.shutdown(wait=False)
 
     async def healthy(self) -> bool:
-        if self._thread is None or self._conn is None:
+        """False while writes fail on the database (`unhealthy_reason`), even
+        though it still answers a read."""
+        if self._thread is None or self._conn is None or self.unhealthy_reason is not None:
             return False
         conn = self._conn
         try:

@@ -5,8 +5,9 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from consumer.config import Ordering, Settings, load_settings, mask_url, secrets_of
+from consumer.config import Ordering, Settings, load_settings, secrets_of
 from consumer.errors import ConfigError
+from consumer.masking import mask_url
 
 
 def test_defaults_match_the_contract(monkeypatch: pytest.MonkeyPatch) -> None:

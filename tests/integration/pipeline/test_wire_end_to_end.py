@@ -10,9 +10,7 @@ codec — drawn by hypothesis and interleaved with valid events.
 from __future__ import annotations
 
 import asyncio
-import os
 import random
-import signal
 import time
 import uuid
 from typing import Any

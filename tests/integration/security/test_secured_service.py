@@ -14,8 +14,8 @@ import orjson
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
-from consumer.config import mask_url
 from consumer.dev.kafka import create_topics as create_kafka_topics
+from consumer.masking import mask_url
 from schemas.samples import invalid_samples
 from tests.integration.gates.support import committed_offset, event_value, produce_values
 from tests.integration.pipeline.harness import (

@@ -1,5 +1,7 @@
 """The contract every sink passes: open → write → idempotency → close twice →
-health. Real PostgreSQL, a SQLite file, a real Kafka topic, and `none`."""
+health; a write refused for one row stores exactly the rows it names as
+written. Real PostgreSQL, a SQLite file, a real Kafka topic, an HTTP
+receiver on loopback, and `none`."""
 
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from consumer.config import Settings
 from consumer.dev.ports import free_port
-from consumer.errors import SinkError
+from consumer.errors import PartlyWritten, SinkError
 from consumer.sinks import open_sink
 from consumer.sinks.base import Row
 from consumer.sinks.postgres import PostgresSink
@@ -77,12 +79,13 @@ def sqlite_case(tmp_path: Path) -> Case:
     return Case(open_sink(f"sqlite:///{path}"), read, idempotent=True)
 
 
-async def kafka_case(bootstrap: str) -> Case:
+async def kafka_case(bootstrap: str, **topic_config: str) -> Case:
     topic = f"sink-{uuid.uuid4().hex[:10]}"
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
-        await admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])
+        await admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1,
+                                            topic_configs=topic_config)])
     finally:
         await admin.close()
 
@@ -222,6 +225,50 @@ async def test_close_twice_and_health(kind: tuple[str, str],
         with pytest.raises(SinkError) as info:
             await case.sink.write(rows(1))
         assert info.value.retriable
+
+
+def refused_row(kind: str) -> Row:
+    """A row `kind`'s destination refuses for its own bytes: a NUL character
+    for PostgreSQL, the id the HTTP receiver refuses, more than the Kafka
+    topic's `max.message.bytes`."""
+    data: dict[str, object] = {"s": "nul\u0000char"} if kind == "postgres" else {}
+    if kind == "kafka":
+        data = {"blob": "x" * 100_000}
+    return Row.build(id="poison", type="t", version=1, occurred_at=datetime.now(UTC), data=data,
+                     source=None, topic="events", partition=0, offset=99, key=None)
+
+
+@pytest.fixture(params=["postgres", "kafka", "http"])
+def refusing(request: pytest.FixtureRequest) -> tuple[str, str]:
+    """The sinks whose destination can refuse one row (SQLite and `none`
+    take every row)."""
+    name = str(request.param)
+    fixture = {"postgres": "pg_dsn", "kafka": "kafka_bootstrap"}.get(name)
+    return name, request.getfixturevalue(fixture) if fixture else ""
+
+
+async def test_a_refused_write_stored_exactly_the_rows_it_names(
+        refusing: tuple[str, str], tmp_path: Path) -> None:
+    """A write that fails for one row's bytes is not retriable, and the
+    destination holds exactly the rows the error names as written
+    (`PartlyWritten.written`; none for an all-or-nothing sink): the batcher
+    never sends those again and bisects only the rest."""
+    name, address = refusing
+    case = (await kafka_case(address, **{"max.message.bytes": "60000"}) if name == "kafka"
+            else await make_case(refusing, tmp_path))
+    assert case.read is not None
+    await case.sink.open()
+    try:
+        batch = [*rows(3), refused_row(name), *rows(2, start=3)]
+        with pytest.raises(SinkError) as info:
+            await case.sink.write(batch)
+        written = info.value.written if isinstance(info.value, PartlyWritten) else ()
+        assert 3 not in written
+        assert not info.value.retriable
+        assert await case.read() == expected([batch[i] for i in written])
+    finally:
+        await case.sink.close()
+        await case.cleanup()
 
 
 async def test_postgres_meets_stored_ids_then_returns_to_the_direct_copy(pg_dsn: str) -> None:

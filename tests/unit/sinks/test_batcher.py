@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import pytest
 
 from consumer.config import Settings
-from consumer.errors import SinkError
+from consumer.errors import PartlyWritten, SinkError
 from consumer.sinks.base import Row
 from consumer.sinks.batcher import Batcher, RowsRefused
 
@@ -156,6 +156,56 @@ async def test_bisection_isolates_exactly_the_bad_rows(bad: set[str]) -> None:
         assert not exc.retriable
     assert sorted(sink.written) == sorted(set(futures) - bad)
     assert len(sink.written) == len(set(sink.written))  # each good row once
+    await batcher.close()
+
+
+class RowByRowSink(FakeSink):
+    """Stores each row on its own, like the Kafka sink: refuses the rows in
+    `reject` for good, fails the rows in `flaky` once as retriable, and says
+    which rows of a failed batch it stored (`PartlyWritten`)."""
+
+    def __init__(self, reject: set[str], flaky: set[str] = frozenset()) -> None:  # type: ignore[assignment]
+        super().__init__(reject=reject)
+        self.flaky = set(flaky)
+        self.sent: list[str] = []
+
+    async def write(self, rows: Sequence[Row]) -> None:
+        self.attempts += 1
+        await asyncio.sleep(0)
+        stored, retry = [], False
+        for i, r in enumerate(rows):
+            self.sent.append(r.id)
+            if r.id in self.flaky:
+                self.flaky.discard(r.id)
+                retry = True
+            elif r.id not in self.reject:
+                stored.append(i)
+                self.batches.append([r.id])
+        if len(stored) < len(rows):
+            raise PartlyWritten("some rows failed", stored, retriable=retry)
+
+
+@pytest.mark.parametrize(("bad", "flaky"), [({"e0"}, set()), ({"e57"}, set()),
+                                            ({"e3", "e4"}, {"e5"}),
+                                            ({"e10", "e90", "e99"}, {"e1", "e50"}),
+                                            (set(), {"e7"})])
+async def test_a_partly_written_batch_never_sends_a_stored_row_again(
+        bad: set[str], flaky: set[str]) -> None:
+    sink = RowByRowSink(bad, flaky)
+    batcher = await started(sink, batch_max_items=100)
+    futures = {f"e{i}": batcher.submit(row(i)) for i in range(100)}
+    async with asyncio.timeout(5):
+        results = await asyncio.gather(*futures.values(), return_exceptions=True)
+    failed = {rid for rid, res in zip(futures, results, strict=True) if res is not None}
+    assert failed == bad
+    for rid in bad:
+        exc = futures[rid].exception()
+        assert isinstance(exc, RowsRefused)
+    assert sorted(sink.written) == sorted(set(futures) - bad)
+    # Stored rows are sent once; refused and flaky ones again only while unsettled.
+    assert len(sink.written) == len(set(sink.written))
+    assert all(sink.sent.count(rid) == 1 for rid in set(futures) - bad - flaky)
+    assert batcher.writing_ok
     await batcher.close()
 
 
