@@ -295,6 +295,7 @@ class Pipeline:
             else:
                 async with asyncio.timeout(self._run_timeout):
                     await self._run_handler(events, ctx)
+            ctx.submit_staged()
         except (Exception, asyncio.CancelledError) as exc:
             task = asyncio.current_task()
             if isinstance(exc, asyncio.CancelledError) and (task is None or task.cancelling()):

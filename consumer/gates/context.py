@@ -32,9 +32,12 @@ class Context:
     http: HttpClient | None = None
     event: Any = None
     attempt: int = 1
-    #: Write futures of every row emitted (all attempts): the message is done
-    #: only when they all resolve.
+    #: Write futures of the rows the successful attempt emitted: the message
+    #: is done only when they all resolve.
     pending: list[asyncio.Future[None]] = field(default_factory=list)
+    #: Rows emitted by the attempt under way: submitted when it succeeds,
+    #: dropped when it fails, so a failed attempt writes nothing.
+    staged: list[Row] = field(default_factory=list)
     #: Wall-clock seconds of the first and the latest failed attempt.
     first_failure: float | None = None
     last_failure: float | None = None
@@ -76,14 +79,20 @@ class Context:
 
     def emit(self, event: Any = None) -> None:
         """Send `event` (default: this message's event) to the sink as a `Row`
-        with this record's coordinates. Does not wait for the write: the
-        pipeline calls `done` once every emitted row is written. Raises
-        `ConsumerError` (retriable) when the batcher is not running."""
+        with this record's coordinates, once this attempt succeeds (a failed
+        attempt's rows are never written). Does not wait for the write: the
+        pipeline calls `done` once every emitted row is written."""
         if self.submit is None:
             raise RuntimeError("emit() needs a sink and must be called before the handler "
                                "returns")
-        row = Row.from_event(self.event if event is None else event, self.record)
-        self.pending.append(self.submit(row))
+        self.staged.append(Row.from_event(self.event if event is None else event, self.record))
+
+    def submit_staged(self) -> None:
+        """The attempt succeeded: hand its rows to the batcher. Raises
+        `ConsumerError` (retriable) when the batcher is not running."""
+        staged, self.staged = self.staged, []
+        if staged and self.submit is not None:
+            self.pending.extend(self.submit(row) for row in staged)
 
     def failed(self, exc: BaseException) -> None:
         """Note the time of a failed attempt (the error itself is the caller's)."""

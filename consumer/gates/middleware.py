@@ -47,8 +47,13 @@ def _bind(mw: Middleware, call_next: Next) -> Next:
 
 
 def handler_endpoint(handler: Handler) -> Next:
+    """The chain's end: one attempt of the handler. What it emitted is
+    submitted only when it returns; a failed attempt's rows are dropped."""
+
     async def call(ctx: Context) -> None:
+        ctx.staged = []
         await handler(ctx.event, ctx)
+        ctx.submit_staged()
 
     return call
 

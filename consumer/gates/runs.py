@@ -70,6 +70,9 @@ class RunContext:
     #: Emitted units' futures, and for each the run indexes of its rows.
     units: list[asyncio.Future[None]] = field(default_factory=list)
     owners: list[Sequence[int]] = field(default_factory=list)
+    #: Units emitted by the handler call under way: submitted when it
+    #: returns, dropped when it raises (a failed call writes nothing).
+    staged: list[tuple[list[Row], Sequence[int]]] = field(default_factory=list)
     #: Free-form space for the handler.
     state: dict[str, Any] = field(default_factory=dict)
 
@@ -88,9 +91,9 @@ class RunContext:
         """Send rows to the sink as one unit, each with its record's
         coordinates: by default one per event of the run; `indexes` picks
         records of the run; `events` replaces what is stored (one per chosen
-        record, in order). Does not wait for the write. Raises `ConsumerError`
-        (retriable) when the batcher is not running, `ValueError` when
-        `events` and the chosen records differ in number."""
+        record, in order). The rows are written once the handler returns
+        (never when it raises); this does not wait for the write. Raises
+        `ValueError` when `events` and the chosen records differ in number."""
         if self.submit is None:
             raise RuntimeError("emit() needs a sink and must be called before the handler "
                                "returns")
@@ -103,8 +106,17 @@ class RunContext:
             if len(events) != len(records):
                 raise ValueError(f"{len(events)} events for {len(records)} records")
             rows = [Row.from_event(e, r) for e, r in zip(events, records, strict=True)]
-        self.units.append(self.submit(rows))
-        self.owners.append(chosen)
+        self.staged.append((rows, chosen))
+
+    def submit_staged(self) -> None:
+        """The handler returned: hand its units to the batcher. Raises
+        `ConsumerError` (retriable) when the batcher is not running."""
+        staged, self.staged = self.staged, []
+        if self.submit is None:
+            return
+        for rows, chosen in staged:
+            self.units.append(self.submit(rows))
+            self.owners.append(chosen)
 
     def outcome(self) -> tuple[list[Record], list[tuple[int, BaseException]], set[int]]:
         """Once every unit settled: (records done — all their rows written,
@@ -192,6 +204,7 @@ def per_event(handler: BatchHandler, submit: SubmitMany | None) -> Handler:
                          attempt=ctx.attempt, state=ctx.state)
         try:
             await handler([event], run)
+            run.submit_staged()
         finally:
             run.submit = None  # a late emit is refused, as per event
             ctx.pending.extend(run.units)

@@ -285,3 +285,34 @@ async def test_rows_emitted_after_the_handler_returned_are_refused() -> None:
     assert done.offsets == [2]
     assert late, "a late emit must fail loudly, not be silently ignored"
     assert batcher.rows == []
+
+
+async def test_rows_emitted_by_a_failed_attempt_are_never_written() -> None:
+    async def emit_then_fail_once(event: Any, ctx: Context) -> None:
+        ctx.emit(event)
+        if ctx.attempt == 1:
+            raise TransientError("after the emit")
+
+    proc, batcher, publisher = pipeline(emit_then_fail_once, retry_max_attempts=3)
+    done = Done()
+    async with proc:
+        await proc.process(record(0), done)
+        assert len(batcher.rows) == 1  # the second attempt's row only
+        batcher.write_all()
+        await asyncio.sleep(0)
+    assert done.offsets == [0]
+    assert not publisher.sent
+
+
+async def test_a_message_that_fails_every_attempt_is_dead_lettered_and_never_stored() -> None:
+    async def emit_then_fail(event: Any, ctx: Context) -> None:
+        ctx.emit(event)
+        raise FatalError("after the emit")
+
+    proc, batcher, publisher = pipeline(emit_then_fail)
+    done = Done()
+    async with proc:
+        await proc.process(record(0), done)
+    assert batcher.rows == []  # not both stored and dead-lettered
+    assert done.offsets == [0]
+    assert len(publisher.sent) == 1

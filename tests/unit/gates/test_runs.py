@@ -217,3 +217,23 @@ def test_validate_run_cuts_in_order(bad: list[bool]) -> None:
     assert sum(errors) == sum(bad)
     # Valid stretches are maximal: never two in a row.
     assert all(a or b for a, b in pairwise(errors))
+
+
+async def test_a_batch_handler_that_emits_then_raises_writes_each_row_once() -> None:
+    @batch_handler
+    async def emit_then_fail_on_2(events: Sequence[Any], ctx: RunContext) -> None:
+        ctx.emit()
+        if any(r.offset == 2 for r in ctx.records):
+            raise FatalError("after the emit")
+
+    proc, batcher, publisher = pipeline(emit_then_fail_on_2)
+    done = DoneRun()
+    async with proc:
+        await proc.process_run([record(i) for i in range(5)], done)
+        batcher.write_all()
+        await settle()
+    # The whole-run call and the single call for record 2 failed: none of
+    # their rows reached the batcher; each other record's row did, once.
+    assert sorted(r.offset for r, _ in batcher.rows) == [0, 1, 3, 4]
+    assert [h["dlq.original.offset"] for _, _, h in publisher.sent] == [b"2"]
+    assert done.offsets == [0, 1, 2, 3, 4]
