@@ -69,8 +69,8 @@ __all__ = ["Context", "Pipeline", "build_processor", "load_handler"]
 log = logging.getLogger("consumer.pipeline")
 
 STORE_HANDLER = "consumer.handlers.store:store_batch"
-#: Bound on one readiness check of the sink.
-_CHECK_WITHIN = 2.0
+#: Bound on one readiness check of the sink: inside the chart's probe timeout.
+_CHECK_WITHIN = 1.0
 
 
 def load_handler(spec: str) -> Handler:
