@@ -9,7 +9,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 .PHONY: run test lint unit integration setup system jars k8s-tools jaeger wire-producer bench chaos clean format dashboard
 
 run: setup
-	$(BIN)/consumer dev demo
+	$(BIN)/python -m devtools demo
 
 test: setup k8s-tools jaeger wire-producer lint
 	$(BIN)/pytest tests
@@ -21,12 +21,12 @@ integration: setup jaeger wire-producer
 	$(BIN)/pytest tests/integration
 
 lint: $(STAMP)
-	$(BIN)/ruff check consumer schemas tests bench chaos
+	$(BIN)/ruff check consumer schemas devtools tests bench chaos
 	$(BIN)/mypy
 
 format: $(STAMP)
-	$(BIN)/ruff check --fix consumer schemas tests bench chaos
-	$(BIN)/ruff format consumer schemas tests bench chaos
+	$(BIN)/ruff check --fix consumer schemas devtools tests bench chaos
+	$(BIN)/ruff format consumer schemas devtools tests bench chaos
 
 setup: system $(STAMP) jars
 
@@ -40,7 +40,7 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 jars: $(STAMP)
-	$(BIN)/consumer dev kafka jars
+	$(BIN)/python -m devtools kafka jars
 
 # helm, a Kubernetes control plane, etcd and kwok for the chart tests, and a
 # kubelet, kube-proxy, kubectl, CoreDNS and a pause binary for the real-node
@@ -62,7 +62,7 @@ wire-producer:
 
 # The Grafana dashboard is generated; commit the result (a unit test compares).
 dashboard: $(STAMP)
-	$(BIN)/python -m consumer.observability.dashboard > helm/consumer/files/dashboard.json
+	$(BIN)/python -m devtools.dashboard > helm/consumer/files/dashboard.json
 
 bench: setup
 	$(BIN)/pip install -q -c constraints.txt -e '.[dev,otel,bench]'

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from consumer.dev.kafka import LocalKafka, ensure_jars
+from devtools.kafka import LocalKafka, ensure_jars
 
 
 def rss_mib(pid: int) -> float:

@@ -23,7 +23,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from consumer.dev.ports import free_port, project_root
+from devtools.ports import free_port, project_root
 
 _TICK = os.sysconf("SC_CLK_TCK")
 _RESULT = re.compile(r'\{"messages".*\}')

@@ -30,10 +30,10 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from bench.contenders import PeakRss
 from consumer.config import load_settings
-from consumer.dev.kafka import LocalKafka, create_topics
 from consumer.engine.engine import Engine
 from consumer.observability.metrics import Metrics
 from consumer.types import Done, DoneRun, Record
+from devtools.kafka import LocalKafka, create_topics
 
 PARTITIONS = 6
 VALUE = b"x" * 190

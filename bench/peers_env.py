@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from consumer.dev.ports import project_root
+from devtools.ports import project_root
 
 REQUIREMENTS = Path(__file__).with_name("peers-requirements.txt")
 

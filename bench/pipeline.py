@@ -44,9 +44,9 @@ from aiokafka.admin import AIOKafkaAdminClient
 from bench.contenders import HEADER, Result, child, p99, percentiles, service, tree_cpu
 from bench.peers_env import peer_env, peer_python
 from bench.tracing import TRACED, Receiver
-from consumer.dev.kafka import LocalKafka, create_topics
-from consumer.dev.postgres import LocalPostgres
 from consumer.sinks.postgres import PostgresSink
+from devtools.kafka import LocalKafka, create_topics
+from devtools.postgres import LocalPostgres
 from schemas.samples import sample_event
 
 PARTITIONS = 6

@@ -23,9 +23,9 @@ import uuid
 from pathlib import Path
 
 from bench.pipeline import _database, produce
-from consumer.dev.kafka import LocalKafka
-from consumer.dev.ports import free_port, project_root
-from consumer.dev.postgres import LocalPostgres
+from devtools.kafka import LocalKafka
+from devtools.ports import free_port, project_root
+from devtools.postgres import LocalPostgres
 
 _MESSAGES = re.compile(r"^consumer_messages_total\{[^}]*\} ([0-9.e+]+)$", re.MULTILINE)
 

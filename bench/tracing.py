@@ -4,7 +4,7 @@ integration test uses), started on first use and stopped by its pid."""
 
 from __future__ import annotations
 
-from consumer.dev.jaeger import LocalJaeger
+from devtools.jaeger import LocalJaeger
 
 #: contender → share of messages sampled (OTEL_TRACES_SAMPLER_ARG).
 TRACED = {"pipeline_none_traced_1pct": "0.01", "pipeline_none_traced_100pct": "1.0"}

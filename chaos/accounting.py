@@ -28,6 +28,7 @@ from typing import Any
 import asyncpg
 from aiokafka import AIOKafkaConsumer
 
+from devtools.harness import dlq_origins, read_topic
 from schemas import InvalidEvent, validate
 
 Coord = tuple[int, int]  # (partition, offset)
@@ -168,8 +169,6 @@ def read_ledger(paths: Iterable[Path]) -> list[Invocation]:
 async def gather_inputs(bootstrap: str, topic: str, dlq_topic: str, dsn: str,
                         ledgers: Iterable[Path]) -> tuple[Produced, list[str], list[Coord],
                                                           list[Invocation]]:
-    from tests.integration.pipeline.harness import dlq_origins, read_topic
-
     produced, rows, dead = await asyncio.gather(
         read_produced(bootstrap, topic), read_row_ids(dsn),
         read_topic(bootstrap, dlq_topic, idle=3.0))

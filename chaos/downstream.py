@@ -21,7 +21,7 @@ from pathlib import Path
 import orjson
 from aiohttp import web
 
-from consumer.dev.ports import free_port, port_open, project_root
+from devtools.ports import free_port, port_open, project_root
 
 RETRY_AFTER = "1"
 

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from chaos.downstream import Downstream
 from chaos.schedule import MEMBER_KINDS, Fault, Kind
 from chaos.supervisor import Supervisor
-from consumer.dev.kafka import LocalKafka
-from consumer.dev.postgres import LocalPostgres
+from devtools.kafka import LocalKafka
+from devtools.postgres import LocalPostgres
 
 JOINER = "m4"
 

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import orjson
 
-from consumer.dev.ports import project_root
 from consumer.produce import KeyValue, ProduceError, produce_events
+from devtools.ports import project_root
 from schemas.samples import invalid_samples, sample_bytes
 
 

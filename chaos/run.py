@@ -36,8 +36,8 @@ from chaos.producer import Producer
 from chaos.report import Verdict, blame, verdict
 from chaos.schedule import Timing, plan
 from chaos.supervisor import Member, Supervisor
-from consumer.dev.kafka import LocalKafka, create_topics
-from consumer.dev.postgres import LocalPostgres
+from devtools.kafka import LocalKafka, create_topics
+from devtools.postgres import LocalPostgres
 
 #: Beyond production and the drain: start-up, a slipped schedule, the final
 #: stop and the accounting.

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.integration.pipeline.harness import Service
+from devtools.harness import Service
 
 CANNOT_RUN = "cannot run"
 #: A SIGTERM that lands while the process is still starting (before it

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import typer
 
-from consumer.commands import dev, dlq, produce, run, schemas
+from consumer.commands import dlq, produce, run, schemas
 
 app = typer.Typer(
     name="consumer",
@@ -18,7 +18,16 @@ app.command("run")(run.run)
 app.command("produce")(produce.produce)
 app.add_typer(schemas.app, name="schemas")
 app.add_typer(dlq.app, name="dlq")
-app.add_typer(dev.app, name="dev")
+
+
+@app.command("dev", hidden=True, add_help_option=False,
+             context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def dev() -> None:
+    """Moved: the development helpers are not part of the installed package."""
+    typer.echo("`consumer dev` moved to `python -m devtools` (kafka jars|up|down, demo), "
+               "run from a source checkout; `make run` starts the demo.", err=True)
+    raise typer.Exit(2)
+
 
 if __name__ == "__main__":  # pragma: no cover
     app()

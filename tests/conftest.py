@@ -7,8 +7,8 @@ from collections.abc import Iterator
 import pytest
 from hypothesis import HealthCheck, settings
 
-from consumer.dev.docker import DockerEngine
-from consumer.dev.images import build_service_image
+from devtools.docker import DockerEngine
+from devtools.images import build_service_image
 
 # Property tests run in CI on a 2-core machine: bound them by examples, not time.
 settings.register_profile("ci", max_examples=200, deadline=None,
@@ -18,7 +18,7 @@ settings.load_profile("ci")
 
 @pytest.fixture(scope="session")
 def docker_engine() -> Iterator[DockerEngine]:
-    """A private Docker engine (`consumer.dev.docker`), one per session."""
+    """A private Docker engine (`devtools.docker`), one per session."""
     engine = DockerEngine()
     engine.start()
     try:

@@ -15,7 +15,7 @@ import subprocess
 from pathlib import Path
 from typing import IO
 
-from consumer.dev.ports import free_port
+from devtools.ports import free_port
 from tests.chart.kube import Kube, KubeError, wait_for
 
 NODE = "kwok-node-0"

@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from consumer.dev.ports import project_root
+from devtools.ports import project_root
 
 CHART = project_root() / "helm" / "consumer"
 

@@ -12,8 +12,8 @@ import pytest
 import yaml
 
 from consumer.config import SaslMechanism, SecurityProtocol, Settings, load_settings
-from consumer.dev.chart import config_schema, schema_path
 from consumer.observability.http import HEALTH_PATH, METRICS_PATH, READY_PATH
+from devtools.chart import config_schema, schema_path
 from tests.chart.helm import CHART, Helm, Manifest, container, one, set_args, settings_map, workload
 
 #: Each optional feature on its own, as users switch them on.
@@ -174,7 +174,7 @@ def test_env_names_are_known_settings(helm: Helm, feature: str, tmp_path: Path,
 def test_config_schema_is_the_settings_model() -> None:
     schema = json.loads(schema_path().read_text())
     assert schema["properties"]["config"] == config_schema(), (
-        "values.schema.json is stale: run `python -m consumer.dev.chart`")
+        "values.schema.json is stale: run `python -m devtools.chart`")
 
 
 @pytest.mark.parametrize(("values", "message"), [

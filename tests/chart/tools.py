@@ -6,7 +6,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from consumer.dev.ports import project_root
+from devtools.ports import project_root
 
 SCRIPT = project_root() / "scripts" / "build-k8s-tools.sh"
 

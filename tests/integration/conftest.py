@@ -2,7 +2,7 @@
 
 Provider order, for each: an address from the environment
 (`KAFKA_BOOTSTRAP_SERVERS`, `DATABASE_URL`) → testcontainers when a Docker
-engine answers (Kafka: `consumer.dev.containers`, host networking on a Linux
+engine answers (Kafka: `devtools.containers`, host networking on a Linux
 engine, image `CONSUMER_TEST_KAFKA_IMAGE` or apache/kafka) → a local process
 (Kafka from Maven jars, PostgreSQL from Debian's package). A provider that
 cannot start fails the tests; nothing skips.
@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from consumer.dev.docker import ping
-from consumer.dev.kafka import LocalKafka
-from consumer.dev.postgres import LocalPostgres
+from devtools.docker import ping
+from devtools.kafka import LocalKafka
+from devtools.postgres import LocalPostgres
 
 NewTopicFactory = Callable[..., Awaitable[str]]
 
@@ -41,7 +41,7 @@ def kafka_bootstrap() -> Iterator[str]:
         yield addr
         return
     if docker_engine_answers():
-        from consumer.dev.containers import KAFKA_IMAGE, kafka_container
+        from devtools.containers import KAFKA_IMAGE, kafka_container
 
         # CONSUMER_TEST_KAFKA_IMAGE: e.g. the local image where none can be pulled.
         with kafka_container(os.environ.get("CONSUMER_TEST_KAFKA_IMAGE", KAFKA_IMAGE)) as addr:

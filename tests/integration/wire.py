@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from consumer.dev.ports import project_root
+from devtools.ports import project_root
 
 BUILD_SCRIPT = project_root() / "scripts" / "build-wire-producer.sh"
 CODECS = ("none", "gzip", "snappy", "lz4", "zstd")

@@ -17,8 +17,8 @@ import pytest
 import yaml
 
 from consumer.config import ENV_PREFIX, Settings
-from consumer.dev.docker import compose_binary
-from consumer.dev.ports import project_root
+from devtools.docker import compose_binary
+from devtools.ports import project_root
 
 ROOT = project_root()
 COMPOSE = compose_binary()

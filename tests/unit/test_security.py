@@ -11,9 +11,9 @@ import pytest
 from aiokafka.errors import KafkaConnectionError, SaslAuthenticationFailed
 
 from consumer.config import load_settings
-from consumer.dev.tls import CertificateAuthority
 from consumer.errors import ConfigError
 from consumer.security import PLAINTEXT, explain, kafka_security
+from devtools.tls import CertificateAuthority
 
 SECRET = "pw-Value-1"
 

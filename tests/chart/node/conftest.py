@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from consumer.dev.docker import DockerEngine
-from consumer.dev.kafka import LocalKafka
-from consumer.dev.postgres import LocalPostgres
+from devtools.docker import DockerEngine
+from devtools.kafka import LocalKafka
+from devtools.postgres import LocalPostgres
 from tests.chart.helm import Helm
 from tests.chart.node.host import NODE_IP, POD_CIDR
 from tests.chart.node.images import save_image

@@ -8,12 +8,7 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any
 
-from consumer.dev.kafka import LocalKafka
-from consumer.dev.postgres import LocalPostgres
-from tests.chart.helm import Helm
-from tests.chart.node.node import Node
-from tests.chart.node.workload import PodWatch, Release, Termination
-from tests.integration.pipeline.harness import (
+from devtools.harness import (
     Traffic,
     committed_all,
     count_rows,
@@ -21,6 +16,11 @@ from tests.integration.pipeline.harness import (
     stored_ids,
     wait_until,
 )
+from devtools.kafka import LocalKafka
+from devtools.postgres import LocalPostgres
+from tests.chart.helm import Helm
+from tests.chart.node.node import Node
+from tests.chart.node.workload import PodWatch, Release, Termination
 from tests.integration.sinks.dbs import fresh_database
 
 PARTITIONS = 6

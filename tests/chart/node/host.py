@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
-from consumer.dev.docker import mounts_under
+from devtools.docker import mounts_under
 
 NODE_IP = "198.51.100.1"  # TEST-NET-2 (RFC 5737): exists only on the dummy interface
 NODE_NAME = "consumer-node"

@@ -11,7 +11,7 @@ import subprocess
 import tarfile
 from pathlib import Path
 
-from consumer.dev.docker import DockerEngine, docker_client
+from devtools.docker import DockerEngine, docker_client
 
 PAUSE_IMAGE = "localhost/pause:3.10"
 

@@ -23,8 +23,8 @@ import time
 from pathlib import Path
 from typing import IO
 
-from consumer.dev.kafka import stop_process
-from consumer.dev.ports import free_port
+from devtools.kafka import stop_process
+from devtools.ports import free_port
 from tests.chart.control_plane import ControlPlane
 from tests.chart.control_plane import _ready as node_ready
 from tests.chart.kube import Kube, KubeError, wait_for

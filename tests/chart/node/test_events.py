@@ -9,19 +9,19 @@ import json
 
 import pytest
 
-from consumer.dev.kafka import LocalKafka
-from consumer.dev.postgres import LocalPostgres
-from consumer.dev.prometheus import LocalPrometheus
+from devtools.harness import (
+    produce,
+    read_topic,
+)
+from devtools.kafka import LocalKafka
+from devtools.postgres import LocalPostgres
+from devtools.prometheus import LocalPrometheus
 from tests.chart.helm import Helm
 from tests.chart.kube import wait_for
 from tests.chart.node.flow import all_stored_once, deploy
 from tests.chart.node.host import NODE_NAME
 from tests.chart.node.node import Node
 from tests.chart.node.workload import NAME, metric, ready, scrape
-from tests.integration.pipeline.harness import (
-    produce,
-    read_topic,
-)
 
 # The first node test also waits for the session's fixtures: the node, and the
 # service image when the Docker layer cache is cold (a rebuild takes minutes).

@@ -9,13 +9,13 @@ import asyncio
 
 import pytest
 
-from consumer.dev.kafka import LocalKafka
-from consumer.dev.postgres import LocalPostgres
+from devtools.harness import produce, wait_until
+from devtools.kafka import LocalKafka
+from devtools.postgres import LocalPostgres
 from tests.chart.helm import Helm
 from tests.chart.node.flow import all_stored_once, deploy, drained_in_grace, figures
 from tests.chart.node.node import Node
 from tests.chart.node.workload import NAME, PodWatch, metric, scrape
-from tests.integration.pipeline.harness import produce, wait_until
 
 pytestmark = pytest.mark.integration
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from consumer.dev.kafka import LocalKafka
-from consumer.dev.postgres import LocalPostgres
+from devtools.kafka import LocalKafka
+from devtools.postgres import LocalPostgres
 from tests.chart.node.host import SYSCTLS, read_sysctls
 from tests.chart.node.node import Node
 

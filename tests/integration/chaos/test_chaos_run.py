@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from chaos.schedule import Kind
-from consumer.dev.ports import project_root
+from devtools.ports import project_root
 
 pytestmark = pytest.mark.integration
 

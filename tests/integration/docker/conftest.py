@@ -1,7 +1,7 @@
 """A private Docker engine for the session and the images built on it.
 
 The engine runs from Debian's `docker.io` on its own socket (see
-`consumer.dev.docker`); images are built from the local base image, since no
+`devtools.docker`); images are built from the local base image, since no
 registry can be reached. Builds are cached in the engine's data root, so only
 the first session pays for them. The engine and the service image are
 session fixtures of `tests/conftest.py`: the chart's real-node tests share them.
@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import pytest
 
-from consumer.dev.docker import DockerEngine
-from consumer.dev.images import build_kafka_image
+from devtools.docker import DockerEngine
+from devtools.images import build_kafka_image
 
 
 @pytest.fixture(scope="session")

@@ -9,8 +9,8 @@ import urllib.request
 import uuid
 from pathlib import Path
 
-from consumer.dev.docker import DockerEngine
-from consumer.dev.ports import free_port
+from devtools.docker import DockerEngine
+from devtools.ports import free_port
 
 # What a restricted Kubernetes pod gets: read-only root, a writable /tmp, no
 # capabilities, no privilege escalation.

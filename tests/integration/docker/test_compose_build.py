@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from consumer.dev.docker import DockerEngine, compose_binary
-from consumer.dev.images import pip_build_args
-from consumer.dev.ports import project_root
+from devtools.docker import DockerEngine, compose_binary
+from devtools.images import pip_build_args
+from devtools.ports import project_root
 
 pytestmark = pytest.mark.integration
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from consumer.dev.docker import DockerEngine, mounts_under
-from consumer.dev.images import BASE_IMAGE, ensure_base_image
+from devtools.docker import DockerEngine, mounts_under
+from devtools.images import BASE_IMAGE, ensure_base_image
 
 pytestmark = pytest.mark.integration
 

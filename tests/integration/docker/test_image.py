@@ -11,11 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from consumer.dev.docker import DockerEngine
-from consumer.dev.images import BASE_IMAGE, image_size
-from consumer.dev.ports import project_root
-from tests.integration.docker.support import RESTRICTED, ServiceContainer
-from tests.integration.pipeline.harness import (
+from devtools.docker import DockerEngine
+from devtools.harness import (
     committed_all,
     count_rows,
     create_topics,
@@ -24,6 +21,9 @@ from tests.integration.pipeline.harness import (
     stored_ids,
     wait_until,
 )
+from devtools.images import BASE_IMAGE, image_size
+from devtools.ports import project_root
+from tests.integration.docker.support import RESTRICTED, ServiceContainer
 from tests.integration.sinks.dbs import fresh_database
 
 pytestmark = pytest.mark.integration

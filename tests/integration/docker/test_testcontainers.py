@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-from consumer.dev.docker import DockerEngine
-from consumer.dev.ports import project_root
+from devtools.docker import DockerEngine
+from devtools.ports import project_root
 
 pytestmark = pytest.mark.integration
 

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from consumer.dev.kafka import LocalKafka, create_topics
+from devtools.harness import Service, committed_all, wait_until
+from devtools.kafka import LocalKafka, create_topics
 from tests.integration.conftest import NewTopicFactory
 from tests.integration.engine.support import committed, produce_keyed, read_handled
-from tests.integration.pipeline.harness import Service, committed_all, wait_until
 
 pytestmark = pytest.mark.integration
 

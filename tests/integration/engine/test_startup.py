@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from consumer.dev.ports import free_port
-from tests.integration.pipeline.harness import Service
+from devtools.harness import Service
+from devtools.ports import free_port
 
 pytestmark = pytest.mark.integration
 

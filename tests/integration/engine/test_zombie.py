@@ -21,9 +21,9 @@ from pathlib import Path
 
 import pytest
 
+from devtools.harness import Service, committed_all, wait_until
 from tests.integration.conftest import NewTopicFactory
 from tests.integration.engine.support import committed, produce_keyed, read_handled
-from tests.integration.pipeline.harness import Service, committed_all, wait_until
 
 pytestmark = pytest.mark.integration
 

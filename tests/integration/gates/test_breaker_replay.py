@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
-from consumer.dev.ports import project_root
+from devtools.harness import Service, read_topic, wait_until
+from devtools.ports import project_root
 from tests.integration.conftest import NewTopicFactory
 from tests.integration.gates.support import (
     committed_offset,
@@ -23,7 +24,6 @@ from tests.integration.gates.support import (
     headers_of,
     produce_values,
 )
-from tests.integration.pipeline.harness import Service, read_topic, wait_until
 
 pytestmark = pytest.mark.integration
 

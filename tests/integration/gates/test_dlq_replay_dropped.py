@@ -16,9 +16,9 @@ from consumer.gates.dlq import (
     H_VALUE_DROPPED,
     H_VALUE_NULL,
 )
+from devtools.harness import read_topic
 from tests.integration.conftest import NewTopicFactory
 from tests.integration.gates.test_breaker_replay import cli
-from tests.integration.pipeline.harness import read_topic
 
 pytestmark = pytest.mark.integration
 

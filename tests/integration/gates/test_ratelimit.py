@@ -14,13 +14,13 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
 
 from consumer.config import Settings
-from consumer.dev.ports import free_port
 from consumer.observability.metrics import Metrics
 from consumer.pipeline import build_processor
 from consumer.types import Record
+from devtools.harness import read_topic
+from devtools.ports import free_port
 from tests.integration.conftest import NewTopicFactory
 from tests.integration.gates.support import event_value, produce_values
-from tests.integration.pipeline.harness import read_topic
 
 pytestmark = pytest.mark.integration
 

@@ -12,6 +12,7 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
+from devtools.harness import Service, read_topic, wait_until
 from tests.integration.conftest import NewTopicFactory
 from tests.integration.gates.support import (
     committed_offset,
@@ -19,7 +20,6 @@ from tests.integration.gates.support import (
     headers_of,
     produce_values,
 )
-from tests.integration.pipeline.harness import Service, read_topic, wait_until
 
 pytestmark = pytest.mark.integration
 

@@ -15,9 +15,9 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
+from devtools.harness import Service, read_topic, wait_until
 from tests.integration.conftest import NewTopicFactory
 from tests.integration.gates.support import committed_offset, event_value, headers_of
-from tests.integration.pipeline.harness import Service, read_topic, wait_until
 
 pytestmark = pytest.mark.integration
 

@@ -25,11 +25,11 @@ import pytest
 from aiohttp import web
 from aiokafka import AIOKafkaProducer
 
-from consumer.dev.ports import free_port
-from consumer.dev.prometheus import LocalPrometheus
+from devtools.harness import Service, create_topics, wait_until
+from devtools.ports import free_port
+from devtools.prometheus import LocalPrometheus
 from schemas.samples import invalid_samples, sample_event
 from tests.dashboard_queries import ALERTS, load, queries
-from tests.integration.pipeline.harness import Service, create_topics, wait_until
 
 pytestmark = pytest.mark.integration
 

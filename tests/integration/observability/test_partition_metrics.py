@@ -13,13 +13,13 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from prometheus_client.parser import text_string_to_metric_families
 
-from schemas.samples import sample_event
-from tests.integration.pipeline.harness import (
+from devtools.harness import (
     Service,
     create_topics,
     terminate_all,
     wait_until,
 )
+from schemas.samples import sample_event
 
 pytestmark = pytest.mark.integration
 

@@ -15,14 +15,14 @@ import orjson
 import pytest
 from aiohttp import web
 
-from consumer.dev.ports import free_port
-from tests.integration.pipeline.harness import (
+from devtools.harness import (
     Service,
     committed_all,
     create_topics,
     produce,
     wait_until,
 )
+from devtools.ports import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -22,16 +22,16 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from consumer.dev.jaeger import LocalJaeger
-from consumer.dev.ports import project_root
-from schemas.samples import invalid_samples, sample_event
-from tests.integration.pipeline.harness import (
+from devtools.harness import (
     Service,
     committed_all,
     create_topics,
     read_topic,
     wait_until,
 )
+from devtools.jaeger import LocalJaeger
+from devtools.ports import project_root
+from schemas.samples import invalid_samples, sample_event
 
 pytestmark = pytest.mark.integration
 

@@ -1,4 +1,4 @@
-"""`make run`'s demo (`consumer dev demo`) against the session broker: traffic
+"""`make run`'s demo (`python -m devtools demo`) against the session broker: traffic
 flows into the SQLite file, invalid events into the dead-letter topic, and
 SIGINT (Ctrl-C) stops everything with exit code 0."""
 
@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from consumer.dev.ports import free_port
-from tests.integration.pipeline.harness import read_topic
+from devtools.harness import read_topic
+from devtools.ports import free_port, project_root
 
 pytestmark = pytest.mark.integration
 
@@ -38,8 +38,11 @@ def drive_demo(env: dict[str, str], cwd: Path) -> tuple[int, str, int]:
             except sqlite3.OperationalError:
                 return 0
 
+    # devtools is the checkout's, not installed: the demo runs in `cwd`.
+    env = {**env, "PYTHONPATH": os.pathsep.join(
+        p for p in (str(project_root()), env.get("PYTHONPATH")) if p)}
     with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "consumer.cli", "dev", "demo"],
+        proc = subprocess.Popen([sys.executable, "-m", "devtools", "demo"],
                                 env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 90

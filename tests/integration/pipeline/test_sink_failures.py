@@ -14,8 +14,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from consumer.dev.postgres import LocalPostgres
-from tests.integration.pipeline.harness import (
+from devtools.harness import (
     Service,
     count_rows,
     create_topics,
@@ -25,6 +24,7 @@ from tests.integration.pipeline.harness import (
     stored_ids,
     wait_until,
 )
+from devtools.postgres import LocalPostgres
 
 pytestmark = pytest.mark.integration
 

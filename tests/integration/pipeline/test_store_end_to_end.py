@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from tests.integration.pipeline.harness import (
+from devtools.harness import (
     Service,
     committed_all,
     count_rows,

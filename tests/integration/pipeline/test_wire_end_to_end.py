@@ -21,17 +21,17 @@ from aiokafka import AIOKafkaProducer
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from consumer.dev.kafka import LocalKafka, create_topics
-from schemas.samples import sample_event
-from tests.integration.conftest import NewTopicFactory
-from tests.integration.engine.support import committed
-from tests.integration.pipeline.harness import (
+from devtools.harness import (
     Service,
     committed_all,
     read_topic,
     stored_ids,
     wait_until,
 )
+from devtools.kafka import LocalKafka, create_topics
+from schemas.samples import sample_event
+from tests.integration.conftest import NewTopicFactory
+from tests.integration.engine.support import committed
 from tests.integration.wire import CODECS, WireRecord, produce_raw
 
 pytestmark = pytest.mark.integration

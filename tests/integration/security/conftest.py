@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from consumer.dev.secure_kafka import SecureKafka
 from consumer.security import KafkaSecurity
+from devtools.secure_kafka import SecureKafka
 
 
 @dataclass(frozen=True)

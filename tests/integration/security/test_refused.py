@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from consumer.dev.tls import CertificateAuthority
-from tests.integration.pipeline.harness import Service, create_topics
+from devtools.harness import Service, create_topics
+from devtools.tls import CertificateAuthority
 from tests.integration.security.conftest import Secured
 
 pytestmark = pytest.mark.integration

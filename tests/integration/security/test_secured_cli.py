@@ -12,10 +12,10 @@ import uuid
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from consumer.dev.kafka import create_topics
-from consumer.dev.ports import project_root
+from devtools.harness import read_topic
+from devtools.kafka import create_topics
+from devtools.ports import project_root
 from schemas.samples import sample_bytes
-from tests.integration.pipeline.harness import read_topic
 from tests.integration.security.conftest import Secured
 
 pytestmark = pytest.mark.integration

@@ -14,11 +14,8 @@ import orjson
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
-from consumer.dev.kafka import create_topics as create_kafka_topics
 from consumer.masking import mask_url
-from schemas.samples import invalid_samples
-from tests.integration.gates.support import committed_offset, event_value, produce_values
-from tests.integration.pipeline.harness import (
+from devtools.harness import (
     Service,
     committed_all,
     create_topics,
@@ -27,6 +24,9 @@ from tests.integration.pipeline.harness import (
     stored_ids,
     wait_until,
 )
+from devtools.kafka import create_topics as create_kafka_topics
+from schemas.samples import invalid_samples
+from tests.integration.gates.support import committed_offset, event_value, produce_values
 from tests.integration.security.conftest import Secured
 from tests.integration.sinks.dbs import fresh_database
 

@@ -14,11 +14,11 @@ import pytest
 from aiohttp import web
 
 from consumer.config import Settings
-from consumer.dev.ports import free_port
 from consumer.errors import SinkError
 from consumer.sinks import open_sink
 from consumer.sinks.batcher import Batcher
 from consumer.sinks.http import HttpSink
+from devtools.ports import free_port
 from tests.integration.sinks.test_sink_contract import rows
 
 pytestmark = pytest.mark.integration

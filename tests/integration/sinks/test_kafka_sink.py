@@ -15,8 +15,8 @@ from consumer.config import Settings
 from consumer.sinks import open_sink
 from consumer.sinks.base import Row
 from consumer.sinks.batcher import Batcher, RowsRefused
+from devtools.harness import read_topic
 from tests.integration.conftest import NewTopicFactory
-from tests.integration.pipeline.harness import read_topic
 from tests.integration.sinks.test_sink_contract import rows
 
 pytestmark = pytest.mark.integration

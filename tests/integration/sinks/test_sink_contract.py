@@ -20,12 +20,12 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from consumer.config import Settings
-from consumer.dev.ports import free_port
 from consumer.errors import PartlyWritten, SinkError
 from consumer.sinks import open_sink
 from consumer.sinks.base import Row
 from consumer.sinks.postgres import PostgresSink
 from consumer.types import Sink
+from devtools.ports import free_port
 from tests.integration.sinks.dbs import fetch, fresh_database
 
 pytestmark = pytest.mark.integration

@@ -10,8 +10,8 @@ import promql_parser as pp
 import pytest
 from prometheus_client import Metric
 
-from consumer.observability import dashboard
 from consumer.observability.metrics import Metrics
+from devtools import dashboard
 from tests.dashboard_queries import DASHBOARD, load, panels, queries
 
 RATE_FUNCTIONS = {"rate", "increase", "irate"}
@@ -56,7 +56,7 @@ def selectors(node: Any, inside_rate: bool = False) -> list[tuple[str, bool, Any
 
 def test_committed_json_is_what_the_generator_makes() -> None:
     assert DASHBOARD.read_text() == dashboard.render(), (
-        "regenerate: python -m consumer.observability.dashboard "
+        "regenerate: python -m devtools.dashboard "
         "> helm/consumer/files/dashboard.json")
 
 

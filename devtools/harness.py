@@ -1,6 +1,7 @@
 """End-to-end helpers: produce sample traffic, run the real service as a
 subprocess (`python -m consumer.cli run`), and read back what it stored and
-dead-lettered."""
+dead-lettered. Shared by the integration tests, `chaos/` and the chart's
+node tests; it imports nothing of `tests`."""
 
 from __future__ import annotations
 
@@ -27,9 +28,9 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 from aiokafka.structs import TopicPartition
 
-from consumer.dev.kafka import create_topics as create_kafka_topics
-from consumer.dev.ports import free_port, project_root
 from consumer.security import PLAINTEXT, KafkaSecurity
+from devtools.kafka import create_topics as create_kafka_topics
+from devtools.ports import free_port, project_root
 from schemas.samples import invalid_samples, sample_event
 
 

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from consumer.dev.ports import free_port, project_root
-from consumer.dev.server import LocalServer
+from devtools.ports import free_port, project_root
+from devtools.server import LocalServer
 
 BUILD_SCRIPT = project_root() / "scripts" / "build-jaeger.sh"
 

@@ -1,6 +1,6 @@
 """A real single-node Apache Kafka broker (KRaft) run from Maven jars.
 
-For development (`consumer dev kafka up|down`, `make run`) and for the
+For development (`python -m devtools kafka up|down`, `make run`) and for the
 integration tests when no `KAFKA_BOOTSTRAP_SERVERS` is given and no Docker engine
 answers. The jars are resolved once into `.cache/kafka/libs` and reused.
 
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -23,8 +24,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from consumer.dev.ports import free_port, port_open, project_root, wait_port_closed
 from consumer.security import PLAINTEXT, KafkaSecurity
+from devtools.ports import free_port, port_open, project_root, wait_port_closed
 
 POM = Path(__file__).with_name("kafka-pom.xml")
 #: The admin command-line tools (AclCommand), resolved into their own folder so
@@ -48,6 +49,25 @@ logger.apache.level = WARN
 
 def cache_dir() -> Path:
     return Path(os.environ.get("CONSUMER_CACHE_DIR", project_root() / ".cache"))
+
+
+def background_state() -> Path:
+    """Where `python -m devtools kafka up` records the broker it left running."""
+    return cache_dir() / "kafka" / "run" / "state.json"
+
+
+def running_bootstrap() -> str | None:
+    """The address of a broker started by `kafka up` that is still alive, if any."""
+    state = background_state()
+    if not state.exists():
+        return None
+    info = json.loads(state.read_text())
+    try:
+        os.kill(int(info["pid"]), 0)
+    except ProcessLookupError:
+        state.unlink()
+        return None
+    return str(info["bootstrap"])
 
 
 def ensure_jars(cache: Path | None = None, *, pom: Path = POM, folder: str = "libs") -> Path:

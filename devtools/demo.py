@@ -24,14 +24,13 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from consumer.commands.dev import running_bootstrap
 from consumer.config import Settings, load_settings
-from consumer.dev import kafka as local
-from consumer.dev.ports import port_open
 from consumer.errors import ConfigError
 from consumer.masking import mask_url
 from consumer.observability.tracing import start_tracing
 from consumer.security import KafkaSecurity, kafka_security
+from devtools import kafka as local
+from devtools.ports import port_open
 
 if TYPE_CHECKING:
     from consumer.observability.otel import Tracing
@@ -50,7 +49,7 @@ def _bootstrap(env: dict[str, str]) -> tuple[str, local.LocalKafka | None]:
     """The broker to use and the one we started (None when reused)."""
     if given := env.get("CONSUMER_BOOTSTRAP_SERVERS"):
         return given, None
-    if reused := running_bootstrap():
+    if reused := local.running_bootstrap():
         return reused, None
     address = f"127.0.0.1:{DEMO_PORT}"
     if port_open(DEMO_PORT):
@@ -67,7 +66,7 @@ def _bootstrap(env: dict[str, str]) -> tuple[str, local.LocalKafka | None]:
 
 
 def run_demo() -> int:
-    """Blocking entry point of `consumer dev demo`; returns the exit code."""
+    """Blocking entry point of `python -m devtools demo`; returns the exit code."""
     env = dict(os.environ)
     env.setdefault("CONSUMER_SINK_URL", "sqlite:///./consumer.db")
     # A person watches this one: human-readable logs unless asked otherwise.

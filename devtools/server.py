@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from consumer.dev.kafka import stop_process
+from devtools.kafka import stop_process
 
 
 @dataclass

@@ -4,7 +4,7 @@ for 127.0.0.1/localhost, client certificates for mutual TLS, and on purpose
 an expired one. Keys are unencrypted PKCS#8 PEM, which both Kafka's PEM key
 store and Python's `ssl` read.
 
-Blocking, like the rest of `consumer.dev`.
+Blocking, like the rest of `devtools`.
 """
 
 from __future__ import annotations

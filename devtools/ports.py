@@ -8,8 +8,9 @@ from pathlib import Path
 
 
 def project_root() -> Path:
-    """The checkout holding this package (caches live under it)."""
-    return Path(__file__).resolve().parents[2]
+    """The source checkout: `devtools/` is never installed, so this is always
+    the folder holding it (caches live under it)."""
+    return Path(__file__).resolve().parents[1]
 
 
 def free_port() -> int:

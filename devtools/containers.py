@@ -5,7 +5,7 @@ networking and listens on free ports of 127.0.0.1 only, so the address a
 client is given is the address the broker advertises (no port mapping to get
 wrong) and nothing listens on an external interface. It is configured the way
 the `apache/kafka` image is (`KAFKA_*` variables), so the same code runs that
-image or the local one built by `consumer.dev.images.build_kafka_image`.
+image or the local one built by `devtools.images.build_kafka_image`.
 Needs a Linux engine (host networking). Blocking; for fixtures.
 """
 
@@ -15,8 +15,8 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from consumer.dev.kafka import metadata_round_trip
-from consumer.dev.ports import free_port
+from devtools.kafka import metadata_round_trip
+from devtools.ports import free_port
 
 KAFKA_IMAGE = "apache/kafka:4.1.1"
 

@@ -1,6 +1,6 @@
 """The service's Grafana dashboard, as code (grafana-foundation-sdk builders).
 
-    python -m consumer.observability.dashboard > helm/consumer/files/dashboard.json
+    python -m devtools.dashboard > helm/consumer/files/dashboard.json
 
 The JSON is committed in the chart, which provisions it, and the compose stack
 mounts the same file; a unit test fails when it differs from `render()`.

@@ -6,7 +6,7 @@ enums): a bad value fails at `helm install` with the setting's name. Settings
 the chart sets from dedicated values (`CHART_MANAGED`) or keeps in its Secret
 (`CHART_SECRET`) are left out of `config`.
 
-`python -m consumer.dev.chart` rewrites `helm/consumer/values.schema.json`
+`python -m devtools.chart` rewrites `helm/consumer/values.schema.json`
 after a setting changes; a test fails while the file and the model differ.
 """
 
@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from consumer.config import SECRET_FIELDS, Settings
-from consumer.dev.ports import project_root
+from devtools.ports import project_root
 
 #: Settings the chart sets from its own values.
 CHART_MANAGED = frozenset({

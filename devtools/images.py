@@ -7,7 +7,7 @@
 - The service image: the top-level Dockerfile, built with this machine's pip
   settings (package index, CA bundle) passed in for the builder stage only.
 - A Kafka image for the testcontainers path: the base image, a JRE and the
-  broker jars the project resolves with Maven (`consumer/dev/kafka-image/`).
+  broker jars the project resolves with Maven (`devtools/kafka-image/`).
 
 Each build is cached by the engine's layer cache: a rebuild with nothing
 changed takes seconds. Blocking; for fixtures and scripts. Needs a checkout
@@ -24,9 +24,9 @@ import tempfile
 import tomllib
 from pathlib import Path
 
-from consumer.dev.docker import DockerEngine
-from consumer.dev.kafka import ensure_jars
-from consumer.dev.ports import project_root
+from devtools.docker import DockerEngine
+from devtools.kafka import ensure_jars
+from devtools.ports import project_root
 
 BASE_IMAGE = "python:3.11-slim"  # the Dockerfile's default BASE_IMAGE
 SERVICE_IMAGE = "consumer:test"

@@ -9,7 +9,7 @@ Listeners, all on 127.0.0.1:
 | `mtls_port` | SSL, client certificate required | principal = the certificate's CN |
 | controller | SSL, client certificate required | the broker itself (CN=broker) |
 
-TLS uses a CA made here (`consumer.dev.tls`); the broker's certificate names
+TLS uses a CA made here (`devtools.tls`); the broker's certificate names
 127.0.0.1 and localhost. Authorization is on (`StandardAuthorizer`, nothing
 allowed without an ACL); `admin` (SCRAM) and `broker` (the broker's own
 certificate) are super users. `grant`/`revoke` manage ACLs with Kafka's own
@@ -29,10 +29,10 @@ from dataclasses import dataclass, field
 from pydantic import SecretStr
 
 from consumer.config import SecurityProtocol
-from consumer.dev.kafka import LocalKafka, _server_properties, ensure_tools, metadata_round_trip
-from consumer.dev.ports import free_port
-from consumer.dev.tls import CertificateAuthority, Issued
 from consumer.security import KafkaSecurity
+from devtools.kafka import LocalKafka, _server_properties, ensure_tools, metadata_round_trip
+from devtools.ports import free_port
+from devtools.tls import CertificateAuthority, Issued
 
 ADMIN = "admin"
 _SCRAM_MODULE = "org.apache.kafka.common.security.scram.ScramLoginModule"

@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from consumer.dev.ports import free_port, port_open
+from devtools.ports import free_port, port_open
 
 
 def pg_bin_dir() -> Path:

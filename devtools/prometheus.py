@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from consumer.dev.ports import free_port
-from consumer.dev.server import LocalServer
+from devtools.ports import free_port
+from devtools.server import LocalServer
 
 
 @dataclass

@@ -1,0 +1,5 @@
+"""`python -m devtools`: see `devtools.cli`."""
+
+from devtools.cli import app
+
+app()
