@@ -2,6 +2,8 @@
 
 The retry loop branches on `retriable` only. Exceptions that are not ours are
 classified by the retry policy's configurable lists (default: retriable).
+`schemas` stands alone, so its `InvalidEvent` derives from its own root,
+`schemas.errors.SchemaError`, which carries the same flag (never retriable).
 """
 
 from __future__ import annotations

@@ -3,10 +3,11 @@
 Public API (other gates code against these names):
 
 * `validate(raw, *, allow_unknown=False) -> Event` — bytes to event. Raises only
-  `InvalidEvent`, whose `reason` is a short machine word (see `Reason`:
-  `empty`, `too_large`, `invalid_json`, `too_deep`, `not_an_object`,
-  `unknown_type`, `unknown_version`, `schema_violation`, `unreadable`) and whose
-  `detail` is human text truncated to ~1 KiB, safe for a dead-letter header.
+  `InvalidEvent` (a `SchemaError`: never retriable), whose `reason` is a short
+  machine word (see `Reason`: `empty`, `too_large`, `invalid_json`, `too_deep`,
+  `not_an_object`, `unknown_type`, `unknown_version`, `schema_violation`,
+  `unreadable`) and whose `detail` is human text truncated to ~1 KiB, safe
+  for a dead-letter header.
   With `allow_unknown=True` (setting `CONSUMER_ALLOW_UNKNOWN_TYPES`) an unknown
   (type, version) comes back as a `GenericEvent` whose `data` is a dict.
 * `Event` — the envelope: `.id .type .version .occurred_at` (tz-aware datetime)
@@ -33,6 +34,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from schemas.envelope import Event, GenericEvent, Payload
+from schemas.errors import SchemaError
 from schemas.orders import MODELS
 from schemas.registry import EventKey, Registry
 from schemas.validation import (
@@ -87,6 +89,7 @@ __all__ = [
     "Payload",
     "Reason",
     "Registry",
+    "SchemaError",
     "validate",
     "validate_dict",
     "validate_dict_with",

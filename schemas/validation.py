@@ -16,8 +16,8 @@ from typing import Any, final
 import orjson
 from pydantic import ValidationError
 
-from consumer.errors import ConsumerError
 from schemas.envelope import Event
+from schemas.errors import SchemaError
 from schemas.registry import Registry
 
 #: Records above this size are refused before parsing (Kafka's default
@@ -51,7 +51,7 @@ def truncate(text: str, limit: int = MAX_DETAIL_BYTES) -> str:
 
 
 @final  # run validation tells invalid results apart by exact type (`consumer.gates.runs`)
-class InvalidEvent(ConsumerError):
+class InvalidEvent(SchemaError):
     """The record is not a valid event. Never retriable: the bytes won't change.
 
     `reason` is a `Reason` value (a short machine word); `detail` is human text

@@ -11,8 +11,8 @@ import pytest
 from pydantic import ValidationError
 
 import schemas
-from consumer.errors import ConsumerError
-from schemas import REGISTRY, Event, GenericEvent, InvalidEvent, validate
+from consumer.gates.retry import RetryPolicy
+from schemas import REGISTRY, Event, GenericEvent, InvalidEvent, SchemaError, validate
 from schemas.orders import OrderCreatedV1, OrderCreatedV2, OrderPaidV1
 from schemas.samples import sample_event
 
@@ -178,8 +178,9 @@ def test_invalid_event_contract() -> None:
     with pytest.raises(InvalidEvent) as info:
         validate(orjson.dumps(doc))
     exc = info.value
-    assert isinstance(exc, ConsumerError)
+    assert isinstance(exc, SchemaError)
     assert exc.retriable is False
+    assert not RetryPolicy().retriable(exc)
     assert exc.reason == "schema_violation"
     assert exc.detail.startswith("order.created v1: data.items.0.sku")
     assert "more)" in exc.detail
