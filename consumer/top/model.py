@@ -1,0 +1,278 @@
+"""What `consumer top` shows, computed from scrapes: pure, no I/O, no clock.
+
+A `Scrape` is one instance's /metrics text parsed (by prometheus-client's own
+parser) at a time `at` the caller measured. Rates need two scrapes of the same
+instance; `view(prev, cur, ...)` turns them into an `InstanceView`.
+
+Counters are read as Prometheus reads them: a value lower than the one before
+is a reset (the process restarted), after which the counter counted from 0.
+A restart the counter alone cannot show — it restarted and already counted
+past the old value — is caught by `process_start_time_seconds` changing:
+then every series counts from 0. What was counted between the last scrape
+before a restart and the restart is lost, as it is for Prometheus.
+
+The names read here are the service's (consumer/observability/metrics.py); a
+unit test checks each one in `READS` is registered, so a rename cannot
+silently blank the view.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from prometheus_client.parser import text_string_to_metric_families
+
+MESSAGES = "consumer_messages_total"
+FETCHED = "consumer_fetched_messages_total"
+IN_FLIGHT = "consumer_in_flight_messages"
+IN_FLIGHT_LIMIT = "consumer_in_flight_limit_messages"
+IN_FLIGHT_BYTES = "consumer_in_flight_bytes"
+IN_FLIGHT_BYTES_LIMIT = "consumer_in_flight_limit_bytes"
+PAUSED = "consumer_paused_partitions"
+ASSIGNED = "consumer_assigned_partitions"
+PROCESSING_BUCKETS = "consumer_processing_seconds_bucket"
+DLQ = "consumer_dlq_messages_total"
+RETRIES = "consumer_retries_total"
+ROWS_WRITTEN = "consumer_sink_rows_written_total"
+SINK_ERRORS = "consumer_sink_errors_total"
+COMMIT_FAILURES = "consumer_commit_failures_total"
+DLQ_SEND_FAILURES = "consumer_dlq_send_failures_total"
+BREAKER = "consumer_dlq_breaker_open"
+LAG = "consumer_lag"
+LAG_SECONDS = "consumer_lag_seconds"
+COMMITTED = "consumer_committed_offset"
+BUILD_INFO = "consumer_build_info"
+STARTED = "process_start_time_seconds"
+
+#: Every sample name the view reads.
+READS = (MESSAGES, FETCHED, IN_FLIGHT, IN_FLIGHT_LIMIT, IN_FLIGHT_BYTES,
+         IN_FLIGHT_BYTES_LIMIT, PAUSED, ASSIGNED, PROCESSING_BUCKETS, DLQ, RETRIES,
+         ROWS_WRITTEN, SINK_ERRORS, COMMIT_FAILURES, DLQ_SEND_FAILURES, BREAKER, LAG,
+         LAG_SECONDS, COMMITTED, BUILD_INFO, STARTED)
+
+#: `consumer_messages_total{outcome}` values, in the order shown.
+OUTCOMES = ("ok", "dead_lettered", "invalid")
+
+Labels = frozenset[tuple[str, str]]
+Series = Mapping[Labels, float]
+
+
+@dataclass(frozen=True, slots=True)
+class Scrape:
+    """One /metrics answer: sample name -> {labels: value}, taken at `at`
+    (seconds on a clock of the caller's choice, the same for every scrape)."""
+
+    at: float
+    samples: Mapping[str, Series]
+
+    def series(self, name: str, **match: str) -> dict[Labels, float]:
+        """The series of `name` whose labels include `match`."""
+        want = match.items()
+        return {labels: value for labels, value in self.samples.get(name, {}).items()
+                if want <= labels}
+
+    def total(self, name: str, **match: str) -> float | None:
+        """Sum over the matching series; None when there is none."""
+        found = self.series(name, **match)
+        return math.fsum(found.values()) if found else None
+
+    @property
+    def started(self) -> float | None:
+        return self.total(STARTED)
+
+
+def parse(text: str, at: float) -> Scrape:
+    """Parse Prometheus text exposition; raises ValueError on malformed text."""
+    samples: dict[str, dict[Labels, float]] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            samples.setdefault(sample.name, {})[frozenset(sample.labels.items())] = sample.value
+    return Scrape(at, samples)
+
+
+def counter_increase(before: float | None, after: float, *, restarted: bool = False) -> float:
+    """How much one counter series counted between two scrapes. `before` is
+    None for a series the first scrape did not have (created since: from 0)."""
+    if before is None or restarted or after < before:
+        return after
+    return after - before
+
+
+def increase(prev: Scrape, cur: Scrape, name: str, **match: str) -> float:
+    """Summed increase of the matching series of counter `name` from `prev` to `cur`."""
+    restarted = prev.started != cur.started
+    before = prev.samples.get(name, {})
+    return math.fsum(counter_increase(before.get(labels), value, restarted=restarted)
+                     for labels, value in cur.series(name, **match).items())
+
+
+def rate(prev: Scrape, cur: Scrape, name: str, **match: str) -> float | None:
+    """Per-second increase; None when the scrapes are not in time order."""
+    elapsed = cur.at - prev.at
+    if elapsed <= 0:
+        return None
+    return increase(prev, cur, name, **match) / elapsed
+
+
+def bucket_increases(prev: Scrape, cur: Scrape, name: str) -> dict[float, float]:
+    """Histogram buckets (`name` ends in `_bucket`) summed over every other
+    label: upper bound -> observations counted at or below it in the interval."""
+    restarted = prev.started != cur.started
+    before = prev.samples.get(name, {})
+    out: dict[float, float] = {}
+    for labels, value in cur.samples.get(name, {}).items():
+        le = float(dict(labels)["le"])
+        out[le] = out.get(le, 0.0) + counter_increase(before.get(labels), value,
+                                                      restarted=restarted)
+    return out
+
+
+def quantile(q: float, buckets: Mapping[float, float]) -> float | None:
+    """`histogram_quantile` as Prometheus computes it: linear interpolation
+    inside the bucket the rank falls in; the highest finite bound when it
+    falls in +Inf; None with no observations."""
+    ordered = sorted(buckets.items())
+    if not ordered or not math.isinf(ordered[-1][0]):
+        return None
+    counts: list[float] = []
+    for _, count in ordered:  # a reset mid-interval can break monotonicity: mend it
+        counts.append(max(count, counts[-1]) if counts else count)
+    total = counts[-1]
+    if total <= 0:
+        return None
+    rank = q * total
+    lower, below = 0.0, 0.0
+    for (upper, _), count in zip(ordered, counts, strict=True):
+        if count >= rank and count > below:
+            if math.isinf(upper):
+                return lower
+            return lower + (upper - lower) * (rank - below) / (count - below)
+        lower, below = upper, count
+    return lower
+
+
+@dataclass(frozen=True, slots=True)
+class Probe:
+    """One /healthz or /readyz answer: HTTP status and body text, or why
+    there was none (`error`)."""
+
+    status: int | None
+    body: str = ""
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == 200
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionRow:
+    instance: str
+    topic: str
+    partition: int
+    lag: float | None
+    lag_seconds: float | None
+    committed: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Rates:
+    """Per second over the last interval, summed over topics."""
+
+    outcomes: Mapping[str, float]
+    fetched: float
+    dead_letters: float
+    retries: float
+    rows_written: float
+    sink_errors: float
+    commit_failures: float
+    dlq_send_failures: float
+    p99_processing: float | None
+
+    @property
+    def done(self) -> float:
+        return math.fsum(self.outcomes.values())
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceView:
+    """What one instance shows. `error` set: unreachable, nothing else known
+    beyond the probes. `rates` None: only one scrape so far."""
+
+    url: str
+    health: Probe
+    ready: Probe
+    error: str | None = None
+    version: str | None = None
+    rates: Rates | None = None
+    in_flight: float | None = None
+    in_flight_limit: float | None = None
+    in_flight_bytes: float | None = None
+    in_flight_bytes_limit: float | None = None
+    paused: float | None = None
+    assigned: float | None = None
+    breaker_open: bool = False
+    lag: float | None = None
+    max_lag_seconds: float | None = None
+    partitions: tuple[PartitionRow, ...] = ()
+
+
+def rates(prev: Scrape, cur: Scrape) -> Rates | None:
+    """Rates between two scrapes of one instance; None if not in time order."""
+    elapsed = cur.at - prev.at
+    if elapsed <= 0:
+        return None
+
+    def per_s(name: str, **match: str) -> float:
+        return increase(prev, cur, name, **match) / elapsed
+
+    return Rates(
+        outcomes={o: per_s(MESSAGES, outcome=o) for o in OUTCOMES},
+        fetched=per_s(FETCHED), dead_letters=per_s(DLQ), retries=per_s(RETRIES),
+        rows_written=per_s(ROWS_WRITTEN), sink_errors=per_s(SINK_ERRORS, retriable="true"),
+        commit_failures=per_s(COMMIT_FAILURES), dlq_send_failures=per_s(DLQ_SEND_FAILURES),
+        p99_processing=quantile(0.99, bucket_increases(prev, cur, PROCESSING_BUCKETS)))
+
+
+def partitions(url: str, cur: Scrape) -> tuple[PartitionRow, ...]:
+    """One row per (topic, partition) any per-partition gauge lists."""
+    by_tp: dict[tuple[str, int], dict[str, float]] = {}
+    for name in (LAG, LAG_SECONDS, COMMITTED):
+        for labels, value in cur.series(name).items():
+            tags = dict(labels)
+            key = (tags.get("topic", "?"), int(tags.get("partition", "-1")))
+            by_tp.setdefault(key, {})[name] = value
+    return tuple(PartitionRow(url, topic, partition, v.get(LAG), v.get(LAG_SECONDS),
+                              v.get(COMMITTED))
+                 for (topic, partition), v in sorted(by_tp.items()))
+
+
+def view(url: str, health: Probe, ready: Probe, cur: Scrape | None, *,
+         prev: Scrape | None = None, error: str | None = None) -> InstanceView:
+    """The instance as of `cur` (None with `error`: /metrics did not answer)."""
+    if cur is None:
+        return InstanceView(url, health, ready, error=error or "no metrics")
+    versions = [dict(labels).get("version") for labels in cur.series(BUILD_INFO)]
+    rows = partitions(url, cur)
+    lags = [r.lag for r in rows if r.lag is not None]
+    ages = [r.lag_seconds for r in rows if r.lag_seconds is not None]
+    return InstanceView(
+        url, health, ready, error=error, version=versions[0] if versions else None,
+        rates=rates(prev, cur) if prev is not None else None,
+        in_flight=cur.total(IN_FLIGHT), in_flight_limit=cur.total(IN_FLIGHT_LIMIT),
+        in_flight_bytes=cur.total(IN_FLIGHT_BYTES),
+        in_flight_bytes_limit=cur.total(IN_FLIGHT_BYTES_LIMIT),
+        paused=cur.total(PAUSED), assigned=cur.total(ASSIGNED),
+        breaker_open=bool(cur.total(BREAKER)),
+        lag=math.fsum(lags) if lags else None, max_lag_seconds=max(ages) if ages else None,
+        partitions=rows)
+
+
+def busiest(views: Iterable[InstanceView], limit: int) -> list[PartitionRow]:
+    """The `limit` partitions furthest behind (time lag, then count lag)."""
+    rows = [row for v in views for row in v.partitions]
+    rows.sort(key=lambda r: (-(r.lag_seconds or 0.0), -(r.lag or 0.0), r.instance, r.topic,
+                             r.partition))
+    return rows[:max(0, limit)]
