@@ -1,0 +1,137 @@
+"""Rich renderables for `consumer top`: one table of instances, the reasons
+of those not ready or unreachable, and the partitions furthest behind. The
+same renderable is drawn live and, for `--once`, printed once as plain text."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from rich import box
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from consumer.top.model import InstanceView, Probe, busiest
+
+
+def number(value: float | None, unit: str = "") -> str:
+    """Compact: 950, 12.3k, 4.5M; '-' when unknown."""
+    if value is None:
+        return "-"
+    for size, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= size:
+            return f"{value / size:.1f}".removesuffix(".0") + suffix + unit
+    return f"{value:.0f}{unit}" if value == int(value) else f"{value:.1f}{unit}"
+
+
+def size(value: float | None) -> str:
+    if value is None:
+        return "-"
+    for scale, suffix in ((2**30, "GiB"), (2**20, "MiB"), (2**10, "KiB")):
+        if value >= scale:
+            return f"{value / scale:.1f} {suffix}"
+    return f"{value:.0f} B"
+
+
+def seconds(value: float | None) -> str:
+    if value is None:
+        return "-"
+    if value < 1:
+        return f"{value * 1000:.0f} ms" if value >= 0.001 else f"{value * 1e6:.0f} µs"
+    if value < 120:
+        return f"{value:.1f} s"
+    if value < 7200:
+        return f"{value / 60:.1f} min"
+    return f"{value / 3600:.1f} h"
+
+
+def of(value: float | None, limit: float | None) -> str:
+    return f"{number(value)}/{number(limit)}"
+
+
+def probe_text(probe: Probe) -> str:
+    """One line: the error, or the status and the body's first line."""
+    if probe.error is not None:
+        return probe.error
+    line = probe.body.splitlines()[0] if probe.body else ""
+    return f"HTTP {probe.status} {line}".strip()
+
+
+def state(view: InstanceView) -> Text:
+    if view.error is not None:
+        return Text("unreachable" if view.health.status is None else "no metrics",
+                    style="bold red")
+    if view.breaker_open:
+        return Text("breaker open", style="bold red")
+    if not view.health.ok:
+        return Text("unhealthy", style="bold red")
+    if not view.ready.ok:
+        return Text("not ready", style="yellow")
+    return Text("ready", style="green")
+
+
+def instances(views: Sequence[InstanceView]) -> Table:
+    table = Table(box=box.SIMPLE_HEAD, expand=False, pad_edge=False)
+    for name, justify in (("instance", "left"), ("state", "left"), ("done/s", "right"),
+                          ("ok", "right"), ("dlq", "right"), ("invalid", "right"),
+                          ("fetched/s", "right"), ("p99", "right"), ("in flight", "right"),
+                          ("bytes", "right"), ("paused", "right"), ("lag", "right"),
+                          ("time lag", "right"), ("retry/s", "right"),
+                          ("sink err/s", "right")):
+        table.add_column(name, justify=justify, no_wrap=True)  # type: ignore[arg-type]
+    for v in views:
+        r = v.rates
+        table.add_row(
+            v.url, state(v),
+            number(r.done) if r else "-",
+            number(r.outcomes["ok"]) if r else "-",
+            number(r.outcomes["dead_lettered"]) if r else "-",
+            number(r.outcomes["invalid"]) if r else "-",
+            number(r.fetched) if r else "-",
+            seconds(r.p99_processing) if r else "-",
+            of(v.in_flight, v.in_flight_limit),
+            size(v.in_flight_bytes),
+            of(v.paused, v.assigned),
+            number(v.lag), seconds(v.max_lag_seconds),
+            number(r.retries) if r else "-",
+            Text(number(r.sink_errors), style="red" if r.sink_errors else "") if r else "-",
+        )
+    return table
+
+
+def problems(views: Sequence[InstanceView]) -> list[Text]:
+    """Why each instance that is not plainly ready is so: in the body's words."""
+    lines: list[Text] = []
+    for v in views:
+        if v.error is not None:
+            lines.append(Text(f"{v.url}: {v.error}", style="red"))
+        for name, probe in (("healthz", v.health), ("readyz", v.ready)):
+            if not probe.ok and not (v.error and probe.status is None):
+                lines.append(Text(f"{v.url} /{name}: {probe_text(probe)}", style="yellow"))
+        if v.rates is not None and (v.rates.commit_failures or v.rates.dlq_send_failures):
+            lines.append(Text(f"{v.url}: commit failures {number(v.rates.commit_failures)}/s, "
+                              f"dead-letter send failures {number(v.rates.dlq_send_failures)}/s",
+                              style="red"))
+    return lines
+
+
+def lagging(views: Sequence[InstanceView], limit: int) -> Table:
+    table = Table(box=box.SIMPLE_HEAD, expand=False, pad_edge=False,
+                  title="partitions furthest behind", title_justify="left")
+    for name, justify in (("instance", "left"), ("topic", "left"), ("partition", "right"),
+                          ("lag", "right"), ("time lag", "right"), ("committed", "right")):
+        table.add_column(name, justify=justify, no_wrap=True)  # type: ignore[arg-type]
+    for row in busiest(views, limit):
+        table.add_row(row.instance, row.topic, str(row.partition), number(row.lag),
+                      seconds(row.lag_seconds),
+                      "-" if row.committed is None else f"{row.committed:.0f}")
+    return table
+
+
+def screen(views: Sequence[InstanceView], *, header: str, partition_rows: int) -> Group:
+    """The whole view. `partition_rows`: how many partitions fit below."""
+    parts: list[RenderableType] = [Text(header, style="bold"), instances(views)]
+    parts.extend(problems(views))
+    if any(v.partitions for v in views) and partition_rows > 0:
+        parts.append(lagging(views, partition_rows))
+    return Group(*parts)
