@@ -36,6 +36,8 @@ def size(value: float | None) -> str:
 def seconds(value: float | None) -> str:
     if value is None:
         return "-"
+    if value == 0:
+        return "0 s"
     if value < 1:
         return f"{value * 1000:.0f} ms" if value >= 0.001 else f"{value * 1e6:.0f} µs"
     if value < 120:

@@ -1,0 +1,146 @@
+"""`consumer top` against the real service on the real broker: `--once`
+prints rates, partitions and an unreachable instance; the live view in a
+real terminal (tmux) quits on `q`, gives the terminal back as it was, and
+draws no colour under NO_COLOR."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import shlex
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from consumer.dev.ports import free_port, project_root
+from tests.ansi import coloured
+from tests.integration.pipeline.harness import (
+    Service,
+    create_topics,
+    produce,
+    terminate_all,
+    wait_until,
+)
+
+pytestmark = pytest.mark.integration
+
+
+def top_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "consumer.cli", "top", *args]
+
+
+async def running_service(bootstrap: str, partitions: int = 2) -> tuple[Service, str, str]:
+    """A service consuming a fresh topic, once it reads as caught up; its
+    host:port and topic."""
+    topic, dlq = await create_topics(bootstrap, partitions=partitions)
+    svc = Service(bootstrap_servers=bootstrap, topics=topic, dlq_topic=dlq,
+                  group_id=f"g-{uuid.uuid4().hex[:8]}", sink_url="none",
+                  commit_interval="0.2").start()
+    address = f"127.0.0.1:{svc.env['CONSUMER_HTTP_PORT']}"
+    await produce(bootstrap, topic, 50)
+
+    def listed() -> bool:  # assigned, and per-partition series for every partition
+        return f'consumer_lag{{partition="{partitions - 1}"' in svc.metrics()
+
+    await wait_until(listed, 60, "the service to report its partitions", svc)
+    return svc, address, topic
+
+
+async def test_once_shows_rates_partitions_and_an_unreachable_instance(
+        kafka_bootstrap: str) -> None:
+    svc, address, topic = await running_service(kafka_bootstrap)
+    closed = f"127.0.0.1:{free_port()}"
+    try:
+        traffic = asyncio.create_task(produce(kafka_bootstrap, topic, 400, start=50, rate=100))
+        proc = await asyncio.create_subprocess_exec(
+            *top_command("--once", "--interval", "2", address, closed),
+            cwd=project_root(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        out, err = await asyncio.wait_for(proc.communicate(), 30)
+        await traffic
+    finally:
+        codes = terminate_all(svc)
+    shown = out.decode()
+    assert proc.returncode == 1, (shown, err.decode())  # one instance did not answer
+    assert "\x1b[" not in shown  # plain text
+    row = next(line for line in shown.splitlines() if line.strip().startswith(f"http://{address}"))
+    _, state, done, *_ = row.split()
+    assert state == "ready", row
+    assert float(done.removesuffix("k")) > 0, row  # ~100 msg/s were flowing
+    assert f"http://{closed}: unreachable" in shown
+    for partition in (0, 1):
+        assert re.search(rf"http://{re.escape(address)}\s+{topic}\s+{partition}\s", shown), shown
+    assert codes == [0], svc.log_tail()
+
+
+class Tmux:
+    """A tmux server of the test's own (its own socket), one window."""
+
+    def __init__(self) -> None:
+        self.socket = f"consumer-top-{uuid.uuid4().hex[:8]}"
+
+    def __call__(self, *args: str) -> str:
+        return subprocess.run(["tmux", "-L", self.socket, *args], check=True,
+                              capture_output=True, text=True, timeout=10).stdout
+
+    def start(self) -> None:
+        self("new-session", "-d", "-x", "200", "-y", "40", "-c", str(project_root()),
+             "bash --norc --noprofile")
+
+    def type(self, line: str) -> None:
+        self("send-keys", "-l", line)
+        self("send-keys", "Enter")
+
+    def screen(self, *, escapes: bool = False) -> str:
+        return self("capture-pane", "-p", *(["-e"] if escapes else []))
+
+    def stop(self) -> None:
+        subprocess.run(["tmux", "-L", self.socket, "kill-server"], check=False,
+                       capture_output=True, timeout=10)
+
+
+@pytest.fixture
+def tmux() -> Iterator[Tmux]:
+    term = Tmux()
+    term.start()
+    try:
+        yield term
+    finally:
+        term.stop()
+
+
+async def test_live_view_in_a_terminal_quits_on_q_and_restores_it(
+        kafka_bootstrap: str, tmux: Tmux) -> None:
+    svc, address, _ = await running_service(kafka_bootstrap)
+    command = shlex.join(top_command("--interval", "0.5", address))
+    try:
+        for env, in_colour in (("", True), ("NO_COLOR=1 ", False)):
+            marker = f"EXIT-{uuid.uuid4().hex[:6]}"
+            tmux.type(f"clear; {env}{command}; echo {marker}=$?")
+
+            def drawn() -> bool:
+                return bool(re.search(rf"http://{re.escape(address)}\s+ready\s+\d",
+                                      tmux.screen()))
+
+            await wait_until(drawn, 30, "the live view to show the instance with rates", svc,
+                             detail=tmux.screen)
+            painted = tmux.screen(escapes=True)
+            assert coloured(painted) is in_colour, (env, painted)
+            tmux("send-keys", "q")  # one key, no Enter
+
+            def exited(marker: str = marker) -> bool:
+                return f"{marker}=0" in tmux.screen()
+
+            await wait_until(exited, 10, "top to quit on q with status 0", detail=tmux.screen)
+            tmux.type("stty -a")
+            await wait_until(lambda: "icanon" in tmux.screen(), 10, "stty's answer",
+                             detail=tmux.screen)
+            settings = tmux.screen().split()
+            for flag in ("icanon", "echo", "isig"):  # cooked mode again, as before
+                assert flag in settings, tmux.screen()
+                assert f"-{flag}" not in settings, tmux.screen()
+    finally:
+        codes = terminate_all(svc)
+    assert codes == [0], svc.log_tail()
