@@ -35,7 +35,6 @@ ASSIGNED = "consumer_assigned_partitions"
 PROCESSING_BUCKETS = "consumer_processing_seconds_bucket"
 DLQ = "consumer_dlq_messages_total"
 RETRIES = "consumer_retries_total"
-ROWS_WRITTEN = "consumer_sink_rows_written_total"
 SINK_ERRORS = "consumer_sink_errors_total"
 COMMIT_FAILURES = "consumer_commit_failures_total"
 DLQ_SEND_FAILURES = "consumer_dlq_send_failures_total"
@@ -43,14 +42,13 @@ BREAKER = "consumer_dlq_breaker_open"
 LAG = "consumer_lag"
 LAG_SECONDS = "consumer_lag_seconds"
 COMMITTED = "consumer_committed_offset"
-BUILD_INFO = "consumer_build_info"
 STARTED = "process_start_time_seconds"
 
 #: Every sample name the view reads.
 READS = (MESSAGES, FETCHED, IN_FLIGHT, IN_FLIGHT_LIMIT, IN_FLIGHT_BYTES,
          IN_FLIGHT_BYTES_LIMIT, PAUSED, ASSIGNED, PROCESSING_BUCKETS, DLQ, RETRIES,
-         ROWS_WRITTEN, SINK_ERRORS, COMMIT_FAILURES, DLQ_SEND_FAILURES, BREAKER, LAG,
-         LAG_SECONDS, COMMITTED, BUILD_INFO, STARTED)
+         SINK_ERRORS, COMMIT_FAILURES, DLQ_SEND_FAILURES, BREAKER, LAG, LAG_SECONDS,
+         COMMITTED, STARTED)
 
 #: `consumer_messages_total{outcome}` values, in the order shown.
 OUTCOMES = ("ok", "dead_lettered", "invalid")
@@ -185,7 +183,6 @@ class Rates:
     fetched: float
     dead_letters: float
     retries: float
-    rows_written: float
     sink_errors: float
     commit_failures: float
     dlq_send_failures: float
@@ -205,7 +202,6 @@ class InstanceView:
     health: Probe
     ready: Probe
     error: str | None = None
-    version: str | None = None
     rates: Rates | None = None
     in_flight: float | None = None
     in_flight_limit: float | None = None
@@ -231,7 +227,7 @@ def rates(prev: Scrape, cur: Scrape) -> Rates | None:
     return Rates(
         outcomes={o: per_s(MESSAGES, outcome=o) for o in OUTCOMES},
         fetched=per_s(FETCHED), dead_letters=per_s(DLQ), retries=per_s(RETRIES),
-        rows_written=per_s(ROWS_WRITTEN), sink_errors=per_s(SINK_ERRORS, retriable="true"),
+        sink_errors=per_s(SINK_ERRORS, retriable="true"),
         commit_failures=per_s(COMMIT_FAILURES), dlq_send_failures=per_s(DLQ_SEND_FAILURES),
         p99_processing=quantile(0.99, bucket_increases(prev, cur, PROCESSING_BUCKETS)))
 
@@ -254,12 +250,11 @@ def view(url: str, health: Probe, ready: Probe, cur: Scrape | None, *,
     """The instance as of `cur` (None with `error`: /metrics did not answer)."""
     if cur is None:
         return InstanceView(url, health, ready, error=error or "no metrics")
-    versions = [dict(labels).get("version") for labels in cur.series(BUILD_INFO)]
     rows = partitions(url, cur)
     lags = [r.lag for r in rows if r.lag is not None]
     ages = [r.lag_seconds for r in rows if r.lag_seconds is not None]
     return InstanceView(
-        url, health, ready, error=error, version=versions[0] if versions else None,
+        url, health, ready, error=error,
         rates=rates(prev, cur) if prev is not None else None,
         in_flight=cur.total(IN_FLIGHT), in_flight_limit=cur.total(IN_FLIGHT_LIMIT),
         in_flight_bytes=cur.total(IN_FLIGHT_BYTES),

@@ -17,7 +17,7 @@ OK = Probe(200, '{"ok": true}')
 
 
 def rates(**overrides: float) -> Rates:
-    values = {"fetched": 50.0, "dead_letters": 1.0, "retries": 0.0, "rows_written": 49.0,
+    values = {"fetched": 50.0, "dead_letters": 1.0, "retries": 0.0,
               "sink_errors": 0.0, "commit_failures": 0.0, "dlq_send_failures": 0.0}
     values.update(overrides)
     return Rates(outcomes={"ok": 48.0, "dead_lettered": 1.0, "invalid": 1.0},
@@ -25,7 +25,7 @@ def rates(**overrides: float) -> Rates:
 
 
 VIEWS = [
-    InstanceView("http://a:8080", OK, OK, version="0.1.0", rates=rates(), in_flight=12,
+    InstanceView("http://a:8080", OK, OK, rates=rates(), in_flight=12,
                  in_flight_limit=1000, in_flight_bytes=3 * 2**20, paused=0, assigned=3,
                  lag=40, max_lag_seconds=2.5,
                  partitions=(PartitionRow("http://a:8080", "events", 0, 40, 2.5, 1200),)),
