@@ -16,30 +16,34 @@ from typing import Annotated
 
 import typer
 
-from consumer.top.model import InstanceView, Scrape, view
+from consumer.top.model import REASONS_WINDOW, InstanceView, Scrape, view, window_start
 from consumer.top.poll import Poll, Poller
 
 #: Lines the live screen needs besides the partition table's rows.
 CHROME = 10
 
 
-def views(polls: Sequence[Poll], previous: dict[str, Scrape]) -> list[InstanceView]:
-    """Views of this round against the last; `previous` is updated in place
-    (an instance that failed starts over: its next rates wait for two scrapes)."""
+def views(polls: Sequence[Poll], history: dict[str, list[Scrape]]) -> list[InstanceView]:
+    """Views of this round; `history` (each instance's scrapes of the last
+    `REASONS_WINDOW` seconds, oldest first) is updated in place. An instance
+    that failed starts over: its next rates wait for two scrapes."""
     out = []
     for p in polls:
-        out.append(view(p.url, p.health, p.ready, p.scrape, prev=previous.get(p.url),
-                        error=p.error))
+        past = history.get(p.url, [])
         if p.scrape is None:
-            previous.pop(p.url, None)
-        else:
-            previous[p.url] = p.scrape
+            out.append(view(p.url, p.health, p.ready, None, error=p.error))
+            history.pop(p.url, None)
+            continue
+        out.append(view(p.url, p.health, p.ready, p.scrape, prev=past[-1] if past else None,
+                        window=window_start(past, p.scrape.at), error=p.error))
+        history[p.url] = [s for s in past if p.scrape.at - s.at <= REASONS_WINDOW]
+        history[p.url].append(p.scrape)
     return out
 
 
 async def _once(targets: list[str], interval: float, poller: Poller) -> list[InstanceView]:
     """Two rounds `interval` apart: rates need two scrapes."""
-    previous: dict[str, Scrape] = {}
+    previous: dict[str, list[Scrape]] = {}
     async with poller:
         began = time.monotonic()
         views(await poller.poll_all(targets), previous)
@@ -60,7 +64,7 @@ async def _live(targets: list[str], interval: float, poller: Poller,
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, quit_event.set)
-    previous: dict[str, Scrape] = {}
+    previous: dict[str, list[Scrape]] = {}
     try:
         with (cbreak(sys.stdin) as fd, quit_on_key(fd, quit_event),
               Live(console=console, screen=True, auto_refresh=False) as live):
@@ -83,15 +87,15 @@ async def _live(targets: list[str], interval: float, poller: Poller,
 
 
 def _default_target() -> str:
-    return f"localhost:{os.environ.get('CONSUMER_HTTP_PORT') or 8080}"
+    return f"http://127.0.0.1:{os.environ.get('CONSUMER_HTTP_PORT') or 8080}"
 
 
 def top(
     targets: Annotated[list[str] | None, typer.Argument(
-        help="Instances: host:port or their URL (default: localhost and "
+        help="Instances: host:port or their URL (default: http://127.0.0.1 and "
              "CONSUMER_HTTP_PORT, else 8080).", show_default=False)] = None,
     interval: Annotated[float, typer.Option(
-        "--interval", min=0.1, help="Seconds between scrapes; rates are over this.")] = 2.0,
+        "--interval", min=0.1, help="Seconds between scrapes; rates are over this.")] = 1.0,
     timeout: Annotated[float, typer.Option(
         "--timeout", min=0.1, help="Seconds to wait for each answer.")] = 2.0,
     once: Annotated[bool, typer.Option(
@@ -112,9 +116,11 @@ def top(
 
     shown = asyncio.run(_once(chosen, interval, Poller(timeout)))
     rows = partitions if partitions is not None else sum(len(v.partitions) for v in shown)
-    plain = Console(color_system=None, force_terminal=False, highlight=False,
-                    width=max(160, Console().width))
-    plain.print(screen(shown, header=f"consumer top · rates over {interval:g} s · "
-                       f"{time.strftime('%Y-%m-%d %H:%M:%S')}", partition_rows=rows))
+    # Wide enough for every column: a snapshot is read in a file or a bug report.
+    plain = Console(color_system=None, force_terminal=False, highlight=False, width=400)
+    with plain.capture() as captured:
+        plain.print(screen(shown, header=f"consumer top · rates over {interval:g} s · "
+                           f"{time.strftime('%Y-%m-%d %H:%M:%S')}", partition_rows=rows))
+    typer.echo("\n".join(line.rstrip() for line in captured.get().splitlines()))
     if any(v.error is not None for v in shown):
         raise typer.Exit(1)

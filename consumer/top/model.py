@@ -19,7 +19,7 @@ silently blank the view.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -35,7 +35,10 @@ ASSIGNED = "consumer_assigned_partitions"
 PROCESSING_BUCKETS = "consumer_processing_seconds_bucket"
 DLQ = "consumer_dlq_messages_total"
 RETRIES = "consumer_retries_total"
+ROWS_WRITTEN = "consumer_sink_rows_written_total"
+FLUSH_BUCKETS = "consumer_sink_flush_seconds_bucket"
 SINK_ERRORS = "consumer_sink_errors_total"
+LOOP_LAG_BUCKETS = "consumer_event_loop_lag_seconds_bucket"
 COMMIT_FAILURES = "consumer_commit_failures_total"
 DLQ_SEND_FAILURES = "consumer_dlq_send_failures_total"
 BREAKER = "consumer_dlq_breaker_open"
@@ -47,8 +50,11 @@ STARTED = "process_start_time_seconds"
 #: Every sample name the view reads.
 READS = (MESSAGES, FETCHED, IN_FLIGHT, IN_FLIGHT_LIMIT, IN_FLIGHT_BYTES,
          IN_FLIGHT_BYTES_LIMIT, PAUSED, ASSIGNED, PROCESSING_BUCKETS, DLQ, RETRIES,
-         SINK_ERRORS, COMMIT_FAILURES, DLQ_SEND_FAILURES, BREAKER, LAG, LAG_SECONDS,
-         COMMITTED, STARTED)
+         ROWS_WRITTEN, FLUSH_BUCKETS, SINK_ERRORS, LOOP_LAG_BUCKETS, COMMIT_FAILURES,
+         DLQ_SEND_FAILURES, BREAKER, LAG, LAG_SECONDS, COMMITTED, STARTED)
+
+#: Dead-letter reasons are counted over this many seconds.
+REASONS_WINDOW = 60.0
 
 #: `consumer_messages_total{outcome}` values, in the order shown.
 OUTCOMES = ("ok", "dead_lettered", "invalid")
@@ -104,6 +110,25 @@ def increase(prev: Scrape, cur: Scrape, name: str, **match: str) -> float:
     before = prev.samples.get(name, {})
     return math.fsum(counter_increase(before.get(labels), value, restarted=restarted)
                      for labels, value in cur.series(name, **match).items())
+
+
+def increase_by(prev: Scrape, cur: Scrape, name: str, label: str) -> dict[str, float]:
+    """Increase of counter `name` per value of `label`; values that did not move left out."""
+    out: dict[str, float] = {}
+    for labels in cur.series(name):
+        value = dict(labels).get(label)
+        if value is not None and value not in out:
+            out[value] = increase(prev, cur, name, **{label: value})
+    return {value: n for value, n in out.items() if n > 0}
+
+
+def advanced(prev: Scrape, cur: Scrape, name: str) -> float:
+    """How far the series of gauge `name` moved up, summed: committed
+    offsets, which only move forward while a partition stays assigned (a
+    series that is new or gone is not counted: it changed hands)."""
+    before = prev.samples.get(name, {})
+    return math.fsum(max(0.0, value - before[labels])
+                     for labels, value in cur.series(name).items() if labels in before)
 
 
 def rate(prev: Scrape, cur: Scrape, name: str, **match: str) -> float | None:
@@ -183,14 +208,24 @@ class Rates:
     fetched: float
     dead_letters: float
     retries: float
+    committed: float
+    rows_written: float
     sink_errors: float
     commit_failures: float
     dlq_send_failures: float
     p99_processing: float | None
+    p99_flush: float | None
+    p99_loop_lag: float | None
 
     @property
     def done(self) -> float:
         return math.fsum(self.outcomes.values())
+
+    @property
+    def dead_letter_ratio(self) -> float | None:
+        """Dead letters of what was fetched (as the alert reads it: while a
+        sink is down only dead letters complete)."""
+        return self.dead_letters / self.fetched if self.fetched > 0 else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,6 +248,9 @@ class InstanceView:
     lag: float | None = None
     max_lag_seconds: float | None = None
     partitions: tuple[PartitionRow, ...] = ()
+    #: Dead letters by reason over the last `REASONS_WINDOW` seconds (or since
+    #: the first scrape, when shorter).
+    dead_letter_reasons: Mapping[str, float] | None = None
 
 
 def rates(prev: Scrape, cur: Scrape) -> Rates | None:
@@ -227,9 +265,12 @@ def rates(prev: Scrape, cur: Scrape) -> Rates | None:
     return Rates(
         outcomes={o: per_s(MESSAGES, outcome=o) for o in OUTCOMES},
         fetched=per_s(FETCHED), dead_letters=per_s(DLQ), retries=per_s(RETRIES),
-        sink_errors=per_s(SINK_ERRORS, retriable="true"),
+        committed=advanced(prev, cur, COMMITTED) / elapsed, rows_written=per_s(ROWS_WRITTEN),
+        sink_errors=per_s(SINK_ERRORS),
         commit_failures=per_s(COMMIT_FAILURES), dlq_send_failures=per_s(DLQ_SEND_FAILURES),
-        p99_processing=quantile(0.99, bucket_increases(prev, cur, PROCESSING_BUCKETS)))
+        p99_processing=quantile(0.99, bucket_increases(prev, cur, PROCESSING_BUCKETS)),
+        p99_flush=quantile(0.99, bucket_increases(prev, cur, FLUSH_BUCKETS)),
+        p99_loop_lag=quantile(0.99, bucket_increases(prev, cur, LOOP_LAG_BUCKETS)))
 
 
 def partitions(url: str, cur: Scrape) -> tuple[PartitionRow, ...]:
@@ -245,9 +286,17 @@ def partitions(url: str, cur: Scrape) -> tuple[PartitionRow, ...]:
                  for (topic, partition), v in sorted(by_tp.items()))
 
 
+def window_start(history: Sequence[Scrape], now: float,
+                 seconds: float = REASONS_WINDOW) -> Scrape | None:
+    """The oldest scrape of `history` (oldest first) taken within `seconds` of `now`."""
+    return next((s for s in history if now - s.at <= seconds), None)
+
+
 def view(url: str, health: Probe, ready: Probe, cur: Scrape | None, *,
-         prev: Scrape | None = None, error: str | None = None) -> InstanceView:
-    """The instance as of `cur` (None with `error`: /metrics did not answer)."""
+         prev: Scrape | None = None, window: Scrape | None = None,
+         error: str | None = None) -> InstanceView:
+    """The instance as of `cur` (None with `error`: /metrics did not answer);
+    rates since `prev`, dead-letter reasons since `window`."""
     if cur is None:
         return InstanceView(url, health, ready, error=error or "no metrics")
     rows = partitions(url, cur)
@@ -262,7 +311,8 @@ def view(url: str, health: Probe, ready: Probe, cur: Scrape | None, *,
         paused=cur.total(PAUSED), assigned=cur.total(ASSIGNED),
         breaker_open=bool(cur.total(BREAKER)),
         lag=math.fsum(lags) if lags else None, max_lag_seconds=max(ages) if ages else None,
-        partitions=rows)
+        partitions=rows,
+        dead_letter_reasons=increase_by(window, cur, DLQ, "reason") if window else None)
 
 
 def busiest(views: Iterable[InstanceView], limit: int) -> list[PartitionRow]:

@@ -47,10 +47,6 @@ def seconds(value: float | None) -> str:
     return f"{value / 3600:.1f} h"
 
 
-def of(value: float | None, limit: float | None) -> str:
-    return f"{number(value)}/{number(limit)}"
-
-
 def probe_text(probe: Probe) -> str:
     """One line: the error, or the status and the body's first line."""
     if probe.error is not None:
@@ -72,33 +68,46 @@ def state(view: InstanceView) -> Text:
     return Text("ready", style="green")
 
 
+def percent(value: float | None) -> str:
+    return "-" if value is None else f"{value * 100:.1f}%"
+
+
+COLUMNS = ("instance", "state", "done/s", "ok", "dlq", "invalid", "dlq %", "fetched/s", "p99",
+           "loop p99", "in flight", "bytes", "paused", "lag", "time lag", "commit/s",
+           "retry/s", "rows/s", "flush p99", "sink err/s")
+
+
 def instances(views: Sequence[InstanceView]) -> Table:
     table = Table(box=box.SIMPLE_HEAD, expand=False, pad_edge=False)
-    for name, justify in (("instance", "left"), ("state", "left"), ("done/s", "right"),
-                          ("ok", "right"), ("dlq", "right"), ("invalid", "right"),
-                          ("fetched/s", "right"), ("p99", "right"), ("in flight", "right"),
-                          ("bytes", "right"), ("paused", "right"), ("lag", "right"),
-                          ("time lag", "right"), ("retry/s", "right"),
-                          ("sink err/s", "right")):
-        table.add_column(name, justify=justify, no_wrap=True)  # type: ignore[arg-type]
+    for name in COLUMNS:
+        table.add_column(name, justify="left" if name in {"instance", "state"} else "right",
+                         no_wrap=True)
     for v in views:
         r = v.rates
+        measured = ["-"] * 7 if r is None else [
+            number(r.done), number(r.outcomes["ok"]), number(r.outcomes["dead_lettered"]),
+            number(r.outcomes["invalid"]), percent(r.dead_letter_ratio), number(r.fetched),
+            seconds(r.p99_processing)]
+        flows = ["-"] * 5 if r is None else [
+            number(r.committed), number(r.retries), number(r.rows_written),
+            seconds(r.p99_flush),
+            Text(number(r.sink_errors), style="red" if r.sink_errors else "")]
         table.add_row(
-            v.url, state(v),
-            number(r.done) if r else "-",
-            number(r.outcomes["ok"]) if r else "-",
-            number(r.outcomes["dead_lettered"]) if r else "-",
-            number(r.outcomes["invalid"]) if r else "-",
-            number(r.fetched) if r else "-",
-            seconds(r.p99_processing) if r else "-",
-            of(v.in_flight, v.in_flight_limit),
-            size(v.in_flight_bytes),
-            of(v.paused, v.assigned),
-            number(v.lag), seconds(v.max_lag_seconds),
-            number(r.retries) if r else "-",
-            Text(number(r.sink_errors), style="red" if r.sink_errors else "") if r else "-",
-        )
+            v.url, state(v), *measured, seconds(r.p99_loop_lag) if r else "-",
+            f"{number(v.in_flight)}/{number(v.in_flight_limit)}",
+            f"{size(v.in_flight_bytes)}/{size(v.in_flight_bytes_limit)}",
+            f"{number(v.paused)}/{number(v.assigned)}", number(v.lag),
+            seconds(v.max_lag_seconds), *flows)
     return table
+
+
+def reasons(views: Sequence[InstanceView]) -> list[Text]:
+    """Dead-letter reasons of the last minute, per instance that had any."""
+    return [Text(f"{v.url} dead letters, last minute: " + ", ".join(
+                f"{reason} {n:.0f}" for reason, n in sorted(
+                    v.dead_letter_reasons.items(), key=lambda item: -item[1])),
+                 style="yellow")
+            for v in views if v.dead_letter_reasons]
 
 
 def problems(views: Sequence[InstanceView]) -> list[Text]:
@@ -134,6 +143,7 @@ def screen(views: Sequence[InstanceView], *, header: str, partition_rows: int) -
     """The whole view. `partition_rows`: how many partitions fit below."""
     parts: list[RenderableType] = [Text(header, style="bold"), instances(views)]
     parts.extend(problems(views))
+    parts.extend(reasons(views))
     if any(v.partitions for v in views) and partition_rows > 0:
         parts.append(lagging(views, partition_rows))
     return Group(*parts)

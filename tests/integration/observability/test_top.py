@@ -70,8 +70,17 @@ async def test_once_shows_rates_partitions_and_an_unreachable_instance(
     assert state == "ready", row
     assert float(done.removesuffix("k")) > 0, row  # ~100 msg/s were flowing
     assert f"http://{closed}: unreachable" in shown
+    # Every record produced (50 + 400) is committed by now or within the
+    # snapshot's reach: committed offsets and lag add up to what was sent.
+    committed = lag = 0.0
     for partition in (0, 1):
-        assert re.search(rf"http://{re.escape(address)}\s+{topic}\s+{partition}\s", shown), shown
+        found = re.search(rf"http://{re.escape(address)}\s+{topic}\s+{partition}\s+(\S+)\s+"
+                          rf"\S+(?: \S+)?\s+(\d+)\s*$", shown, re.MULTILINE)
+        assert found, shown
+        lag += float(found[1].removesuffix("k"))
+        committed += float(found[2])
+    assert committed + lag >= 50, shown  # the 50 before top started are in the table
+    assert committed + lag <= 450, shown
     assert codes == [0], svc.log_tail()
 
 
@@ -113,7 +122,7 @@ def tmux() -> Iterator[Tmux]:
 
 async def test_live_view_in_a_terminal_quits_on_q_and_restores_it(
         kafka_bootstrap: str, tmux: Tmux) -> None:
-    svc, address, _ = await running_service(kafka_bootstrap)
+    svc, address, topic = await running_service(kafka_bootstrap, partitions=3)
     command = shlex.join(top_command("--interval", "0.5", address))
     try:
         for env, in_colour in (("", True), ("NO_COLOR=1 ", False)):
@@ -126,6 +135,9 @@ async def test_live_view_in_a_terminal_quits_on_q_and_restores_it(
 
             await wait_until(drawn, 30, "the live view to show the instance with rates", svc,
                              detail=tmux.screen)
+            for partition in range(3):  # every assigned partition has its row
+                assert re.search(rf"http://{re.escape(address)}\s+{topic}\s+{partition}\s",
+                                 tmux.screen()), tmux.screen()
             painted = tmux.screen(escapes=True)
             assert coloured(painted) is in_colour, (env, painted)
             tmux("send-keys", "q")  # one key, no Enter

@@ -41,6 +41,7 @@ def test_view_of_two_scrapes_of_the_service_registry() -> None:
     m = Metrics()
     m.declare(topics=["a", "b"], sink="none", max_in_flight=1000,
               max_in_flight_bytes=2**20, concurrency=4)
+    m.committed_offset.labels("a", "0").set(60)
     first = scrape(m, at=10.0)
     m.messages.labels("a", "ok").inc(30)
     m.messages.labels("b", "ok").inc(10)
@@ -54,16 +55,21 @@ def test_view_of_two_scrapes_of_the_service_registry() -> None:
     m.lag.labels("a", "1").set(3)
     m.lag_seconds.labels("a", "0").set(4.5)
     m.committed_offset.labels("a", "0").set(100)
+    m.sink_rows_written.labels("none").inc(40)
     for _ in range(99):
         m.processing_seconds.labels("a").observe(0.003)
     m.processing_seconds.labels("b").observe(20)
-    v = model.view("http://x", OK, OK, scrape(m, at=12.0), prev=first)
+    v = model.view("http://x", OK, OK, scrape(m, at=12.0), prev=first, window=first)
 
     assert v.rates is not None
     assert v.rates.outcomes == {"ok": 20.0, "dead_lettered": 0.0, "invalid": 1.0}
     assert v.rates.done == 21.0
     assert v.rates.dead_letters == 2.0
     assert v.rates.fetched == 22.0
+    assert v.rates.dead_letter_ratio == 2.0 / 22.0
+    assert v.rates.committed == 20.0  # partition 0 moved 60 -> 100; 1 is new: not counted
+    assert v.rates.rows_written == 20.0
+    assert v.dead_letter_reasons == {"Boom": 4.0}  # reasons that did not move left out
     assert v.rates.p99_processing is not None
     assert 0.0025 <= v.rates.p99_processing <= 0.005
     assert (v.in_flight, v.in_flight_limit, v.paused, v.assigned) == (7, 1000, 1, 3)
@@ -73,6 +79,42 @@ def test_view_of_two_scrapes_of_the_service_registry() -> None:
     assert not v.breaker_open
     assert [(r.topic, r.partition, r.lag, r.lag_seconds, r.committed)
             for r in v.partitions] == [("a", 0, 12, 4.5, 100), ("a", 1, 3, None, None)]
+
+
+# What /metrics answered before and after a restart that lost a family (the
+# sink's, not yet written) and reset the counters.
+BEFORE = """\
+# TYPE process_start_time_seconds gauge
+process_start_time_seconds 1000.0
+# TYPE consumer_messages counter
+consumer_messages_total{topic="t",outcome="ok"} 900.0
+consumer_messages_total{topic="t",outcome="invalid"} 10.0
+# TYPE consumer_sink_rows_written counter
+consumer_sink_rows_written_total{sink="sqlite"} 900.0
+# TYPE consumer_lag gauge
+consumer_lag{topic="t",partition="0"} 5.0
+"""
+AFTER = """\
+# TYPE process_start_time_seconds gauge
+process_start_time_seconds 1500.0
+# TYPE consumer_messages counter
+consumer_messages_total{topic="t",outcome="ok"} 30.0
+consumer_messages_total{topic="t",outcome="invalid"} 12.0
+# TYPE consumer_lag gauge
+consumer_lag{topic="t",partition="0"} 2.0
+"""
+
+
+def test_captured_text_across_a_restart_and_a_missing_family() -> None:
+    v = model.view("http://x", OK, OK, model.parse(AFTER, 20.0),
+                   prev=model.parse(BEFORE, 10.0))
+    assert v.rates is not None
+    # Both counted from 0 after the restart, although "invalid" rose past its old value.
+    assert v.rates.outcomes == {"ok": 3.0, "dead_lettered": 0.0, "invalid": 1.2}
+    assert v.rates.rows_written == 0.0  # the family is gone: nothing counted, no error
+    assert v.rates.p99_processing is None  # and no histogram at all: unknown, not 0
+    assert v.in_flight is None
+    assert v.lag == 2.0
 
 
 def test_one_scrape_has_no_rates_and_no_scrape_is_an_error() -> None:
@@ -171,3 +213,11 @@ def test_busiest_puts_the_furthest_behind_first() -> None:
     b = model.InstanceView("b", OK, OK, partitions=(row("b", "t", 2, 10, 30.0, 0),))
     assert [(r.instance, r.partition) for r in model.busiest([a, b], 2)] == [("b", 2),
                                                                             ("a", 0)]
+
+
+def test_window_start_is_the_oldest_scrape_within_the_window() -> None:
+    history = [Scrape(float(at), {}) for at in (0, 30, 50, 90)]
+    start = model.window_start(history, now=100.0)
+    assert start is not None
+    assert start.at == 50.0
+    assert model.window_start(history, now=1000.0) is None

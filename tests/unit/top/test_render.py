@@ -17,17 +17,19 @@ OK = Probe(200, '{"ok": true}')
 
 
 def rates(**overrides: float) -> Rates:
-    values = {"fetched": 50.0, "dead_letters": 1.0, "retries": 0.0,
-              "sink_errors": 0.0, "commit_failures": 0.0, "dlq_send_failures": 0.0}
+    values = {"fetched": 50.0, "dead_letters": 1.0, "retries": 0.0, "committed": 50.0,
+              "rows_written": 48.0, "sink_errors": 0.0, "commit_failures": 0.0,
+              "dlq_send_failures": 0.0}
     values.update(overrides)
     return Rates(outcomes={"ok": 48.0, "dead_lettered": 1.0, "invalid": 1.0},
-                 p99_processing=0.004, **values)
+                 p99_processing=0.004, p99_flush=0.02, p99_loop_lag=0.003, **values)
 
 
 VIEWS = [
     InstanceView("http://a:8080", OK, OK, rates=rates(), in_flight=12,
                  in_flight_limit=1000, in_flight_bytes=3 * 2**20, paused=0, assigned=3,
                  lag=40, max_lag_seconds=2.5,
+                 dead_letter_reasons={"InvalidEvent": 12.0, "TimeoutError": 30.0},
                  partitions=(PartitionRow("http://a:8080", "events", 0, 40, 2.5, 1200),)),
     InstanceView("http://b:8080", OK,
                  Probe(503, '{"ok": false, "reason": "sink sqlite failing: disk full"}'),
@@ -59,6 +61,8 @@ def test_states_rates_and_reasons() -> None:
     assert 'http://b:8080 /readyz: HTTP 503 {"ok": false, "reason": "sink sqlite failing: ' \
            'disk full"}' in shown
     assert "http://c:8080: unreachable (Connection refused)" in shown
+    assert "2.0%" in lines["http://a:8080"]  # dead letters of fetched
+    assert "http://a:8080 dead letters, last minute: TimeoutError 30, InvalidEvent 12" in shown
     assert "partitions furthest behind" in shown
     assert re.search(r"http://a:8080\s+events\s+0\s+40\s+2\.5 s\s+1200", shown)
 
