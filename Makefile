@@ -6,18 +6,18 @@ STAMP := $(VENV)/.installed
 export PIP_CACHE_DIR := $(CURDIR)/.cache/pip
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: run test lint unit integration setup system jars k8s-tools jaeger bench chaos clean format dashboard
+.PHONY: run test lint unit integration setup system jars k8s-tools jaeger wire-producer bench chaos clean format dashboard
 
 run: setup
 	$(BIN)/consumer dev demo
 
-test: setup k8s-tools jaeger lint
+test: setup k8s-tools jaeger wire-producer lint
 	$(BIN)/pytest tests
 
 unit: setup
 	$(BIN)/pytest tests/unit
 
-integration: setup jaeger
+integration: setup jaeger wire-producer
 	$(BIN)/pytest tests/integration
 
 lint: $(STAMP)
@@ -53,6 +53,12 @@ k8s-tools:
 # 16 min on 2 cores), then instant.
 jaeger:
 	@nice -n 10 bash scripts/build-jaeger.sh
+
+# wire-producer, the franz-go producer of raw records the wire tests write
+# with: built once into ~/.cache/consumer/, keyed by a hash of its source
+# (about a minute on 2 cores), then instant.
+wire-producer:
+	@nice -n 10 bash scripts/build-wire-producer.sh
 
 # The Grafana dashboard is generated; commit the result (a unit test compares).
 dashboard: $(STAMP)

@@ -11,7 +11,7 @@ import os
 import tomllib
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, Self
+from typing import Annotated, Any, Literal, Self
 from urllib.parse import unquote, urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
@@ -81,6 +81,12 @@ class Settings(BaseSettings):
     group_instance_id: str | None = None  # static membership: no rebalance on restart
     client_id: str = "consumer"
     auto_offset_reset: str = Field("earliest", pattern="^(earliest|latest)$")
+    #: read_committed: records of aborted transactions are never delivered,
+    #: and open transactions are waited for (read up to the stable offset).
+    isolation_level: Literal["read_committed", "read_uncommitted"] = "read_committed"
+    #: Codec of the service's own producers: dead letters, the kafka:// sink,
+    #: `consumer produce`. Every codec is always decoded when consuming.
+    compression_type: Literal["none", "gzip", "snappy", "lz4", "zstd"] = "lz4"
     session_timeout_ms: int = Field(10_000, ge=1_000)
     heartbeat_interval_ms: int = Field(3_000, ge=100)
     # Raised from aiokafka's default (the session timeout) so a revoke can drain.
@@ -279,6 +285,11 @@ class Settings(BaseSettings):
     @property
     def dead_letter_topic(self) -> str:
         return self.dlq_topic or f"{self.topics[0]}.dlq"
+
+    @property
+    def producer_compression(self) -> str | None:
+        """`compression_type` as the Kafka client's producers take it."""
+        return None if self.compression_type == "none" else self.compression_type
 
     @classmethod
     def settings_customise_sources(

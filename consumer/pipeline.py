@@ -30,7 +30,13 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from consumer.config import Settings
-from consumer.errors import CircuitOpenError, ConfigError, ConsumerError, DeadLetterError
+from consumer.errors import (
+    CircuitOpenError,
+    ConfigError,
+    ConsumerError,
+    DeadLetterError,
+    DeadLetterRefused,
+)
 from consumer.gates.breaker import CircuitBreaker
 from consumer.gates.context import Context
 from consumer.gates.dlq import DeadLetterPublisher, Publisher, dead_letter_headers
@@ -53,7 +59,7 @@ from consumer.gates.retry import RetryMiddleware, RetryPolicy
 from consumer.gates.runs import RunContext, Segment, is_batch_handler, per_event, validate_run
 from consumer.security import KafkaSecurity, kafka_security
 from consumer.sinks.batcher import mark_retrieved
-from consumer.types import Done, DoneRun, Handler, Record
+from consumer.types import Done, DoneRun, Handler, Record, Undecodable
 
 if TYPE_CHECKING:
     from consumer.observability.otel import Tracing
@@ -63,6 +69,8 @@ __all__ = ["Context", "Pipeline", "build_processor", "load_handler"]
 log = logging.getLogger("consumer.pipeline")
 
 STORE_HANDLER = "consumer.handlers.store:store_batch"
+#: Bound on one readiness check of the sink.
+_CHECK_WITHIN = 2.0
 
 
 def load_handler(spec: str) -> Handler:
@@ -102,7 +110,8 @@ class Pipeline:
         self.publisher: Publisher = publisher or DeadLetterPublisher(
             settings.bootstrap_servers, settings.dead_letter_topic,
             client_id=settings.client_id, send_timeout=settings.dlq_send_timeout,
-            metrics=self.metrics, **(security or kafka_security(settings)).options())
+            metrics=self.metrics, compression_type=settings.producer_compression,
+            **(security or kafka_security(settings)).options())
         self.limiters = limiters or Limiters(settings.rate_limit, settings.rate_burst,
                                              metrics=self.metrics)
         self.http = HttpClient(self.limiters, timeout=settings.handler_timeout)
@@ -162,6 +171,26 @@ class Pipeline:
 
     def healthy(self) -> bool:
         return not self.breaker.open
+
+    async def unready(self) -> list[str]:
+        """Why messages cannot be finished right now — the sink cannot write
+        (its writes fail or its health check does), the dead-letter topic
+        cannot be written, the breaker is open — or [] when they can. Each
+        check is bounded, so a probe never hangs on a dead server."""
+        reasons: list[str] = []
+        if self.breaker.open:
+            reasons.append(f"dead-letter circuit breaker open: {self.breaker.reason}")
+        if self.batcher is not None:
+            try:
+                async with asyncio.timeout(_CHECK_WITHIN):
+                    ok = await self.batcher.healthy()
+            except Exception:  # noqa: BLE001 - any failure of the check: not ready
+                ok = False
+            if not ok:
+                reasons.append(f"sink {self.batcher.sink.name}: cannot write")
+        if not self.publisher.writing_ok:
+            reasons.append(f"dead-letter topic {self.publisher.topic}: sends failing")
+        return reasons
 
     @property
     def takes_runs(self) -> bool:
@@ -359,8 +388,19 @@ class Pipeline:
         headers = dead_letter_headers(
             record, exc, attempts=ctx.attempt, group=self.settings.group_id,
             first_failure=ctx.first_failure or now, last_failure=ctx.last_failure or now)
+        value: bytes | Undecodable | None = record.value
+        if type(value) is Undecodable:
+            value = value.raw
         try:
-            await self.publisher.send(record.key, record.value, headers)
+            await self.publisher.send(record.key, value, headers)  # type: ignore[arg-type]
+        except DeadLetterRefused as refused:
+            # Nothing more can be done for this record here: it stays in
+            # flight, so its partition commits no further and it comes back
+            # after a restart; the other partitions go on.
+            log.critical("%s[%d]@%d cannot be dead-lettered, partition stuck at this offset: "
+                         "%s (original error %s: %s)", record.topic, record.partition,
+                         record.offset, refused, type(exc).__name__, exc)
+            return
         except DeadLetterError:
             log.warning("%s[%d]@%d not dead-lettered before close; left in flight",
                         record.topic, record.partition, record.offset)

@@ -90,6 +90,7 @@ async def produce_events(
     max_pending: int = 10_000,
     linger_ms: int = 5,
     tracing: Tracing | None = None,
+    compression: str | None = None,
 ) -> ProduceSummary:
     """Send every (key, value) of `events` to `topic`; return when all were
     acknowledged or given up on (`failed` counts those). With `tracing`,
@@ -105,6 +106,7 @@ async def produce_events(
         client_id=client_id,
         enable_idempotence=True,  # implies acks=all
         linger_ms=linger_ms,
+        compression_type=compression,
         request_timeout_ms=int(send_timeout * 1000),
     )
     try:

@@ -19,6 +19,7 @@ from aiokafka.errors import KafkaError
 
 from consumer.config import Settings, mask_url, secrets_of
 from consumer.engine.engine import Engine
+from consumer.engine.wire import check_codecs
 from consumer.errors import BrokerError, ConsumerError
 from consumer.observability.http import HttpServer
 from consumer.observability.logging import setup_logging
@@ -33,6 +34,7 @@ log = logging.getLogger("consumer")
 
 async def serve(settings: Settings) -> int:
     security = kafka_security(settings)  # a bad certificate or key: ConfigError, exit 2
+    check_codecs()  # a topic may hold any codec: a missing library is exit 2, not a fetch crash
     log.info("starting", extra={
         "bootstrap_servers": settings.bootstrap_servers, "topics": settings.topics,
         "group": settings.group_id, "security_protocol": settings.security_protocol.value,
@@ -45,9 +47,14 @@ async def serve(settings: Settings) -> int:
                     max_in_flight_bytes=settings.max_in_flight_bytes,
                     concurrency=settings.concurrency)
     engine = Engine(settings, processor, metrics, security=security)
+
+    async def readiness() -> list[str]:
+        reasons = [] if engine.ready() else ["not consuming (starting, stopping or failed)"]
+        return reasons + await processor.unready()
+
     http = HttpServer(settings.http_host, settings.http_port, metrics.registry,
                       healthy=lambda: engine.healthy() and _processor_healthy(processor),
-                      ready=engine.ready)
+                      ready=readiness)
     loop = asyncio.get_running_loop()
     signals = 0
     signalled = asyncio.Event()

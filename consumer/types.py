@@ -20,6 +20,30 @@ TP: TypeAlias = TopicPartition
 Offset: TypeAlias = int
 Headers: TypeAlias = Sequence[tuple[str, bytes]]
 
+_MAX_REASON = 300
+
+
+class Undecodable:
+    """The value of a record the Kafka client could not decode (a header name
+    that is not UTF-8, a batch that cannot be decompressed): `raw` is the
+    value as recovered (None when the record had none or it could not be
+    read), `reason` says what went wrong. Not bytes on purpose: validation
+    refuses it, so such a record can only end in the dead-letter topic
+    (`consumer.engine.wire` makes them)."""
+
+    __slots__ = ("raw", "reason")
+
+    def __init__(self, raw: bytes | None, reason: str) -> None:
+        self.raw = raw
+        self.reason = reason[:_MAX_REASON]
+
+    def __len__(self) -> int:
+        return 0 if self.raw is None else len(self.raw)
+
+    def __repr__(self) -> str:
+        return f"Undecodable({self.reason!r})"
+
+
 #: Called exactly once per record when its message is done. Must not block.
 Done: TypeAlias = Callable[[Record], None]
 #: The same for several records of one partition at once (ascending offsets).

@@ -39,6 +39,7 @@ class Reason(StrEnum):
     UNKNOWN_VERSION = "unknown_version"
     SCHEMA_VIOLATION = "schema_violation"
     UNREADABLE = "unreadable"  # not bytes at all, or a failure we did not foresee
+    UNDECODABLE = "undecodable"  # the Kafka client could not decode the record itself
 
 
 def truncate(text: str, limit: int = MAX_DETAIL_BYTES) -> str:

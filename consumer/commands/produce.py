@@ -65,10 +65,12 @@ def _samples(count: int, type_: str | None, seed: int | None) -> Iterator[KeyVal
 def _run(target: Target, topic: str, records: Iterator[KeyValue] | list[KeyValue], total: int,
          rate: float | None, *, tracing: Tracing | None) -> ProduceSummary:
     bootstrap, security = target.bootstrap, target.security
+    compression = target.settings.producer_compression
     try:
         if not sys.stdout.isatty():
             return asyncio.run(produce_events(bootstrap, topic, records, rate=rate,
-                                              security=security, tracing=tracing))
+                                              security=security, tracing=tracing,
+                                              compression=compression))
         from rich.progress import Progress as Bar
 
         with Bar(transient=True) as bar:
@@ -79,7 +81,7 @@ def _run(target: Target, topic: str, records: Iterator[KeyValue] | list[KeyValue
 
             return asyncio.run(produce_events(bootstrap, topic, records, rate=rate,
                                               progress=advance, security=security,
-                                              tracing=tracing))
+                                              tracing=tracing, compression=compression))
     finally:
         if tracing is not None:
             tracing.shutdown()  # export the send spans before exiting

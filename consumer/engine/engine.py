@@ -17,6 +17,7 @@ from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import KafkaError, TopicAuthorizationFailedError
 
 from consumer.config import Settings
+from consumer.engine import wire
 from consumer.engine.commit_policy import CommitPolicy
 from consumer.engine.committer import Committer
 from consumer.engine.dispatch import Dispatcher
@@ -68,6 +69,10 @@ class Engine:
         self._paused: set[TP] = set()
         self._dispatcher = Dispatcher(processor, settings.ordering, settings.concurrency,
                                       self._on_worker_error)
+        # Any record the broker accepted must come out of `getmany`: the
+        # fetcher's strict decoding raises (and loses the other partitions'
+        # drained records) on the first one it cannot read.
+        wire.install()
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=settings.bootstrap_servers,
             **(security or kafka_security(settings)).options(),
@@ -76,6 +81,7 @@ class Engine:
             client_id=settings.client_id,
             enable_auto_commit=False,
             auto_offset_reset=settings.auto_offset_reset,
+            isolation_level=settings.isolation_level,
             session_timeout_ms=settings.session_timeout_ms,
             heartbeat_interval_ms=settings.heartbeat_interval_ms,
             rebalance_timeout_ms=settings.rebalance_timeout_ms,
@@ -316,9 +322,14 @@ class Engine:
         while True:
             await asyncio.sleep(tick)
             now = time.monotonic()
-            if self._policy.due(now, last, self._completed() - counted):
-                counted = self._completed()
-                await self._committer.commit(self._states.values(), self._consumer.assignment())
+            completed = self._completed()
+            if self._policy.due(now, last, completed - counted):
+                # A failed commit leaves `counted` behind, so the policy asks
+                # again after its interval even when nothing new completes:
+                # an idle partition must not keep a stale committed offset.
+                if await self._committer.commit(self._states.values(),
+                                                self._consumer.assignment()):
+                    counted = completed
                 last = now
 
     async def _metrics_routine(self) -> None:

@@ -13,16 +13,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import traceback
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import MessageSizeTooLargeError
+from aiokafka.errors import (
+    CorruptRecordException,
+    InvalidMessageError,
+    InvalidTimestampError,
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+    RecordTooLargeError,
+)
 
-from consumer.errors import DeadLetterError
+from consumer.backoff import Backoff
+from consumer.errors import DeadLetterError, DeadLetterRefused
 from consumer.gates.instruments import GateMetrics
 from consumer.producers import STALE_PRODUCER_ERRORS, start_producer, stop_producer
 from consumer.types import Record
@@ -96,28 +104,89 @@ def dead_letter_headers(record: Record, exc: BaseException, *, attempts: int, gr
             (H_LAST_FAILURE, iso(last_failure).encode())]
 
 
-def shrink_for_size(headers: Sequence[tuple[str, bytes | None]], value: bytes | None,
-                    ) -> tuple[DlqHeaders, bytes | None]:
-    """A smaller dead-letter record: first without the stack trace, then also
-    without the value (marked by `dlq.value.dropped`; the original stays at its
-    coordinates in the source topic). Pure."""
-    if any(k == H_STACK for k, _ in headers):
-        return [(k, v) for k, v in headers if k != H_STACK], value
-    kept = [(k, v) for k, v in headers if k != H_VALUE_DROPPED]
-    return [*kept, (H_VALUE_DROPPED, b"too_large")], None
+#: Set when the key had to be left out (the dead-letter topic refused the
+#: record with it); like a dropped value, the original is still in the source.
+H_KEY_DROPPED = "dlq.key.dropped"
+#: Set when the record's own headers had to be left out (their count).
+H_HEADERS_DROPPED = "dlq.headers.dropped"
+#: The original record had neither key nor value (a keyless tombstone). Kafka
+#: clients refuse to send that, so the dead letter carries an empty value and
+#: this header; a replay restores the null.
+H_VALUE_NULL = "dlq.value.null"
+
+
+@dataclass(frozen=True, slots=True)
+class Letter:
+    """A dead-letter record as it is about to be sent."""
+
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[tuple[str, bytes | None], ...]
+
+    def sendable(self) -> Letter:
+        """This letter in a form a Kafka client accepts: never both key and
+        value null (an empty value and `dlq.value.null` stand in). Pure."""
+        if self.key is not None or self.value is not None:
+            return self
+        dropped = any(k == H_VALUE_DROPPED for k, _ in self.headers)
+        marker = () if dropped else ((H_VALUE_NULL, b"true"),)
+        return Letter(None, b"", (*self.headers, *marker))
+
+    def reduced(self, why: str) -> Letter | None:
+        """The next smaller form after the topic refused this one for its
+        content (`why`, e.g. `too_large`): without the stack trace, then
+        without the value, then without the key, then without the record's
+        own headers — each marked by a `dlq.*` header; the original stays at
+        its coordinates in the source topic. None when nothing is left to
+        drop. Pure."""
+        names = [k for k, _ in self.headers]
+        marker = why.encode()
+        if H_STACK in names:
+            return Letter(self.key, self.value, tuple(h for h in self.headers if h[0] != H_STACK))
+        if self.value is not None and H_VALUE_DROPPED not in names:
+            return Letter(self.key, None, (*self.headers, (H_VALUE_DROPPED, marker)))
+        if self.key is not None:
+            return Letter(None, self.value, (*self.headers, (H_KEY_DROPPED, marker)))
+        own = [h for h in self.headers if not h[0].startswith("dlq.") or h[0] == H_REPLAY_COUNT]
+        if own:
+            kept = tuple(h for h in self.headers if h not in own)
+            return Letter(None, self.value,
+                          (*kept, (H_HEADERS_DROPPED, str(len(own)).encode())))
+        return None
+
+
+#: The topic refuses these bytes, whatever the broker's state: sending them
+#: again cannot succeed, a smaller record may. (The client raises the last
+#: ones itself, before anything reaches the broker.)
+REFUSED_CONTENT: tuple[type[BaseException], ...] = (
+    MessageSizeTooLargeError, RecordTooLargeError, RecordListTooLargeError,
+    InvalidMessageError, CorruptRecordException, InvalidTimestampError,
+    AssertionError, TypeError, ValueError)
+
+
+def refusal_reason(exc: BaseException) -> str:
+    """The `dlq.*.dropped` marker for a content refusal."""
+    size = (MessageSizeTooLargeError, RecordTooLargeError, RecordListTooLargeError)
+    return "too_large" if isinstance(exc, size) else "refused"
 
 
 class Publisher(Protocol):
     """What the pipeline needs of a dead-letter publisher."""
 
     topic: str
+    #: False while sends fail (readiness reports it).
+    writing_ok: bool
 
     async def start(self) -> None: ...
 
     async def send(self, key: bytes | None, value: bytes | None,
-                   headers: Sequence[tuple[str, bytes | None]]) -> None: ...
+                   headers: Sequence[tuple[str, bytes | None]]) -> None:
+        """Returns once the broker acknowledged; raises `DeadLetterError`."""
 
     async def close(self) -> None: ...
+
+
+_DROP_MARKERS = frozenset({H_VALUE_DROPPED, H_KEY_DROPPED, H_HEADERS_DROPPED})
 
 
 class DeadLetterPublisher:
@@ -135,7 +204,7 @@ class DeadLetterPublisher:
                  metrics: GateMetrics | None = None, **producer_options: Any) -> None:
         self.topic = topic
         self._send_timeout = send_timeout
-        self._max_backoff = max_backoff
+        self._backoff = Backoff(0.1, max_backoff)
         self._metrics = metrics or GateMetrics()
         # Built in `start()`: aiokafka binds to the running loop on construction.
         self._options: dict[str, Any] = {"bootstrap_servers": bootstrap_servers,
@@ -162,6 +231,10 @@ class DeadLetterPublisher:
 
     async def send(self, key: bytes | None, value: bytes | None,
                    headers: Sequence[tuple[str, bytes | None]]) -> None:
+        """Raises `DeadLetterError` when closed meanwhile (retriable: the
+        message stays in flight), `DeadLetterRefused` when the topic refuses
+        even the smallest form of the record (not retriable)."""
+        letter = Letter(key, value, tuple(headers)).sendable()
         attempt = 0
         delivery: asyncio.Future[Any] | None = None
         sent_by: AIOKafkaProducer | None = None
@@ -176,7 +249,8 @@ class DeadLetterPublisher:
                 if delivery is None:
                     sent_by = producer
                     delivery = await asyncio.wait_for(
-                        producer.send(self.topic, value, key=key, headers=list(headers)),
+                        producer.send(self.topic, letter.value, key=letter.key,
+                                      headers=list(letter.headers)),
                         self._send_timeout)
                 pending: asyncio.Future[Any] = delivery  # type: ignore[assignment]
                 # Shielded: a timeout here must not cancel the batch the producer
@@ -184,21 +258,26 @@ class DeadLetterPublisher:
                 await asyncio.wait_for(asyncio.shield(pending), self._send_timeout)
             except asyncio.CancelledError:
                 raise
-            except MessageSizeTooLargeError:
-                # Retrying the same bytes can never succeed: shrink instead.
+            except REFUSED_CONTENT as exc:
+                # The same bytes can never succeed: send less instead.
                 delivery = None
-                headers, value = shrink_for_size(headers, value)
-                log.error(  # noqa: TRY400 - the size is the whole story
-                    "dead-letter record too large for %s; sending it without %s",
-                    self.topic, "its value" if value is None else "its stack trace")
-            except Exception as exc:  # noqa: BLE001 - every failure means: try again
+                smaller = letter.reduced(refusal_reason(exc))
+                if smaller is None:
+                    self._metrics.dlq_refused()
+                    raise DeadLetterRefused(
+                        f"{self.topic} refuses even the smallest dead letter: {exc!r}") from exc
+                letter = smaller.sendable()
+                log.error(  # noqa: TRY400 - the refusal is the whole story
+                    "dead letter refused by %s (%r); sending a reduced record: %s", self.topic,
+                    exc, ", ".join(k for k, _ in letter.headers if k in _DROP_MARKERS) or
+                    "without its stack trace")
+            except Exception as exc:  # noqa: BLE001 - every other failure: try again
                 if delivery is not None and delivery.done():
                     delivery = None  # it failed for good: send anew
                 attempt += 1
                 self.writing_ok = False
                 self._metrics.dlq_send_failed()
-                cap = min(self._max_backoff, 0.1 * 2 ** min(attempt, 20))
-                wait = random.uniform(0.5, 1.0) * cap
+                wait = self._backoff.delay(attempt)
                 log.error(  # noqa: TRY400 - one line per retry, the traceback adds nothing
                     "dead-letter send to %s failed (attempt %d), message stays in flight; "
                           "retrying in %.2fs: %r", self.topic, attempt, wait, exc)

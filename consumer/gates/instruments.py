@@ -63,6 +63,10 @@ class GateMetrics:
         if (c := self._child("dlq_send_failures")) is not None:
             c.inc()
 
+    def dlq_refused(self) -> None:
+        if (c := self._child("dlq_refused")) is not None:
+            c.inc()
+
     def breaker(self, is_open: bool) -> None:
         if (g := self._child("dlq_breaker_open")) is not None:
             g.set(1 if is_open else 0)

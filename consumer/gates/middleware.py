@@ -113,9 +113,9 @@ class ValidationMiddleware:
     the dead-letter topic."""
 
     def __init__(self, allow_unknown: bool = False) -> None:
-        from schemas import validate
+        from consumer.gates.runs import validate_value
 
-        self._validate = validate
+        self._validate = validate_value
         self._allow_unknown = allow_unknown
 
     async def __call__(self, ctx: Context, call_next: Next) -> None:

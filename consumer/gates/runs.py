@@ -30,8 +30,8 @@ from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 from consumer.errors import ConsumerError
 from consumer.sinks.base import Row
 from consumer.sinks.batcher import RowsRefused
-from consumer.types import Handler, Record
-from schemas import InvalidEvent, validate_many
+from consumer.types import Handler, Record, Undecodable
+from schemas import Event, InvalidEvent, Reason, validate, validate_many
 
 if TYPE_CHECKING:
     from consumer.gates.context import Context
@@ -143,6 +143,21 @@ class Segment:
     error: InvalidEvent | None = None
 
 
+def validate_value(raw: bytes | Undecodable | None, *, allow_unknown: bool = False) -> Event:
+    """`schemas.validate` for a record value as the engine delivers it: a
+    value the Kafka client could not decode is refused as `undecodable`."""
+    if type(raw) is Undecodable:
+        raise InvalidEvent(Reason.UNDECODABLE, raw.reason)
+    return validate(raw, allow_unknown=allow_unknown)  # type: ignore[arg-type]
+
+
+def _refusal(record: Record, result: InvalidEvent) -> InvalidEvent:
+    value: object = record.value
+    if type(value) is Undecodable:
+        return InvalidEvent(Reason.UNDECODABLE, value.reason)
+    return result
+
+
 def validate_run(records: Sequence[Record], *, allow_unknown: bool = False) -> list[Segment]:
     """Validate a run in one pass and cut it, in order, into segments of
     valid records and single invalid ones: the pipeline handles them in that
@@ -158,7 +173,7 @@ def validate_run(records: Sequence[Record], *, allow_unknown: bool = False) -> l
             if current.records:
                 segments.append(current)
                 current = Segment([], [])
-            segments.append(Segment([record], [], result))
+            segments.append(Segment([record], [], _refusal(record, result)))
         else:
             current.records.append(record)
             current.events.append(result)

@@ -118,6 +118,9 @@ class Metrics:
         self.dlq_send_failures = Counter(f"{PREFIX}_dlq_send_failures", "Dead-letter sends that "
                                          "failed and are retried (message kept in flight).",
                                          registry=r)
+        self.dlq_refused = Counter(f"{PREFIX}_dlq_refused", "Messages the dead-letter topic "
+                                   "refused even in their smallest form: left in flight, "
+                                   "their partition cannot commit past them.", registry=r)
         self.dlq_breaker_open = Gauge(f"{PREFIX}_dlq_breaker_open", "1 once the dead-letter "
                                       "circuit breaker tripped (consumption stopped).",
                                       registry=r)

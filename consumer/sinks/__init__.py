@@ -51,7 +51,8 @@ def open_sink(url: str, *, settings: Any = None, metrics: Any = None,
         if settings is None:
             return KafkaSink(topic, "localhost:9092", security=PLAINTEXT)
         return KafkaSink(topic, settings.bootstrap_servers, client_id=f"{settings.client_id}-sink",
-                         security=security or kafka_security(settings))
+                         security=security or kafka_security(settings),
+                         compression=settings.producer_compression)
     if url.startswith(("http://", "https://")) and len(url.split("://", 1)[1]) > 0:
         from consumer.sinks.http import HttpSink
 

@@ -24,13 +24,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from itertools import repeat
 from typing import Any
 
+from consumer.backoff import Backoff
 from consumer.config import Settings
 from consumer.errors import SinkError
 from consumer.sinks.base import Row
@@ -120,8 +120,9 @@ class Batcher:
                                      settings.batch_max_latency)
         self._max_items = settings.batch_max_items
         self._max_bytes = settings.batch_max_bytes
-        self._base_delay = max(settings.retry_base_delay, _MIN_DELAY)
-        self._max_delay = max(settings.retry_max_delay, self._base_delay)
+        base_delay = max(settings.retry_base_delay, _MIN_DELAY)
+        self._backoff = Backoff(base_delay, max(settings.retry_max_delay, base_delay),
+                                min_delay=_MIN_DELAY)
         self._max_attempts = settings.retry_max_attempts
         self._clock = clock
         self._metrics = _SinkMetrics(metrics, sink.name)
@@ -382,11 +383,10 @@ class Batcher:
     async def _retry_later(self, exc: BaseException, attempt: int, rows: int) -> None:
         if self._metrics.retriable_errors is not None:
             self._metrics.retriable_errors.inc()
-        # Full jitter, capped: an outage retries forever at most max_delay apart.
-        delay = random.uniform(0, min(self._max_delay, self._base_delay * 2 ** min(attempt, 30)))
+        delay = self._backoff.delay(attempt + 1)
         log.warning("sink %s write of %d rows failed (attempt %d), retrying in %.2fs: %r",
                     self.sink.name, rows, attempt, delay, exc)
-        await asyncio.sleep(max(delay, _MIN_DELAY))
+        await asyncio.sleep(delay)
 
     def _fail_pending(self, error: SinkError) -> None:
         writing = [unit for units in self._writes.values() for unit in units]

@@ -44,8 +44,10 @@ class KafkaSink:
     name = "kafka"
 
     def __init__(self, topic: str, bootstrap_servers: str, *, timeout: float = 30.0,
-                 client_id: str = "consumer-sink", security: KafkaSecurity = PLAINTEXT) -> None:
+                 client_id: str = "consumer-sink", security: KafkaSecurity = PLAINTEXT,
+                 compression: str | None = None) -> None:
         self.topic = topic
+        self._compression = compression
         self._bootstrap = bootstrap_servers
         self._security = security
         self._timeout = timeout
@@ -58,6 +60,7 @@ class KafkaSink:
             return
         options = {"bootstrap_servers": self._bootstrap, "client_id": self._client_id,
                    **self._security.options(), "enable_idempotence": True, "linger_ms": 5,
+                   "compression_type": self._compression,
                    "request_timeout_ms": int(self._timeout * 1000)}
         try:
             producer = await start_producer(options, self._timeout, lambda: self._closed)

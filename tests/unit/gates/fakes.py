@@ -79,6 +79,7 @@ class FakeBatcher:
 
 class FakePublisher:
     topic = "t.dlq"
+    writing_ok = True
 
     def __init__(self, fail: bool = False) -> None:
         self.sent: list[tuple[bytes | None, bytes | None, dict[str, bytes]]] = []

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from consumer.gates.dlq import (
     MAX_MESSAGE_BYTES,
     MAX_STACK_BYTES,
+    Letter,
     dead_letter_headers,
-    shrink_for_size,
 )
 from consumer.gates.dlq_tools import DeadLetter, Selection, replay_headers, replay_target
 from tests.unit.gates.fakes import record
@@ -100,14 +103,51 @@ def test_a_header_without_value_is_kept_without_value() -> None:
     assert headers[:2] == [("flag", None), ("trace", b"t")]
 
 
-def test_too_large_records_shrink_first_the_stack_then_the_value() -> None:
-    rec = record(9, value=b"v" * 10)
+def test_refused_letters_shrink_stack_value_key_then_own_headers() -> None:
+    rec = record(9, value=b"v" * 10, headers=[("trace", b"t")])
     headers = dead_letter_headers(rec, _raised(ValueError("bad")), attempts=1, group="g",
                                   first_failure=0.0, last_failure=0.0)
-    smaller, value = shrink_for_size(headers, rec.value)
-    assert value == rec.value
-    assert "dlq.error.stack" not in dict(smaller)
-    smallest, value = shrink_for_size(smaller, value)
-    assert value is None
-    assert dict(smallest)["dlq.value.dropped"] == b"too_large"
-    assert dict(smallest)["dlq.original.offset"] == b"9"  # where to find the original
+    letter = Letter(b"k", rec.value, tuple(headers))
+    steps = []
+    while (smaller := letter.reduced("too_large")) is not None:
+        letter = smaller.sendable()
+        steps.append(letter)
+    assert "dlq.error.stack" not in dict(steps[0].headers)
+    assert steps[0].value == rec.value
+    assert steps[1].value is None
+    assert dict(steps[1].headers)["dlq.value.dropped"] == b"too_large"
+    assert steps[2].key is None
+    assert dict(steps[2].headers)["dlq.key.dropped"] == b"too_large"
+    last = dict(steps[3].headers)
+    assert "trace" not in last
+    assert last["dlq.headers.dropped"] == b"1"
+    assert last["dlq.original.offset"] == b"9"  # where to find the original
+    assert len(steps) == 4
+    # Key and value both gone: a client refuses that, so an empty value
+    # stands in, not marked null (the value was dropped, not null).
+    assert steps[3].value == b""
+    assert "dlq.value.null" not in last
+
+
+def test_a_keyless_tombstone_is_sent_with_an_empty_value_marked_null() -> None:
+    letter = Letter(None, None, (("dlq.original.offset", b"3"),)).sendable()
+    assert letter.key is None
+    assert letter.value == b""
+    assert dict(letter.headers)["dlq.value.null"] == b"true"
+    assert Letter(b"k", None, ()).sendable() == Letter(b"k", None, ())
+
+
+@given(st.none() | st.binary(max_size=5), st.none() | st.binary(max_size=5),
+       st.lists(st.tuples(st.sampled_from(["a", "dlq.error.stack", "dlq.replay.count", "b"]),
+                          st.none() | st.binary(max_size=3)), max_size=5))
+def test_reduction_always_ends_and_every_form_is_sendable(
+        key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes | None]]) -> None:
+    letter: Letter | None = Letter(key, value, tuple(headers)).sendable()
+    for _ in range(10):
+        assert letter is not None
+        assert letter.key is not None or letter.value is not None
+        letter = letter.reduced("refused")
+        if letter is None:
+            break
+        letter = letter.sendable()
+    assert letter is None
