@@ -28,8 +28,12 @@ async def not_ready() -> AsyncIterator[str]:
     metrics = Metrics()
     metrics.in_flight_messages.set(1)
     port = free_port()
+
+    async def not_consuming() -> list[str]:
+        return ["not consuming"]
+
     server = HttpServer("127.0.0.1", port, metrics.registry, healthy=lambda: True,
-                        ready=lambda: False)
+                        ready=not_consuming)
     await server.start()
     yield f"127.0.0.1:{port}"
     await server.close()
@@ -43,7 +47,8 @@ async def test_reads_metrics_and_both_probes(not_ready: str) -> None:
     assert got.scrape.total("consumer_in_flight_messages") == 1
     assert (got.health.status, got.health.ok) == (200, True)
     assert (got.ready.status, got.ready.ok) == (503, False)
-    assert got.ready.body == '{"ok": false}'  # the body as the service wrote it
+    # the body as the service wrote it
+    assert got.ready.body == '{"ok": false, "reasons": ["not consuming"]}'
 
 
 async def test_an_unreachable_instance_is_an_answer_not_an_exception(not_ready: str) -> None:
