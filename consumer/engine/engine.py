@@ -351,10 +351,13 @@ class Engine:
                     # marker (lag would never reach 0), and known before the
                     # first delivery. For the gauges only, never for commits.
                     position = await self._position(tp)
+                    if self._states.get(tp) is not state:
+                        continue  # revoked meanwhile: its series are forgotten
                     if position is not None and (base is None or position > base):
                         base = position
                 self._gauges.update(tp, high=max(highs, default=None), base=base,
-                                    oldest_timestamp=state.oldest_undone_timestamp(), now=now)
+                                    oldest_timestamp=state.oldest_undone_timestamp(), now=now,
+                                    paused=tp in self._paused, in_flight=state.in_flight)
             await asyncio.sleep(_METRICS_EVERY)
 
     async def _end_offsets_routine(self) -> None:
