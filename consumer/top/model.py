@@ -18,6 +18,7 @@ silently blank the view.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -45,13 +46,21 @@ BREAKER = "consumer_dlq_breaker_open"
 LAG = "consumer_lag"
 LAG_SECONDS = "consumer_lag_seconds"
 COMMITTED = "consumer_committed_offset"
+PARTITION_PAUSED = "consumer_partition_paused"
+PARTITION_IN_FLIGHT = "consumer_partition_in_flight_messages"
+LAST_COMMIT = "consumer_last_commit_timestamp_seconds"
 STARTED = "process_start_time_seconds"
 
 #: Every sample name the view reads.
 READS = (MESSAGES, FETCHED, IN_FLIGHT, IN_FLIGHT_LIMIT, IN_FLIGHT_BYTES,
          IN_FLIGHT_BYTES_LIMIT, PAUSED, ASSIGNED, PROCESSING_BUCKETS, DLQ, RETRIES,
          ROWS_WRITTEN, FLUSH_BUCKETS, SINK_ERRORS, LOOP_LAG_BUCKETS, COMMIT_FAILURES,
-         DLQ_SEND_FAILURES, BREAKER, LAG, LAG_SECONDS, COMMITTED, STARTED)
+         DLQ_SEND_FAILURES, BREAKER, LAG, LAG_SECONDS, COMMITTED, PARTITION_PAUSED,
+         PARTITION_IN_FLIGHT, LAST_COMMIT, STARTED)
+
+#: Per-partition gauges, by the (topic, partition) labels.
+PER_PARTITION = (LAG, LAG_SECONDS, COMMITTED, PARTITION_PAUSED, PARTITION_IN_FLIGHT,
+                 LAST_COMMIT)
 
 #: Dead-letter reasons are counted over this many seconds.
 REASONS_WINDOW = 60.0
@@ -66,10 +75,12 @@ Series = Mapping[Labels, float]
 @dataclass(frozen=True, slots=True)
 class Scrape:
     """One /metrics answer: sample name -> {labels: value}, taken at `at`
-    (seconds on a clock of the caller's choice, the same for every scrape)."""
+    (seconds on a clock of the caller's choice, the same for every scrape)
+    and at `wall` (Unix seconds, for the service's timestamps; None: unknown)."""
 
     at: float
     samples: Mapping[str, Series]
+    wall: float | None = None
 
     def series(self, name: str, **match: str) -> dict[Labels, float]:
         """The series of `name` whose labels include `match`."""
@@ -87,13 +98,13 @@ class Scrape:
         return self.total(STARTED)
 
 
-def parse(text: str, at: float) -> Scrape:
+def parse(text: str, at: float, wall: float | None = None) -> Scrape:
     """Parse Prometheus text exposition; raises ValueError on malformed text."""
     samples: dict[str, dict[Labels, float]] = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             samples.setdefault(sample.name, {})[frozenset(sample.labels.items())] = sample.value
-    return Scrape(at, samples)
+    return Scrape(at, samples, wall)
 
 
 def counter_increase(before: float | None, after: float, *, restarted: bool = False) -> float:
@@ -189,6 +200,22 @@ class Probe:
     def ok(self) -> bool:
         return self.status == 200
 
+    @property
+    def reasons(self) -> tuple[str, ...]:
+        """The reasons a JSON body lists (`{"ok": false, "reasons": [...]}`,
+        as /readyz answers); () for any other body."""
+        try:
+            parsed = json.loads(self.body)
+        except ValueError:
+            return ()
+        found = parsed.get("reasons") if isinstance(parsed, dict) else None
+        return tuple(str(r) for r in found) if isinstance(found, list) else ()
+
+    @property
+    def draining(self) -> bool:
+        """/readyz says the instance is stopping and finishing its work."""
+        return any(r.startswith("draining") for r in self.reasons)
+
 
 @dataclass(frozen=True, slots=True)
 class PartitionRow:
@@ -198,6 +225,11 @@ class PartitionRow:
     lag: float | None
     lag_seconds: float | None
     committed: float | None
+    paused: bool | None = None
+    in_flight: float | None = None
+    #: Seconds since its last commit landed, by the scrape's wall clock
+    #: (clocks of both hosts in step; never below 0).
+    last_commit_age: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,14 +308,21 @@ def rates(prev: Scrape, cur: Scrape) -> Rates | None:
 def partitions(url: str, cur: Scrape) -> tuple[PartitionRow, ...]:
     """One row per (topic, partition) any per-partition gauge lists."""
     by_tp: dict[tuple[str, int], dict[str, float]] = {}
-    for name in (LAG, LAG_SECONDS, COMMITTED):
+    for name in PER_PARTITION:
         for labels, value in cur.series(name).items():
             tags = dict(labels)
             key = (tags.get("topic", "?"), int(tags.get("partition", "-1")))
             by_tp.setdefault(key, {})[name] = value
-    return tuple(PartitionRow(url, topic, partition, v.get(LAG), v.get(LAG_SECONDS),
-                              v.get(COMMITTED))
-                 for (topic, partition), v in sorted(by_tp.items()))
+    rows = []
+    for (topic, partition), v in sorted(by_tp.items()):
+        paused, landed = v.get(PARTITION_PAUSED), v.get(LAST_COMMIT)
+        rows.append(PartitionRow(
+            url, topic, partition, v.get(LAG), v.get(LAG_SECONDS), v.get(COMMITTED),
+            paused=None if paused is None else paused > 0,
+            in_flight=v.get(PARTITION_IN_FLIGHT),
+            last_commit_age=None if landed is None or cur.wall is None
+            else max(0.0, cur.wall - landed)))
+    return tuple(rows)
 
 
 def window_start(history: Sequence[Scrape], now: float,

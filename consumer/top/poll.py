@@ -96,6 +96,6 @@ class Poller:
         if status != 200:
             return None, f"/metrics answered HTTP {status}"
         try:
-            return parse(text, time.monotonic()), None
+            return parse(text, time.monotonic(), time.time()), None
         except ValueError as exc:
             return None, f"/metrics is not Prometheus text: {exc}"

@@ -48,9 +48,12 @@ def seconds(value: float | None) -> str:
 
 
 def probe_text(probe: Probe) -> str:
-    """One line: the error, or the status and the body's first line."""
+    """One line: the error, or the status and the reasons the body lists
+    (else its first line)."""
     if probe.error is not None:
         return probe.error
+    if probe.reasons:
+        return f"HTTP {probe.status} " + "; ".join(probe.reasons)
     line = probe.body.splitlines()[0] if probe.body else ""
     return f"HTTP {probe.status} {line}".strip()
 
@@ -63,9 +66,17 @@ def state(view: InstanceView) -> Text:
         return Text("breaker open", style="bold red")
     if not view.health.ok:
         return Text("unhealthy", style="bold red")
+    if view.ready.draining:
+        return Text("draining", style="yellow")
     if not view.ready.ok:
         return Text("not ready", style="yellow")
     return Text("ready", style="green")
+
+
+def paused(value: bool | None) -> Text:
+    if value is None:
+        return Text("-")
+    return Text("paused", style="yellow") if value else Text("no")
 
 
 def percent(value: float | None) -> str:
@@ -130,12 +141,17 @@ def lagging(views: Sequence[InstanceView], limit: int) -> Table:
     table = Table(box=box.SIMPLE_HEAD, expand=False, pad_edge=False,
                   title="partitions furthest behind", title_justify="left")
     for name, justify in (("instance", "left"), ("topic", "left"), ("partition", "right"),
-                          ("lag", "right"), ("time lag", "right"), ("committed", "right")):
+                          ("lag", "right"), ("time lag", "right"), ("committed", "right"),
+                          ("paused", "left"), ("in flight", "right"),
+                          ("last commit", "right")):
         table.add_column(name, justify=justify, no_wrap=True)  # type: ignore[arg-type]
     for row in busiest(views, limit):
         table.add_row(row.instance, row.topic, str(row.partition), number(row.lag),
                       seconds(row.lag_seconds),
-                      "-" if row.committed is None else f"{row.committed:.0f}")
+                      "-" if row.committed is None else f"{row.committed:.0f}",
+                      paused(row.paused), number(row.in_flight),
+                      "-" if row.last_commit_age is None
+                      else f"{seconds(row.last_commit_age)} ago")
     return table
 
 

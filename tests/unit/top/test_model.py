@@ -81,6 +81,35 @@ def test_view_of_two_scrapes_of_the_service_registry() -> None:
             for r in v.partitions] == [("a", 0, 12, 4.5, 100), ("a", 1, 3, None, None)]
 
 
+def test_partition_rows_show_paused_in_flight_and_the_last_commit_age() -> None:
+    m = Metrics()
+    m.lag.labels("a", "0").set(5)
+    m.partition_paused.labels("a", "0").set(1)
+    m.partition_in_flight.labels("a", "0").set(40)
+    m.last_commit_timestamp.labels("a", "0").set(1_000.0)
+    m.partition_paused.labels("a", "1").set(0)
+    m.last_commit_timestamp.labels("a", "1").set(1_000.5)  # a clock ahead of ours: 0, not -
+    text = generate_latest(m.registry).decode()
+    rows = model.view("http://x", OK, OK, model.parse(text, 1.0, wall=1_000.25)).partitions
+    assert [(r.partition, r.paused, r.in_flight, r.last_commit_age) for r in rows] == [
+        (0, True, 40, 0.25), (1, False, None, 0.0)]
+    unknown = model.view("http://x", OK, OK, model.parse(text, 1.0)).partitions
+    assert [r.last_commit_age for r in unknown] == [None, None]  # no wall clock: no age
+
+
+@pytest.mark.parametrize(("body", "reasons", "draining"), [
+    ('{"ok": true, "reasons": []}', (), False),
+    ('{"ok": false, "reasons": ["draining: stopping, 3 message(s) in flight", "sink x"]}',
+     ("draining: stopping, 3 message(s) in flight", "sink x"), True),
+    ('{"ok": false, "reasons": ["starting: not consuming yet"]}',
+     ("starting: not consuming yet",), False),
+    ("not json", (), False), ('["a list"]', (), False), ('{"reasons": "one"}', (), False)])
+def test_readiness_reasons_and_draining(body: str, reasons: tuple[str, ...],
+                                        draining: bool) -> None:
+    probe = Probe(503, body)
+    assert (probe.reasons, probe.draining) == (reasons, draining)
+
+
 # What /metrics answered before and after a restart that lost a family (the
 # sink's, not yet written) and reset the counters.
 BEFORE = """\

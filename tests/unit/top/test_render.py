@@ -30,7 +30,8 @@ VIEWS = [
                  in_flight_limit=1000, in_flight_bytes=3 * 2**20, paused=0, assigned=3,
                  lag=40, max_lag_seconds=2.5,
                  dead_letter_reasons={"InvalidEvent": 12.0, "TimeoutError": 30.0},
-                 partitions=(PartitionRow("http://a:8080", "events", 0, 40, 2.5, 1200),)),
+                 partitions=(PartitionRow("http://a:8080", "events", 0, 40, 2.5, 1200,
+                                          paused=True, in_flight=7, last_commit_age=3.5),)),
     InstanceView("http://b:8080", OK,
                  Probe(503, '{"ok": false, "reason": "sink sqlite failing: disk full"}'),
                  rates=rates(sink_errors=2.0), in_flight=1000, in_flight_limit=1000,
@@ -64,13 +65,22 @@ def test_states_rates_and_reasons() -> None:
     assert "2.0%" in lines["http://a:8080"]  # dead letters of fetched
     assert "http://a:8080 dead letters, last minute: TimeoutError 30, InvalidEvent 12" in shown
     assert "partitions furthest behind" in shown
-    assert re.search(r"http://a:8080\s+events\s+0\s+40\s+2\.5 s\s+1200", shown)
+    assert re.search(r"http://a:8080\s+events\s+0\s+40\s+2\.5 s\s+1200\s+paused\s+7\s+"
+                     r"3\.5 s ago", shown)
 
 
 def test_first_frame_shows_no_rates_yet() -> None:
     first = InstanceView("http://a:8080", OK, OK, in_flight=0, in_flight_limit=10)
     row = next(line for line in text([first]).splitlines() if "http://a:8080" in line)
     assert row.split()[1:4] == ["ready", "-", "-"]
+
+
+def test_draining_and_the_readiness_reasons_in_the_services_words() -> None:
+    stopping = InstanceView("http://a", OK, Probe(503, '{"ok": false, "reasons": ["draining: '
+                                                       'stopping", "sink sqlite failing"]}'))
+    assert render.state(stopping).plain == "draining"
+    assert "http://a /readyz: HTTP 503 draining: stopping; sink sqlite failing" in text(
+        [stopping])
 
 
 def test_breaker_and_unhealthy_override_ready() -> None:
