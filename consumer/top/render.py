@@ -89,10 +89,13 @@ COLUMNS = ("instance", "state", "done/s", "ok", "dlq", "invalid", "dlq %", "fetc
 
 
 def instances(views: Sequence[InstanceView]) -> Table:
-    table = Table(box=box.SIMPLE_HEAD, expand=False, pad_edge=False)
+    # One space between columns (the box's); on a terminal too narrow for all the
+    # columns the numbers are cut (…), never an instance's address or its state.
+    table = Table(box=box.SIMPLE_HEAD, expand=False, pad_edge=False, padding=0)
+    widest = max((len(v.url) for v in views), default=0)
     for name in COLUMNS:
         table.add_column(name, justify="left" if name in {"instance", "state"} else "right",
-                         no_wrap=True)
+                         no_wrap=True, min_width={"instance": widest, "state": 12}.get(name))
     for v in views:
         r = v.rates
         measured = ["-"] * 7 if r is None else [

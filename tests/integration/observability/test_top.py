@@ -6,12 +6,16 @@ draws no colour under NO_COLOR."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import re
 import shlex
+import signal
 import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -156,3 +160,63 @@ async def test_live_view_in_a_terminal_quits_on_q_and_restores_it(
     finally:
         codes = terminate_all(svc)
     assert codes == [0], svc.log_tail()
+
+
+def marked_processes(mark: str) -> list[int]:
+    """Pids of live processes whose environment carries `mark`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+        if mark.encode() in environ.split(b"\0"):
+            found.append(int(entry.name))
+    return found
+
+
+@pytest.mark.parametrize("quit_key", ["q", "C-c"])
+async def test_the_demo_shows_the_live_view_and_stops_everything_on_quit(
+        kafka_bootstrap: str, tmux: Tmux, tmp_path: Path, quit_key: str) -> None:
+    """`make run` on a terminal: the live view of the demo's service with its
+    six partitions, the logs in the file it names; `q` or Ctrl-C drains and
+    stops the producer and the service and exits 0, nothing left running."""
+    topic = f"demo-{uuid.uuid4().hex[:8]}"
+    port = free_port()
+    mark = f"CONSUMER_DEMO_TEST={uuid.uuid4().hex}"
+    env = {"CONSUMER_BOOTSTRAP_SERVERS": kafka_bootstrap, "CONSUMER_TOPICS": topic,
+           "CONSUMER_GROUP_ID": topic, "CONSUMER_HTTP_PORT": str(port),
+           "CONSUMER_HTTP_HOST": "127.0.0.1"}
+    command = shlex.join(["env", mark, *(f"{k}={v}" for k, v in env.items()),
+                          sys.executable, "-m", "consumer.cli", "dev", "demo"])
+    marker = f"EXIT-{uuid.uuid4().hex[:6]}"
+    tmux.type(f"cd {shlex.quote(str(tmp_path))}; clear; {command}; echo {marker}=$?")
+    try:
+        def every_partition() -> bool:
+            screen = tmux.screen()
+            return (bool(re.search(rf"http://127\.0\.0\.1:{port}\s+ready\s+\d", screen))
+                    and all(re.search(rf"http://127\.0\.0\.1:{port}\s+{topic}\s+{p}\s", screen)
+                            for p in range(6)))
+
+        await wait_until(every_partition, 90, "the demo's live view with its 6 partitions",
+                         detail=tmux.screen)
+        tmux("send-keys", quit_key)
+
+        def exited() -> bool:
+            return f"{marker}=" in tmux.screen()
+
+        await wait_until(exited, 90, "the demo to stop", detail=tmux.screen)
+        shown = tmux.screen()
+        assert f"{marker}=0" in shown, shown
+        for said in ("producer stopped", "service exited with 0"):
+            assert said in shown, shown
+        log = tmp_path / "consumer-demo.log"
+        assert str(log) in shown, shown
+        assert "partitions assigned" in log.read_text(errors="replace")  # the service's logs
+        assert marked_processes(mark) == [], "the demo left processes running"
+    finally:
+        for pid in marked_processes(mark):  # stop what a failure left, by pid
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
