@@ -120,7 +120,8 @@ def top(
     plain = Console(color_system=None, force_terminal=False, highlight=False, width=400)
     with plain.capture() as captured:
         plain.print(screen(shown, header=f"consumer top · rates over {interval:g} s · "
-                           f"{time.strftime('%Y-%m-%d %H:%M:%S')}", partition_rows=rows))
+                           f"{time.strftime('%Y-%m-%d %H:%M:%S')}", partition_rows=rows,
+                           with_totals=True))
     typer.echo("\n".join(line.rstrip() for line in captured.get().splitlines()))
     if any(v.error is not None for v in shown):
         raise typer.Exit(1)

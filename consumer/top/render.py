@@ -124,6 +124,13 @@ def reasons(views: Sequence[InstanceView]) -> list[Text]:
             for v in views if v.dead_letter_reasons]
 
 
+def totals(views: Sequence[InstanceView]) -> list[Text]:
+    """What each instance counted since it started (exact, not compacted)."""
+    return [Text(f"{v.url} since start: " + ", ".join(
+                f"{name.replace('_', '-')} {n:.0f}" for name, n in v.totals.items()))
+            for v in views if v.totals is not None]
+
+
 def problems(views: Sequence[InstanceView]) -> list[Text]:
     """Why each instance that is not plainly ready is so: in the body's words."""
     lines: list[Text] = []
@@ -158,9 +165,13 @@ def lagging(views: Sequence[InstanceView], limit: int) -> Table:
     return table
 
 
-def screen(views: Sequence[InstanceView], *, header: str, partition_rows: int) -> Group:
-    """The whole view. `partition_rows`: how many partitions fit below."""
+def screen(views: Sequence[InstanceView], *, header: str, partition_rows: int,
+           with_totals: bool = False) -> Group:
+    """The whole view. `partition_rows`: how many partitions fit below;
+    `with_totals`: a line per instance with its counts since it started."""
     parts: list[RenderableType] = [Text(header, style="bold"), instances(views)]
+    if with_totals:
+        parts.extend(totals(views))
     parts.extend(problems(views))
     parts.extend(reasons(views))
     if any(v.partitions for v in views) and partition_rows > 0:

@@ -17,12 +17,16 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import orjson
 import pytest
+from aiokafka import AIOKafkaProducer
 
 from consumer.dev.ports import free_port, project_root
+from schemas.samples import sample_event
 from tests.ansi import coloured
 from tests.integration.pipeline.harness import (
     Service,
+    committed_all,
     create_topics,
     produce,
     terminate_all,
@@ -53,39 +57,101 @@ async def running_service(bootstrap: str, partitions: int = 2) -> tuple[Service,
     return svc, address, topic
 
 
+async def top_once(*args: str) -> tuple[int | None, str, str]:
+    """`consumer top --once ARGS`: exit code, stdout, stderr."""
+    proc = await asyncio.create_subprocess_exec(
+        *top_command("--once", *args), cwd=project_root(), stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE)
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), 30)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    return proc.returncode, out.decode(), err.decode()
+
+
+def partition_rows(shown: str, address: str, topic: str) -> dict[int, tuple[str, ...]]:
+    """partition -> (lag, time lag, committed, paused, in flight, last commit)."""
+    rows = re.findall(rf"^\s*http://{re.escape(address)}\s+{topic}\s+(\d+)\s+(\S+)\s+"
+                      r"(\S+ \S+|-)\s+(\d+|-)\s+(no|paused|-)\s+(\S+)\s+(.+?)\s*$",
+                      shown, re.MULTILINE)
+    return {int(row[0]): tuple(row[1:]) for row in rows}
+
+
 async def test_once_shows_rates_partitions_and_an_unreachable_instance(
         kafka_bootstrap: str) -> None:
     svc, address, topic = await running_service(kafka_bootstrap)
     closed = f"127.0.0.1:{free_port()}"
+    group = svc.env["CONSUMER_GROUP_ID"]
     try:
         traffic = asyncio.create_task(produce(kafka_bootstrap, topic, 400, start=50, rate=100))
-        proc = await asyncio.create_subprocess_exec(
-            *top_command("--once", "--interval", "2", address, closed),
-            cwd=project_root(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        out, err = await asyncio.wait_for(proc.communicate(), 30)
+        code, shown, err = await top_once("--interval", "2", address, closed)
         await traffic
+        assert code == 1, (shown, err)  # one instance did not answer
+        assert "\x1b[" not in shown  # plain text
+        row = next(line for line in shown.splitlines()
+                   if line.strip().startswith(f"http://{address}"))
+        _, state, done, *_ = row.split()
+        assert state == "ready", row
+        assert float(done.removesuffix("k")) > 0, row  # ~100 msg/s were flowing
+        assert f"http://{closed}: unreachable" in shown
+
+        # Every record produced (50 + 400) committed, as the broker says:
+        # then top's numbers are exact.
+        async def all_committed() -> bool:
+            return await committed_all(kafka_bootstrap, group, topic)
+
+        await wait_until(all_committed, 60, "the group to commit every record", svc)
+        code, shown, err = await top_once("--interval", "1", address)
+        assert code == 0, (shown, err)
+        rows = partition_rows(shown, address, topic)
+        assert set(rows) == {0, 1}, shown
+        assert sum(int(r[2]) for r in rows.values()) == 450, shown  # committed offsets
+        for lag, time_lag, _, paused, in_flight, last_commit in rows.values():
+            assert (lag, time_lag, paused, in_flight) == ("0", "0 s", "no", "0"), shown
+            assert last_commit.endswith(" ago"), shown
+        assert (f"http://{address} since start: ok 450, dead-lettered 0, invalid 0, "
+                "fetched 450") in shown, shown
     finally:
         codes = terminate_all(svc)
-    shown = out.decode()
-    assert proc.returncode == 1, (shown, err.decode())  # one instance did not answer
-    assert "\x1b[" not in shown  # plain text
-    row = next(line for line in shown.splitlines() if line.strip().startswith(f"http://{address}"))
-    _, state, done, *_ = row.split()
-    assert state == "ready", row
-    assert float(done.removesuffix("k")) > 0, row  # ~100 msg/s were flowing
-    assert f"http://{closed}: unreachable" in shown
-    # Every record produced (50 + 400) is committed by now or within the
-    # snapshot's reach: committed offsets and lag add up to what was sent.
-    committed = lag = 0.0
-    for partition in (0, 1):
-        found = re.search(rf"http://{re.escape(address)}\s+{topic}\s+{partition}\s+(\S+)\s+"
-                          rf"\S+(?: \S+)?\s+(\d+)\s*$", shown, re.MULTILINE)
-        assert found, shown
-        lag += float(found[1].removesuffix("k"))
-        committed += float(found[2])
-    assert committed + lag >= 50, shown  # the 50 before top started are in the table
-    assert committed + lag <= 450, shown
     assert codes == [0], svc.log_tail()
+
+
+async def test_once_during_a_drain_says_draining(kafka_bootstrap: str) -> None:
+    """SIGTERM with a stuck message in flight: until the drain deadline /readyz
+    says `draining`, and top shows it, with the message still in flight."""
+    topic, dlq = await create_topics(kafka_bootstrap, partitions=1)
+    svc = Service(bootstrap_servers=kafka_bootstrap, topics=topic, dlq_topic=dlq,
+                  group_id=f"g-{uuid.uuid4().hex[:8]}", sink_url="none",
+                  handler="tests.integration.observability.handlers:block",
+                  shutdown_timeout="60", commit_interval="0.2").start()
+    address = f"127.0.0.1:{svc.env['CONSUMER_HTTP_PORT']}"
+    try:
+        event = sample_event(0)
+        event["id"] = f"block-{uuid.uuid4().hex}"  # the handler never finishes it
+        producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
+        await producer.start()
+        try:
+            await producer.send_and_wait(topic, orjson.dumps(event))
+        finally:
+            await producer.stop()
+
+        def stuck() -> bool:
+            return "consumer_in_flight_messages 1.0" in svc.metrics()
+
+        await wait_until(stuck, 60, "the blocked message in flight", svc)
+        assert svc.proc is not None
+        svc.proc.send_signal(signal.SIGTERM)
+        code, shown, err = await top_once("--interval", "0.5", address)
+        assert code == 0, (shown, err)
+        assert re.search(rf"http://{re.escape(address)}\s+draining\s", shown), shown
+        assert (f"http://{address} /readyz: HTTP 503 draining: stopping, 1 message(s) in "
+                "flight to finish before the last commit") in shown, shown
+        assert partition_rows(shown, address, topic)[0][4] == "1", shown  # in flight
+    finally:
+        if svc.alive:
+            svc.kill()  # the stuck handler never returns: no clean stop to wait for
 
 
 class Tmux:

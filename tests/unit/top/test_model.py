@@ -75,6 +75,7 @@ def test_view_of_two_scrapes_of_the_service_registry() -> None:
     assert (v.in_flight, v.in_flight_limit, v.paused, v.assigned) == (7, 1000, 1, 3)
     assert v.in_flight_bytes_limit == 2**20
     assert v.lag == 15
+    assert v.totals == {"ok": 40.0, "dead_lettered": 0.0, "invalid": 2.0, "fetched": 44.0}
     assert v.max_lag_seconds == 4.5
     assert not v.breaker_open
     assert [(r.topic, r.partition, r.lag, r.lag_seconds, r.committed)

@@ -69,6 +69,17 @@ def test_states_rates_and_reasons() -> None:
                      r"3\.5 s ago", shown)
 
 
+def test_totals_since_start_are_exact_and_only_asked_for() -> None:
+    counted = InstanceView("http://a:8080", OK, OK, totals={
+        "ok": 123_456.0, "dead_lettered": 2.0, "invalid": 0.0, "fetched": 123_458.0})
+    out = io.StringIO()
+    Console(file=out, width=200).print(render.screen([counted], header="top", partition_rows=0,
+                                                     with_totals=True))
+    assert ("http://a:8080 since start: ok 123456, dead-lettered 2, invalid 0, fetched 123458"
+            in out.getvalue())
+    assert "since start" not in text([counted])  # the live view has no room for it
+
+
 def test_first_frame_shows_no_rates_yet() -> None:
     first = InstanceView("http://a:8080", OK, OK, in_flight=0, in_flight_limit=10)
     row = next(line for line in text([first]).splitlines() if "http://a:8080" in line)
