@@ -22,6 +22,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from consumer.dev.ports import free_port, project_root
+from consumer.dev.postgres import LocalPostgres
 from schemas.samples import sample_event
 from tests.ansi import coloured
 from tests.integration.pipeline.harness import (
@@ -286,3 +287,59 @@ async def test_the_demo_shows_the_live_view_and_stops_everything_on_quit(
         for pid in marked_processes(mark):  # stop what a failure left, by pid
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+
+
+@pytest.fixture
+def own_postgres() -> Iterator[LocalPostgres]:
+    """A PostgreSQL server this test stops and starts (the session one is shared)."""
+    server = LocalPostgres()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+async def test_once_while_the_sink_is_down(kafka_bootstrap: str,
+                                           own_postgres: LocalPostgres) -> None:
+    """What an operator sees with the database gone: not ready because the
+    sink cannot write, sink errors, nothing committed, lag growing; the
+    service rides it out and stops cleanly once the database is back."""
+    topic, dlq = await create_topics(kafka_bootstrap, partitions=3)
+    svc = Service(bootstrap_servers=kafka_bootstrap, topics=topic, dlq_topic=dlq,
+                  group_id=f"g-{uuid.uuid4().hex[:8]}", sink_url=own_postgres.dsn,
+                  commit_interval="0.5").start()
+    address = f"127.0.0.1:{svc.env['CONSUMER_HTTP_PORT']}"
+    try:
+        await produce(kafka_bootstrap, topic, 60, invalid_every=20)
+
+        def listed() -> bool:
+            return 'consumer_lag{partition="2"' in svc.metrics()
+
+        await wait_until(listed, 60, "the service to report its partitions", svc)
+        own_postgres.stop_server()
+        traffic = asyncio.create_task(produce(kafka_bootstrap, topic, 200, start=60, rate=20,
+                                              invalid_every=20))
+
+        def sink_errors() -> bool:
+            return re.search(r'^consumer_sink_errors_total\{retriable="true",sink="postgres"\} '
+                             r"[1-9]", svc.metrics(), re.MULTILINE) is not None
+
+        await wait_until(sink_errors, 60, "the sink's writes to fail", svc)
+        code, shown, err = await top_once("--interval", "2", address)
+        print(f"\n{shown}")  # the snapshot, for the record (pytest -s)
+        await traffic
+        assert code == 0, (shown, err)
+        assert re.search(rf"http://{re.escape(address)}\s+not ready\s", shown), shown
+        assert f"http://{address} /readyz: HTTP 503 sink postgres: cannot write" in shown, shown
+        row = next(line for line in shown.splitlines()
+                   if line.strip().startswith(f"http://{address}"))
+        assert float(row.split()[-1].removesuffix("k")) > 0, row  # sink err/s
+        rows = partition_rows(shown, address, topic)
+        assert set(rows) == {0, 1, 2}, shown
+        assert sum(int(r[0]) for r in rows.values()) > 0, shown  # lag while nothing lands
+        assert sum(int(r[4]) for r in rows.values()) > 0, shown  # held in flight
+        own_postgres.start_server()
+    finally:
+        codes = terminate_all(svc)
+    assert codes == [0], svc.log_tail()
