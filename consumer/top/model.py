@@ -283,6 +283,8 @@ class InstanceView:
     #: Dead letters by reason over the last `REASONS_WINDOW` seconds (or since
     #: the first scrape, when shorter).
     dead_letter_reasons: Mapping[str, float] | None = None
+    #: The seconds those reasons were counted over.
+    reasons_over: float | None = None
     #: Counted since the process started: each outcome, and `fetched`.
     totals: Mapping[str, float] | None = None
 
@@ -354,6 +356,7 @@ def view(url: str, health: Probe, ready: Probe, cur: Scrape | None, *,
         lag=math.fsum(lags) if lags else None, max_lag_seconds=max(ages) if ages else None,
         partitions=rows,
         dead_letter_reasons=increase_by(window, cur, DLQ, "reason") if window else None,
+        reasons_over=cur.at - window.at if window else None,
         totals={**{o: cur.total(MESSAGES, outcome=o) or 0.0 for o in OUTCOMES},
                 "fetched": cur.total(FETCHED) or 0.0})
 

@@ -11,7 +11,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from consumer.top.model import InstanceView, Probe, busiest
+from consumer.top.model import REASONS_WINDOW, InstanceView, Probe, busiest
 
 
 def number(value: float | None, unit: str = "") -> str:
@@ -116,8 +116,9 @@ def instances(views: Sequence[InstanceView]) -> Table:
 
 
 def reasons(views: Sequence[InstanceView]) -> list[Text]:
-    """Dead-letter reasons of the last minute, per instance that had any."""
-    return [Text(f"{v.url} dead letters, last minute: " + ", ".join(
+    """Dead-letter reasons of the last minute (or the time top has watched,
+    when shorter: `--once`'s interval), per instance that had any."""
+    return [Text(f"{v.url} dead letters, {over(v.reasons_over)}: " + ", ".join(
                 f"{reason} {n:.0f}" for reason, n in sorted(
                     v.dead_letter_reasons.items(), key=lambda item: -item[1])),
                  style="yellow")
@@ -129,6 +130,12 @@ def totals(views: Sequence[InstanceView]) -> list[Text]:
     return [Text(f"{v.url} since start: " + ", ".join(
                 f"{name.replace('_', '-')} {n:.0f}" for name, n in v.totals.items()))
             for v in views if v.totals is not None]
+
+
+def over(window: float | None) -> str:
+    if window is None or window >= REASONS_WINDOW - 1:
+        return "last minute"
+    return f"last {seconds(window)}"
 
 
 def problems(views: Sequence[InstanceView]) -> list[Text]:

@@ -70,6 +70,7 @@ def test_view_of_two_scrapes_of_the_service_registry() -> None:
     assert v.rates.committed == 20.0  # partition 0 moved 60 -> 100; 1 is new: not counted
     assert v.rates.rows_written == 20.0
     assert v.dead_letter_reasons == {"Boom": 4.0}  # reasons that did not move left out
+    assert v.reasons_over == 2.0
     assert v.rates.p99_processing is not None
     assert 0.0025 <= v.rates.p99_processing <= 0.005
     assert (v.in_flight, v.in_flight_limit, v.paused, v.assigned) == (7, 1000, 1, 3)

@@ -64,6 +64,9 @@ def test_states_rates_and_reasons() -> None:
     assert "http://c:8080: unreachable (Connection refused)" in shown
     assert "2.0%" in lines["http://a:8080"]  # dead letters of fetched
     assert "http://a:8080 dead letters, last minute: TimeoutError 30, InvalidEvent 12" in shown
+    once = InstanceView("http://a", OK, OK, dead_letter_reasons={"InvalidEvent": 1.0},
+                        reasons_over=1.0)
+    assert "http://a dead letters, last 1.0 s: InvalidEvent 1" in text([once])
     assert "partitions furthest behind" in shown
     assert re.search(r"http://a:8080\s+events\s+0\s+40\s+2\.5 s\s+1200\s+paused\s+7\s+"
                      r"3\.5 s ago", shown)
