@@ -86,6 +86,7 @@ def member_settings(cfg: Config, bootstrap: str, dsn: str) -> dict[str, str]:
         "shutdown_timeout": str(cfg.shutdown_timeout),
         "rate_limit": str(max(1_000.0, cfg.rate * 4)), "rate_burst": "500",
         "retry_max_attempts": "1000", "retry_deadline": "600", "retry_max_delay": "2",
+        "sink_retry_max_delay": "2",
         "handler_timeout": "10",
     }
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import typer
 
-from consumer.commands import dlq, produce, run, schemas
+from consumer.commands import dlq, produce, run, schemas, top
 
 app = typer.Typer(
     name="consumer",
@@ -18,6 +18,7 @@ app.command("run")(run.run)
 app.command("produce")(produce.produce)
 app.add_typer(schemas.app, name="schemas")
 app.add_typer(dlq.app, name="dlq")
+app.command("top")(top.top)
 
 
 @app.command("dev", hidden=True, add_help_option=False,

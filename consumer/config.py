@@ -147,6 +147,10 @@ class Settings(BaseSettings):
     batch_max_items: int = Field(1_000, ge=1)
     batch_max_bytes: int = Field(1_048_576, ge=1)
     batch_max_latency: float = Field(0.2, gt=0.0)
+    #: Waits between retries of a failed sink write (forever, while the sink
+    #: is down): their own settings, apart from the handler's retries.
+    sink_retry_base_delay: float = Field(0.1, gt=0.0)
+    sink_retry_max_delay: float = Field(5.0, gt=0.0)
 
     # Retry and dead-letter
     retry_max_attempts: int = Field(5, ge=1)
@@ -292,6 +296,8 @@ class Settings(BaseSettings):
     def _coherent(self) -> Self:
         if self.retry_max_delay < self.retry_base_delay:
             raise ValueError("retry_max_delay must be >= retry_base_delay")
+        if self.sink_retry_max_delay < self.sink_retry_base_delay:
+            raise ValueError("sink_retry_max_delay must be >= sink_retry_base_delay")
         if self.heartbeat_interval_ms >= self.session_timeout_ms:
             raise ValueError("heartbeat_interval_ms must be < session_timeout_ms")
         return self

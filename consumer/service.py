@@ -50,8 +50,8 @@ async def serve(settings: Settings) -> int:
     engine = Engine(settings, processor, metrics, security=security)
 
     async def readiness() -> list[str]:
-        reasons = [] if engine.ready() else ["not consuming (starting, stopping or failed)"]
-        return reasons + await processor.unready()
+        reason = engine.unready_reason()
+        return ([] if reason is None else [reason]) + await processor.unready()
 
     http = HttpServer(settings.http_host, settings.http_port, metrics.registry,
                       healthy=lambda: engine.healthy() and _processor_healthy(processor),

@@ -194,6 +194,15 @@ def _lag() -> list[Any]:
               Q(quantile(0.99, "consumer_commit_seconds", SEL), "p99")),
         graph("Commit failures", "Failed offset commits per second, by reason.", "cps",
               Q(rate("consumer_commit_failures_total", SEL, "reason"), "{{reason}}")),
+        graph("Last commit age per partition", "Seconds since the partition's offset was "
+              "last committed; it grows while nothing new is done (stuck, or idle).", "s",
+              Q(f"time() - max by (topic, partition) "
+                f"(consumer_last_commit_timestamp_seconds{{{TOPIC}}})",
+                "{{topic}}[{{partition}}]"), width=12),
+        graph("In flight per partition", "Messages fetched and not yet done, per partition "
+              "(a partition over its share pauses: consumer_partition_paused).", "short",
+              Q(f"sum by (topic, partition) (consumer_partition_in_flight_messages{{{TOPIC}}})",
+                "{{topic}}[{{partition}}]"), width=12),
     ]
 
 

@@ -4,12 +4,16 @@ Starts (or reuses) a local broker on 127.0.0.1:9092 unless
 CONSUMER_BOOTSTRAP_SERVERS is set, creates the topic (6 partitions) and its
 dead-letter topic, runs a demo producer (~20 events/s, a few invalid ones
 mixed in) and `consumer run` with the SQLite sink, and prints where to look.
-Ctrl-C stops the producer, lets the service drain and exit, then stops the
-broker if this command started it.
+On a terminal it then shows `consumer top` against the service in the
+foreground, the service's logs going to a file whose path it prints; with
+stdout not a terminal (CI, a pipe) the logs go to stdout instead. Ctrl-C —
+or `q` in the live view — stops the producer, lets the service drain and
+exit, then stops the broker if this command started it.
 
 The broker and the service run in their own sessions so the terminal's Ctrl-C
-reaches only this process, which then stops them in order (service first:
-it needs the broker to commit while it drains).
+reaches only this process and the live view, which then stop them in order
+(the view first, giving the terminal back; the producer; the service: it
+needs the broker to commit while it drains; the broker).
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import signal
 import sqlite3
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from consumer.config import Settings, load_settings
 from consumer.errors import ConfigError
@@ -39,6 +43,8 @@ DEMO_PORT = 9092
 DEMO_PARTITIONS = 6
 DEMO_RATE = 20.0  # events per second: modest, readable in the logs
 INVALID_EVERY = 25  # one invalid event in 25
+#: The service's log while the live view has the terminal (beside the database).
+LOG_FILE = "consumer-demo.log"
 
 
 def _say(message: str) -> None:
@@ -90,6 +96,11 @@ def run_demo() -> int:
             started.stop()
 
 
+def _live_view() -> bool:
+    """Show `consumer top` in the foreground: only on a terminal."""
+    return sys.stdout.isatty() and sys.stdin.isatty()
+
+
 async def _demo(settings: Settings, env: dict[str, str]) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -100,17 +111,35 @@ async def _demo(settings: Settings, env: dict[str, str]) -> int:
     security = kafka_security(settings)
     await local.create_topics(settings.bootstrap_servers,
                               {topic: DEMO_PARTITIONS, dlq: DEMO_PARTITIONS}, security=security)
-    service = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "consumer.cli", "run", env=env, start_new_session=True)
+    log_file = _log_path(settings.sink_url) if _live_view() else None
+    with contextlib.ExitStack() as files:
+        logs = None if log_file is None else files.enter_context(log_file.open("wb"))
+        service = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "consumer.cli", "run", env=env, start_new_session=True,
+            stdout=logs, stderr=None if logs is None else asyncio.subprocess.STDOUT)
     # With CONSUMER_TRACING=otlp the demo's events carry a traceparent too.
     tracing = start_tracing(settings.tracing)
-    producer = asyncio.create_task(_produce(settings.bootstrap_servers, security, topic, stop,
+    # The producer stops on its own event, set once the live view gave the
+    # terminal back: its last words must not land on the view's screen.
+    halt = asyncio.Event()
+    producer = asyncio.create_task(_produce(settings.bootstrap_servers, security, topic, halt,
                                             tracing), name="demo-producer")
-    _where_to_look(settings, topic, dlq)
+    _where_to_look(settings, topic, dlq, log_file)
     exited = asyncio.create_task(service.wait())
     stopping = asyncio.create_task(stop.wait())
-    await asyncio.wait({exited, stopping, producer}, return_when=asyncio.FIRST_COMPLETED)
+    waits: set[asyncio.Future[Any]] = {exited, stopping, producer}
+    view = None
+    if log_file is not None:
+        # Same process group as this one: the terminal's Ctrl-C reaches both.
+        view = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "consumer.cli", "top", f"127.0.0.1:{settings.http_port}",
+            env=env)
+        waits.add(asyncio.ensure_future(view.wait()))
+    await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
     stop.set()
+    if view is not None:
+        await _close_view(view)
+    halt.set()
     with contextlib.suppress(Exception):
         await asyncio.wait_for(producer, 10)
     if service.returncode is None:
@@ -124,7 +153,29 @@ async def _demo(settings: Settings, env: dict[str, str]) -> int:
     code = await exited
     stopping.cancel()
     _say(f"service exited with {code}; {_stored(settings.sink_url)}")
+    if log_file is not None:
+        _say(f"its logs: {log_file}")
     return code
+
+
+async def _close_view(view: asyncio.subprocess.Process) -> None:
+    """Quit the live view (it quits by itself on `q` or Ctrl-C) and wait for
+    it: it gives the terminal back as it found it."""
+    if view.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            view.send_signal(signal.SIGTERM)
+    try:
+        await asyncio.wait_for(view.wait(), 10)
+    except TimeoutError:
+        view.kill()
+        await view.wait()
+
+
+def _log_path(sink_url: str) -> Path:
+    """Where the service logs while the live view has the terminal: beside
+    the SQLite database, else in the current directory."""
+    db = _sqlite_file(sink_url)
+    return (db.parent if db is not None else Path.cwd()).resolve() / LOG_FILE
 
 
 async def _produce(bootstrap: str, security: KafkaSecurity, topic: str,
@@ -167,7 +218,7 @@ async def _produce(bootstrap: str, security: KafkaSecurity, topic: str,
         _say(f"producer stopped: {sent} events sent, {bad} of them invalid")
 
 
-def _where_to_look(settings: Settings, topic: str, dlq: str) -> None:
+def _where_to_look(settings: Settings, topic: str, dlq: str, log_file: Path | None) -> None:
     port = settings.http_port
     db = _sqlite_file(settings.sink_url)
     lines = [
@@ -181,11 +232,12 @@ def _where_to_look(settings: Settings, topic: str, dlq: str) -> None:
                      "'select type, count(*) from events group by type'")
     else:
         lines.append(f"sink        {mask_url(settings.sink_url)}")
-    lines += [
-        f"dead letters  CONSUMER_BOOTSTRAP_SERVERS={settings.bootstrap_servers} "
-        "consumer dlq inspect",
-        "Ctrl-C      stops the producer, drains the service, stops what was started",
-    ]
+    lines.append(f"dead letters  CONSUMER_BOOTSTRAP_SERVERS={settings.bootstrap_servers} "
+                 "consumer dlq inspect")
+    if log_file is not None:
+        lines += [f"logs        {log_file}   (tail -f it in another terminal)",
+                  f"live view   consumer top 127.0.0.1:{port}   (q or Ctrl-C stops the demo)"]
+    lines.append("Ctrl-C      stops the producer, drains the service, stops what was started")
     for line in lines:
         _say(line)
 

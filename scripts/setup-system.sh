@@ -7,7 +7,8 @@
 # base image), and what a real single-node cluster needs besides the Go
 # binaries: containerd, runc, the CNI plugins, iptables, conntrack, and gcc
 # with a static libc for the pause binary; openssl (certificates for the
-# secured broker and the chart tests' API server keys). Idempotent.
+# secured broker and the chart tests' API server keys); tmux (a real terminal
+# for `consumer top`'s test). Idempotent.
 set -euo pipefail
 
 missing=()
@@ -19,6 +20,7 @@ command -v runuser >/dev/null 2>&1 || missing+=(util-linux)
 command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
 command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)  # the chart tests' API server keys
+command -v tmux >/dev/null 2>&1 || missing+=(tmux)  # `consumer top`'s terminal test
 command -v containerd >/dev/null 2>&1 || missing+=(containerd)
 command -v runc >/dev/null 2>&1 || missing+=(runc)
 [ -x /usr/lib/cni/bridge ] || missing+=(containernetworking-plugins)

@@ -60,8 +60,12 @@ class Committer:
                 return False
             self._metrics.commit_seconds.observe(time.monotonic() - started)
             gauge = self._metrics.committed_offset
+            landed = self._metrics.last_commit_timestamp
+            now = time.time()
             for state in chosen:
                 offset = offsets[state.tp]
                 state.committed = offset
-                gauge.labels(state.tp.topic, str(state.tp.partition)).set(offset)
+                labels = (state.tp.topic, str(state.tp.partition))
+                gauge.labels(*labels).set(offset)
+                landed.labels(*labels).set(now)
             return True

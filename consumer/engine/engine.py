@@ -125,6 +125,31 @@ class Engine:
         return self._started and not self._stop.is_set() and self._error is None
 
     @property
+    def state(self) -> str:
+        """`starting`, `consuming`, `draining` (asked to stop: finishing the
+        work in flight before the last commit), `stopping` (without a drain:
+        a second signal), `failed`, or `stopped`."""
+        if self._error is not None:
+            return "failed"
+        if self._closed:
+            return "stopped"
+        if self._stop.is_set():
+            return "stopping" if self._immediate else "draining"
+        return "consuming" if self._started else "starting"
+
+    def unready_reason(self) -> str | None:
+        """Why `ready()` is False, in one line for /readyz; None when ready."""
+        if self.ready():
+            return None
+        return {
+            "starting": "starting: not consuming yet",
+            "draining": f"draining: stopping, {self._flow.messages} message(s) in flight to "
+                        "finish before the last commit",
+            "stopping": "stopping: without a drain",
+            "failed": "failed: stopping after an error",
+        }.get(self.state, "stopped")
+
+    @property
     def in_flight(self) -> int:
         return self._flow.messages
 
@@ -362,10 +387,13 @@ class Engine:
                     # marker (lag would never reach 0), and known before the
                     # first delivery. For the gauges only, never for commits.
                     position = await self._position(tp)
+                    if self._states.get(tp) is not state:
+                        continue  # revoked meanwhile: its series are forgotten
                     if position is not None and (base is None or position > base):
                         base = position
                 self._gauges.update(tp, high=max(highs, default=None), base=base,
-                                    oldest_timestamp=state.oldest_undone_timestamp(), now=now)
+                                    oldest_timestamp=state.oldest_undone_timestamp(), now=now,
+                                    paused=tp in self._paused, in_flight=state.in_flight)
             await asyncio.sleep(_METRICS_EVERY)
 
     async def _end_offsets_routine(self) -> None:

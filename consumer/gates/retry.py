@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from consumer.backoff import Backoff
 from consumer.config import Settings
 from consumer.gates.context import Context, Next
 
@@ -60,14 +61,18 @@ class RetryPolicy:
         flag = getattr(exc, "retriable", None)
         return True if flag is None else bool(flag)
 
+    @property
+    def backoff(self) -> Backoff:
+        # No floor: attempts are bounded, and a zero delay is a valid setting.
+        return Backoff(self.base_delay, self.max_delay, min_delay=0.0)
+
     def cap(self, attempt: int) -> float:
         """Upper bound of the wait after failed attempt `attempt` (1-based)."""
-        # min() on the exponent first: 2**big would overflow a float.
-        return min(self.max_delay, self.base_delay * 2.0 ** min(attempt - 1, 60))
+        return self.backoff.cap(attempt)
 
     def delay(self, attempt: int, rand: float) -> float:
         """Full jitter: uniform in [0, cap]; `rand` is a draw from [0, 1]."""
-        return rand * self.cap(attempt)
+        return self.backoff.delay(attempt, rand)
 
     def next_delay(self, exc: BaseException, attempt: int, started: float, now: float,
                    rand: float) -> float | None:

@@ -80,6 +80,16 @@ class Metrics:
             f"{PREFIX}_lag_seconds", "Age of the oldest record not yet done (0 when caught "
             "up; see docs/OBSERVABILITY.md for the estimate when none is fetched).",
             ["topic", "partition"], registry=r)
+        self.partition_paused = Gauge(
+            f"{PREFIX}_partition_paused", "1 while flow control keeps the partition paused.",
+            ["topic", "partition"], registry=r)
+        self.partition_in_flight = Gauge(
+            f"{PREFIX}_partition_in_flight_messages", "The partition's messages fetched and "
+            "not yet done.", ["topic", "partition"], registry=r)
+        self.last_commit_timestamp = Gauge(
+            f"{PREFIX}_last_commit_timestamp_seconds", "Wall-clock time (Unix seconds) the "
+            "last commit of the partition's offset landed.", ["topic", "partition"],
+            registry=r)
         self.record_ages = RecordAges(
             f"{PREFIX}_record_age_seconds", "Broker timestamp of a record to its done.",
             AGE_BUCKETS, registry=r)

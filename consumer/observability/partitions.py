@@ -1,5 +1,8 @@
-"""Per-partition gauges: `consumer_lag`, `consumer_lag_seconds` and the
-removal of every per-partition series when a partition is revoked.
+"""Per-partition gauges: `consumer_lag`, `consumer_lag_seconds`,
+`consumer_partition_paused`, `consumer_partition_in_flight_messages`, and the
+removal of every per-partition series when a partition is revoked (those the
+committer sets too: `consumer_committed_offset`,
+`consumer_last_commit_timestamp_seconds`).
 
 Fed by the engine's metrics routine (every 0.5 s), never per message. Time
 lag is the age of the oldest record not yet done:
@@ -42,9 +45,15 @@ class PartitionGauges:
         self._waiting_since: dict[TP, float] = {}
 
     def update(self, tp: TP, *, high: int | None, base: int | None,
-               oldest_timestamp: float | None, now: float) -> None:
+               oldest_timestamp: float | None, now: float, paused: bool = False,
+               in_flight: int = 0) -> None:
         """`high`: the high watermark; `base`: the committable offset (or the
-        last committed); `now`: wall-clock seconds."""
+        last committed); `now`: wall-clock seconds; `paused` by flow control;
+        `in_flight`: its messages fetched and not yet done. Lag waits for
+        `high` and `base`; the others are set at once."""
+        labels = (tp.topic, str(tp.partition))
+        self._metrics.partition_paused.labels(*labels).set(1 if paused else 0)
+        self._metrics.partition_in_flight.labels(*labels).set(in_flight)
         if high is None or base is None:
             return
         lag = max(0, high - base)
@@ -53,7 +62,6 @@ class PartitionGauges:
             since = None
         else:
             since = self._waiting_since.setdefault(tp, now)
-        labels = (tp.topic, str(tp.partition))
         self._metrics.lag.labels(*labels).set(lag)
         self._metrics.lag_seconds.labels(*labels).set(
             time_lag(now, lag, oldest_timestamp, since))
@@ -64,5 +72,6 @@ class PartitionGauges:
         for tp in tps:
             self._waiting_since.pop(tp, None)
             labels = (tp.topic, str(tp.partition))
-            for gauge in (m.lag, m.lag_seconds, m.committed_offset):
+            for gauge in (m.lag, m.lag_seconds, m.committed_offset, m.partition_paused,
+                          m.partition_in_flight, m.last_commit_timestamp):
                 gauge.remove(*labels)  # a no-op where never set

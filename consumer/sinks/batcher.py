@@ -122,8 +122,7 @@ class Batcher:
                                      settings.batch_max_latency)
         self._max_items = settings.batch_max_items
         self._max_bytes = settings.batch_max_bytes
-        base_delay = max(settings.retry_base_delay, _MIN_DELAY)
-        self._backoff = Backoff(base_delay, max(settings.retry_max_delay, base_delay),
+        self._backoff = Backoff(settings.sink_retry_base_delay, settings.sink_retry_max_delay,
                                 min_delay=_MIN_DELAY)
         self._max_attempts = settings.retry_max_attempts
         self._clock = clock

@@ -5,6 +5,7 @@ watermark no longer comes with fetches)."""
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import Callable
 
@@ -130,6 +131,9 @@ async def test_lag_keeps_counting_while_partitions_are_paused(kafka_bootstrap: s
             return committed == {(topic, "0"): 3.0, (topic, "1"): 3.0}
 
         await wait_until(committed_three, 60, "the first records committed", svc)
+        landed = series(scrape(svc), "consumer_last_commit_timestamp_seconds")
+        assert set(landed) == {(topic, "0"), (topic, "1")}, landed
+        assert all(abs(time.time() - at) < 30 for at in landed.values()), landed
         await send(kafka_bootstrap, topic, {p: ids("block-", 2) for p in range(2)})
 
         def paused_with_lag(lag: float) -> Callable[[], bool]:
@@ -153,6 +157,12 @@ async def test_lag_keeps_counting_while_partitions_are_paused(kafka_bootstrap: s
         await wait_until(grown, 30, f"time lag to grow by 1.5 s from {first}", svc)
         # Meanwhile nothing moved: still paused, the count lag unchanged.
         assert paused_with_lag(52.0)(), scrape(svc)
+        m = scrape(svc)  # per partition: paused, its two stuck records in flight
+        both = {(topic, "0"), (topic, "1")}
+        assert series(m, "consumer_partition_paused") == dict.fromkeys(both, 1.0), m
+        assert series(m, "consumer_partition_in_flight_messages") == dict.fromkeys(both, 2.0), m
+        # Nothing committed since the first three: the last commit only ages.
+        assert series(m, "consumer_last_commit_timestamp_seconds") == landed, m
     finally:
         if svc.alive:
             svc.kill()  # the stuck handler never returns: the crash case

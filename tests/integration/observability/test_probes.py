@@ -73,7 +73,7 @@ async def test_readiness_follows_the_sink_and_liveness_does_not(
     topic, dlq = await create_topics(kafka_bootstrap, partitions=2)
     service = Service(bootstrap_servers=kafka_bootstrap, topics=topic, dlq_topic=dlq,
                       sink_url=downstream.url, group_id=f"g-{uuid.uuid4().hex[:8]}",
-                      retry_max_delay="0.5").start()
+                      sink_retry_max_delay="0.5").start()
     try:
         await wait_until(lambda: probe(service, "/readyz")[0] == 200, 60, "ready", service)
         assert probe(service, "/readyz")[1] == {"ok": True, "reasons": []}

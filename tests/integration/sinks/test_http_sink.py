@@ -144,8 +144,8 @@ async def test_a_body_that_is_not_utf8_or_huge_never_changes_the_classification(
 
 
 def batcher_settings() -> Settings:
-    return Settings(batch_max_items=100, batch_max_latency=0.01, retry_base_delay=0.01,
-                    retry_max_delay=0.05)
+    return Settings(batch_max_items=100, batch_max_latency=0.01, sink_retry_base_delay=0.01,
+                    sink_retry_max_delay=0.05)
 
 
 @pytest.mark.parametrize("status", [302, 401, 404, 503])

@@ -41,7 +41,8 @@ async def test_a_refused_row_is_isolated_and_every_other_row_is_sent_once(
     await sink.open()
     try:
         settings = Settings(bootstrap_servers=kafka_bootstrap, batch_max_items=1_000,
-                            batch_max_latency=0.05, retry_base_delay=0.05, retry_max_delay=0.2)
+                            batch_max_latency=0.05, sink_retry_base_delay=0.05,
+                            sink_retry_max_delay=0.2)
         async with Batcher(sink, settings) as batcher:
             unit = batcher.submit_many(batch)
             with pytest.raises(RowsRefused) as info:

@@ -101,3 +101,20 @@ async def test_lost_partitions_are_fenced_at_once_not_drained(eng: Engine) -> No
     state.done(rec(0))  # a late completion of the zombie
     assert state.pending_commit() is None
     assert state.in_flight == 1
+
+
+async def test_state_and_the_readiness_reason_follow_the_stop(eng: Engine) -> None:
+    assert eng.state == "starting"
+    assert eng.unready_reason() == "starting: not consuming yet"
+    eng._started = True  # what run() sets once subscribed
+    assert (eng.state, eng.unready_reason()) == ("consuming", None)
+    await eng.on_assigned({TP("t", 0)})
+    eng._states[TP("t", 0)].deliver([rec(0), rec(1)])
+    eng.request_stop()
+    assert eng.state == "draining"
+    assert eng.unready_reason() == ("draining: stopping, 2 message(s) in flight to finish "
+                                    "before the last commit")
+    eng.request_stop(immediate=True)  # a second signal
+    assert eng.state == "stopping"
+    await eng.close()
+    assert eng.state == "stopped"

@@ -106,19 +106,43 @@ def test_ages_of_a_run_at_once_match_one_by_one(stamps: list[int], now_ms: int) 
     assert at_once.total == pytest.approx(one_by_one.total, rel=1e-9, abs=1e-6)
 
 
+PER_PARTITION = {"consumer_lag", "consumer_lag_seconds", "consumer_committed_offset",
+                 "consumer_partition_paused", "consumer_partition_in_flight_messages",
+                 "consumer_last_commit_timestamp_seconds"}
+
+
 def test_revoked_partitions_lose_every_series() -> None:
     metrics = Metrics()
     gauges = PartitionGauges(metrics)
     for p in (0, 1):
         gauges.update(TP("t", p), high=10, base=4, oldest_timestamp=None, now=50.0)
         metrics.committed_offset.labels("t", str(p)).set(4)
+        metrics.last_commit_timestamp.labels("t", str(p)).set(49.0)
     gauges.update(TP("t", 0), high=10, base=4, oldest_timestamp=None, now=53.0)
     assert samples(metrics)[("consumer_lag_seconds", (("partition", "0"), ("topic", "t")))] == 3
+    assert {name for name, labels in samples(metrics)
+            if ("partition", "0") in labels} == PER_PARTITION
     gauges.forget([TP("t", 0), TP("t", 7)])  # 7 was never reported: no error
     partitions = {dict(labels).get("partition") for (name, labels) in samples(metrics)
-                  if name in {"consumer_lag", "consumer_lag_seconds",
-                              "consumer_committed_offset"}}
+                  if name in PER_PARTITION}
     assert partitions == {"1"}
+
+
+def test_paused_and_in_flight_are_set_before_lag_is_known() -> None:
+    metrics = Metrics()
+    gauges = PartitionGauges(metrics)
+    labels = (("partition", "2"), ("topic", "t"))
+    gauges.update(TP("t", 2), high=None, base=None, oldest_timestamp=None, now=1.0,
+                  paused=True, in_flight=7)
+    got = samples(metrics)
+    assert got[("consumer_partition_paused", labels)] == 1
+    assert got[("consumer_partition_in_flight_messages", labels)] == 7
+    assert ("consumer_lag", labels) not in got  # no high watermark yet: no guess
+    gauges.update(TP("t", 2), high=9, base=9, oldest_timestamp=None, now=2.0)
+    got = samples(metrics)
+    assert got[("consumer_partition_paused", labels)] == 0
+    assert got[("consumer_partition_in_flight_messages", labels)] == 0
+    assert got[("consumer_lag", labels)] == 0
 
 
 def test_known_label_values_exist_at_start_up() -> None:

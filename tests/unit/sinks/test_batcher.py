@@ -65,7 +65,8 @@ class FakeSink:
 def settings(**kw: object) -> Settings:
     base: dict[str, object] = {"batch_max_items": 1_000, "batch_max_bytes": 10_000_000,
                                "batch_max_latency": 60.0, "retry_base_delay": 0.0,
-                               "retry_max_delay": 0.0, "retry_max_attempts": 3}
+                               "retry_max_delay": 0.0, "retry_max_attempts": 3,
+                               "sink_retry_base_delay": 0.05, "sink_retry_max_delay": 0.05}
     base.update(kw)
     return Settings(**base)  # type: ignore[arg-type]
 
@@ -460,8 +461,8 @@ async def test_ready_again_only_when_no_write_is_failing() -> None:
             await super().write(rows)
 
     sink = OneDown()
-    batcher = await started(sink, batch_max_items=1, retry_base_delay=0.01,
-                            retry_max_delay=0.01)
+    batcher = await started(sink, batch_max_items=1, sink_retry_base_delay=0.01,
+                            sink_retry_max_delay=0.01)
     stuck = batcher.submit(row(0))
     await _until(lambda: sink.attempts >= 2)
     others = [batcher.submit(row(i)) for i in range(1, 6)]  # written by the other write
