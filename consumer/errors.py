@@ -66,13 +66,6 @@ class DeadLetterError(ConsumerError):
     retriable = True
 
 
-class DeadLetterRefused(ConsumerError):
-    """The dead-letter topic refuses even the smallest form of a record (its
-    size limit is below the `dlq.*` headers alone): the message cannot be
-    finished and stays in flight, its partition stuck — loudly, in the log,
-    a metric and an alert."""
-
-
 class CircuitOpenError(ConsumerError):
     """Too many messages were dead-lettered recently: stop consuming."""
 

@@ -35,7 +35,6 @@ from consumer.errors import (
     ConfigError,
     ConsumerError,
     DeadLetterError,
-    DeadLetterRefused,
 )
 from consumer.gates.breaker import CircuitBreaker
 from consumer.gates.context import Context
@@ -394,14 +393,6 @@ class Pipeline:
             value = value.raw
         try:
             await self.publisher.send(record.key, value, headers)  # type: ignore[arg-type]
-        except DeadLetterRefused as refused:
-            # Nothing more can be done for this record here: it stays in
-            # flight, so its partition commits no further and it comes back
-            # after a restart; the other partitions go on.
-            log.critical("%s[%d]@%d cannot be dead-lettered, partition stuck at this offset: "
-                         "%s (original error %s: %s)", record.topic, record.partition,
-                         record.offset, refused, type(exc).__name__, exc)
-            return
         except DeadLetterError:
             log.warning("%s[%d]@%d not dead-lettered before close; left in flight",
                         record.topic, record.partition, record.offset)

@@ -30,7 +30,7 @@ from aiokafka.errors import (
 )
 
 from consumer.backoff import Backoff
-from consumer.errors import DeadLetterError, DeadLetterRefused
+from consumer.errors import DeadLetterError
 from consumer.gates.instruments import GateMetrics
 from consumer.producers import STALE_PRODUCER_ERRORS, start_producer, stop_producer
 from consumer.types import Record
@@ -189,6 +189,12 @@ class Publisher(Protocol):
 _DROP_MARKERS = frozenset({H_VALUE_DROPPED, H_KEY_DROPPED, H_HEADERS_DROPPED})
 
 
+def _origin(headers: Sequence[tuple[str, bytes | None]]) -> str:
+    """`topic[partition]@offset` of the original record, from its headers."""
+    named = {k: (v or b"").decode("utf-8", "replace") for k, v in headers}
+    return f"{named.get(H_TOPIC)}[{named.get(H_PARTITION)}]@{named.get(H_OFFSET)}"
+
+
 class DeadLetterPublisher:
     """Owns the idempotent producer for the dead-letter topic.
 
@@ -231,10 +237,11 @@ class DeadLetterPublisher:
 
     async def send(self, key: bytes | None, value: bytes | None,
                    headers: Sequence[tuple[str, bytes | None]]) -> None:
-        """Raises `DeadLetterError` when closed meanwhile (retriable: the
-        message stays in flight), `DeadLetterRefused` when the topic refuses
-        even the smallest form of the record (not retriable)."""
-        letter = Letter(key, value, tuple(headers)).sendable()
+        """Returns once the broker acknowledged the record (or a reduced
+        form of it); raises `DeadLetterError` only when closed meanwhile (the
+        message stays in flight)."""
+        full = Letter(key, value, tuple(headers)).sendable()
+        letter = full
         attempt = 0
         delivery: asyncio.Future[Any] | None = None
         sent_by: AIOKafkaProducer | None = None
@@ -262,15 +269,17 @@ class DeadLetterPublisher:
                 # The same bytes can never succeed: send less instead.
                 delivery = None
                 smaller = letter.reduced(refusal_reason(exc))
-                if smaller is None:
-                    self._metrics.dlq_refused()
-                    raise DeadLetterRefused(
-                        f"{self.topic} refuses even the smallest dead letter: {exc!r}") from exc
-                letter = smaller.sendable()
-                log.error(  # noqa: TRY400 - the refusal is the whole story
-                    "dead letter refused by %s (%r); sending a reduced record: %s", self.topic,
-                    exc, ", ".join(k for k, _ in letter.headers if k in _DROP_MARKERS) or
-                    "without its stack trace")
+                if smaller is not None:
+                    letter = smaller.sendable()
+                    log.error(  # noqa: TRY400 - the refusal is the whole story
+                        "dead letter refused by %s (%r); sending a reduced record: %s",
+                        self.topic, exc, ", ".join(
+                            k for k, _ in letter.headers if k in _DROP_MARKERS) or
+                        "without its stack trace")
+                    continue
+                attempt += 1
+                letter = full
+                await self._refused(full, exc, attempt)
             except Exception as exc:  # noqa: BLE001 - every other failure: try again
                 if delivery is not None and delivery.done():
                     delivery = None  # it failed for good: send anew
@@ -288,6 +297,20 @@ class DeadLetterPublisher:
             else:
                 self.writing_ok = True
                 return
+
+    async def _refused(self, letter: Letter, exc: BaseException, attempt: int) -> None:
+        """Not even the smallest form fits: only a change of the topic (its
+        max.message.bytes) can help. The message stays in flight, its
+        partition stuck — loudly — and after a backoff the whole record is
+        tried again, so it goes out as soon as the topic takes it."""
+        self.writing_ok = False
+        self._metrics.dlq_refused()
+        wait = self._backoff.delay(attempt)
+        log.critical("%s cannot be dead-lettered: %s refuses even its smallest form (%r); "
+                     "its partition is stuck at this offset until the topic takes it; "
+                     "trying again in %.2fs", _origin(letter.headers), self.topic, exc, wait)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._closed.wait(), wait)
 
     async def _renew(self, stale: AIOKafkaProducer) -> None:
         """Replace `stale` with a new producer (a new producer id) unless

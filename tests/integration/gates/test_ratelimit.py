@@ -18,9 +18,9 @@ from consumer.observability.metrics import Metrics
 from consumer.pipeline import build_processor
 from consumer.types import Record
 from devtools.harness import read_topic
-from devtools.ports import free_port
 from tests.integration.conftest import NewTopicFactory
 from tests.integration.gates.support import event_value, produce_values
+from tests.support.http import serving
 
 pytestmark = pytest.mark.integration
 
@@ -57,14 +57,9 @@ async def downstream() -> AsyncIterator[Downstream]:
     server = Downstream()
     app = web.Application()
     app.router.add_post("/events", server.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    site = web.TCPSite(runner, "127.0.0.1", port)
-    await site.start()
-    server.url = f"http://127.0.0.1:{port}/events"
-    yield server
-    await runner.cleanup()
+    async with serving(app) as base:
+        server.url = f"{base}/events"
+        yield server
 
 
 async def fetch(bootstrap: str, topic: str, count: int) -> list[Record]:

@@ -26,10 +26,10 @@ from aiohttp import web
 from aiokafka import AIOKafkaProducer
 
 from devtools.harness import Service, create_topics, wait_until
-from devtools.ports import free_port
 from devtools.prometheus import LocalPrometheus
 from schemas.samples import invalid_samples, sample_event
 from tests.dashboard_queries import ALERTS, load, queries
+from tests.support.http import serving
 
 pytestmark = pytest.mark.integration
 
@@ -55,13 +55,9 @@ async def downstream() -> AsyncIterator[Downstream]:
     server = Downstream()
     app = web.Application()
     app.router.add_post("/", server.handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    server.url = f"http://127.0.0.1:{port}/"
-    yield server
-    await runner.cleanup()
+    async with serving(app, access_log=None) as base:
+        server.url = f"{base}/"
+        yield server
 
 
 async def produce_mix(bootstrap: str, topic: str, stop: asyncio.Event,

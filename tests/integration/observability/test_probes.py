@@ -22,7 +22,7 @@ from devtools.harness import (
     produce,
     wait_until,
 )
-from devtools.ports import free_port
+from tests.support.http import serving
 
 pytestmark = pytest.mark.integration
 
@@ -48,15 +48,9 @@ async def downstream() -> AsyncIterator[Downstream]:
 
     app = web.Application()
     app.router.add_post("/ingest", ingest)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    state.url = f"http://127.0.0.1:{port}/ingest"
-    try:
+    async with serving(app) as base:
+        state.url = f"{base}/ingest"
         yield state
-    finally:
-        await runner.cleanup()
 
 
 def probe(service: Service, path: str) -> tuple[int, dict[str, Any]]:

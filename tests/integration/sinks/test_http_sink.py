@@ -18,8 +18,8 @@ from consumer.errors import SinkError
 from consumer.sinks import open_sink
 from consumer.sinks.batcher import Batcher
 from consumer.sinks.http import HttpSink
-from devtools.ports import free_port
 from tests.integration.sinks.test_sink_contract import rows
+from tests.support.http import serving
 
 pytestmark = pytest.mark.integration
 
@@ -60,15 +60,9 @@ async def receiver() -> AsyncIterator[Receiver]:
     app = web.Application()
     app.router.add_post("/ingest", ingest)
     app.router.add_route("*", "/moved", moved)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    state.url = f"http://127.0.0.1:{port}/ingest"
-    try:
+    async with serving(app) as base:
+        state.url = f"{base}/ingest"
         yield state
-    finally:
-        await runner.cleanup()
 
 
 @pytest.fixture

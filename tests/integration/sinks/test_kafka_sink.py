@@ -17,7 +17,7 @@ from consumer.sinks.base import Row
 from consumer.sinks.batcher import Batcher, RowsRefused
 from devtools.harness import read_topic
 from tests.integration.conftest import NewTopicFactory
-from tests.integration.sinks.test_sink_contract import rows
+from tests.integration.sinks.test_sink_contract import incompressible, rows
 
 pytestmark = pytest.mark.integration
 
@@ -28,7 +28,8 @@ MAX_MESSAGE_BYTES = 60_000
 
 def big_row(offset: int) -> Row:
     return Row.build(id="too-big", type="order.created", version=1,
-                     occurred_at=datetime(2026, 3, 1, tzinfo=UTC), data={"blob": "x" * 100_000},
+                     occurred_at=datetime(2026, 3, 1, tzinfo=UTC),
+                     data={"blob": incompressible(100_000)},
                      source=None, topic="events", partition=0, offset=offset, key=b"big")
 
 

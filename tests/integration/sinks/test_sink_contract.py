@@ -6,9 +6,12 @@ receiver on loopback, and `none`."""
 from __future__ import annotations
 
 import asyncio
+import base64
+import os
 import sqlite3
 import uuid
 from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -27,6 +30,7 @@ from consumer.sinks.postgres import PostgresSink
 from consumer.types import Sink
 from devtools.ports import free_port
 from tests.integration.sinks.dbs import fetch, fresh_database
+from tests.support.http import serving
 
 pytestmark = pytest.mark.integration
 
@@ -129,17 +133,14 @@ async def http_case() -> Case:
 
     app = web.Application()
     app.router.add_post("/ingest", ingest)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
+    server = AsyncExitStack()
+    base = await server.enter_async_context(serving(app))
 
     async def read() -> list[tuple[str, str, int, int, dict[str, object]]]:
         return sorted((e["id"], e["_kafka"]["topic"], e["_kafka"]["partition"],
                        e["_kafka"]["offset"], e["data"]) for e in received)
 
-    return Case(open_sink(f"http://127.0.0.1:{port}/ingest"), read, idempotent=False,
-                cleanup=runner.cleanup)
+    return Case(open_sink(f"{base}/ingest"), read, idempotent=False, cleanup=server.aclose)
 
 
 @pytest.fixture(params=["postgres", "sqlite", "kafka", "http", "none"])
@@ -227,13 +228,18 @@ async def test_close_twice_and_health(kind: tuple[str, str],
         assert info.value.retriable
 
 
+def incompressible(size: int) -> str:
+    """Text that stays about `size` bytes whatever the producer's codec."""
+    return base64.b64encode(os.urandom(size)).decode()
+
+
 def refused_row(kind: str) -> Row:
     """A row `kind`'s destination refuses for its own bytes: a NUL character
     for PostgreSQL, the id the HTTP receiver refuses, more than the Kafka
     topic's `max.message.bytes`."""
     data: dict[str, object] = {"s": "nul\u0000char"} if kind == "postgres" else {}
     if kind == "kafka":
-        data = {"blob": "x" * 100_000}
+        data = {"blob": incompressible(100_000)}
     return Row.build(id="poison", type="t", version=1, occurred_at=datetime.now(UTC), data=data,
                      source=None, topic="events", partition=0, offset=99, key=None)
 

@@ -16,6 +16,7 @@ from consumer.gates.http import HttpClient, ThrottledError
 from consumer.gates.middleware import build_chain, load_middleware
 from consumer.gates.ratelimit import Limiters
 from consumer.pipeline import build_processor
+from tests.support.http import serving
 from tests.unit.gates.fakes import Done, record
 
 SEEN: list[str] = []
@@ -86,13 +87,8 @@ async def server() -> AsyncIterator[str]:
     app = web.Application()
     app.router.add_get("/busy", throttle)
     app.router.add_get("/ok", ok)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    yield f"http://127.0.0.1:{port}"
-    await runner.cleanup()
+    async with serving(app) as base:
+        yield base
 
 
 async def test_http_client_throttles_its_limiter(server: str) -> None:

@@ -14,6 +14,7 @@ from consumer.observability.http import HttpServer
 from consumer.observability.metrics import Metrics
 from consumer.top.poll import Poller, base_url
 from devtools.ports import free_port
+from tests.support.http import serving
 
 
 def test_base_url_takes_host_port_urls_and_the_metrics_url() -> None:
@@ -70,15 +71,9 @@ async def test_a_silent_instance_times_out_within_the_bound() -> None:
 
     app = web.Application()
     app.router.add_get("/{tail:.*}", hang)
-    runner = web.AppRunner(app, shutdown_timeout=0.1)  # cancels the hanging handlers
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
-        async with Poller(timeout=0.3) as poller:
-            got = await asyncio.wait_for(poller.poll(f"127.0.0.1:{port}"), 5)
-    finally:
-        await runner.cleanup()
+    # shutdown_timeout: stopping cancels the hanging handlers.
+    async with serving(app, shutdown_timeout=0.1) as base, Poller(timeout=0.3) as poller:
+        got = await asyncio.wait_for(poller.poll(base.removeprefix("http://")), 5)
     assert got.error == "no answer within 0.3 s"
     assert got.ready.error == "no answer within 0.3 s"
 
@@ -89,15 +84,8 @@ async def test_an_answer_that_is_not_prometheus_text_is_an_error() -> None:
 
     app = web.Application()
     app.router.add_get("/{tail:.*}", garbage)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
-        async with Poller(timeout=2) as poller:
-            got = await poller.poll(f"127.0.0.1:{port}")
-    finally:
-        await runner.cleanup()
+    async with serving(app) as base, Poller(timeout=2) as poller:
+        got = await poller.poll(base.removeprefix("http://"))
     assert got.scrape is None
     assert got.error is not None
     assert "not Prometheus text" in got.error
