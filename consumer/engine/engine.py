@@ -39,6 +39,9 @@ _METRICS_EVERY = 0.5
 #: ask the broker for their end offsets this often instead.
 _END_OFFSETS_EVERY = 2.0
 _POSITION_WITHIN = 0.05
+#: Seconds the processor's close gets at least, even past the shutdown deadline
+#: (the chart's terminationGracePeriodSeconds counts it).
+PROCESSOR_CLOSE_MIN = 5.0
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -246,7 +249,7 @@ class Engine:
         # the process past its deadline (what it did not write stays uncommitted).
         try:
             await asyncio.wait_for(self._processor.close(),
-                                   max(5.0, deadline - time.monotonic()))
+                                   max(PROCESSOR_CLOSE_MIN, deadline - time.monotonic()))
         except TimeoutError:
             log.warning("processor did not close before the shutdown deadline")
             complete = False

@@ -33,12 +33,17 @@ def encode(row: Row) -> bytes:
     return orjson.dumps(row.envelope())
 
 
+#: Seconds a send, and the producer's stop, may take (the chart's
+#: terminationGracePeriodSeconds counts the stop).
+SEND_TIMEOUT = 30.0
+
+
 class KafkaSink:
     """`write` sends every row, then awaits every delivery within `timeout`."""
 
     name = "kafka"
 
-    def __init__(self, topic: str, bootstrap_servers: str, *, timeout: float = 30.0,
+    def __init__(self, topic: str, bootstrap_servers: str, *, timeout: float = SEND_TIMEOUT,
                  client_id: str = "consumer-sink", security: KafkaSecurity = PLAINTEXT,
                  compression: str | None = None) -> None:
         self.topic = topic

@@ -41,6 +41,10 @@ if TYPE_CHECKING:
     #: A connection as the pool lends it.
     _Conn: TypeAlias = asyncpg.pool.PoolConnectionProxy[Any]
 
+#: Seconds the pool gets to close gracefully before it is terminated (the
+#: chart's terminationGracePeriodSeconds counts them).
+CLOSE_TIMEOUT = 10.0
+
 _MIGRATION = """
 CREATE TABLE IF NOT EXISTS events (
     id          text PRIMARY KEY,
@@ -168,7 +172,7 @@ class PostgresSink:
         pool, self._pool = self._pool, None
         if pool is not None:
             try:
-                async with asyncio.timeout(10):
+                async with asyncio.timeout(CLOSE_TIMEOUT):
                     await pool.close()
             except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
                 pool.terminate()

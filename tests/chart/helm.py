@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 from collections.abc import Iterable
@@ -12,6 +13,10 @@ from typing import Any
 
 import yaml
 
+from consumer.config import Settings
+from consumer.engine.engine import PROCESSOR_CLOSE_MIN
+from consumer.sinks.kafka import SEND_TIMEOUT
+from consumer.sinks.postgres import CLOSE_TIMEOUT
 from devtools.ports import project_root
 
 CHART = project_root() / "helm" / "consumer"
@@ -80,3 +85,27 @@ def container(manifests: Iterable[Manifest]) -> dict[str, Any]:
     containers: list[dict[str, Any]] = workload(manifests)["spec"]["template"]["spec"]["containers"]
     assert len(containers) == 1
     return containers[0]
+
+
+def sink_close_seconds(url: str | None) -> float:
+    """How long the sink's close may take; `None` is a URL the chart cannot
+    see (an existing Secret's): the longest."""
+    if url is None:
+        return max(CLOSE_TIMEOUT, SEND_TIMEOUT)
+    if url.startswith("kafka:"):
+        return SEND_TIMEOUT
+    if url.startswith("postgres"):
+        return CLOSE_TIMEOUT
+    return 0.0
+
+
+def grace_period(settings: Settings, sink_url: str | None, margin: int) -> int:
+    """terminationGracePeriodSeconds as the chart must derive it: every
+    deadline on the service's stop path, in order, plus the margin."""
+    stop = (settings.shutdown_timeout           # the drain
+            + settings.commit_timeout           # the final commit
+            + PROCESSOR_CLOSE_MIN               # closing the processor, at least
+            + settings.dlq_send_timeout         # the dead-letter producer's stop
+            + sink_close_seconds(sink_url)      # the sink's close
+            + settings.commit_timeout)          # leaving the group
+    return math.ceil(stop) + margin

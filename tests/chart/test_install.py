@@ -22,6 +22,7 @@ RELEASE = "orders"
 NAME = f"{RELEASE}-consumer"
 SELECTOR = f"app.kubernetes.io/instance={RELEASE}"
 WAIT = ("--wait", "--timeout", "180s")
+SINK = {"sink.url": "postgresql://consumer:s3cret@postgres/events"}
 #: Where each kind lives, for "nothing is left after uninstall".
 KINDS = {
     "Pod": "/api/v1/namespaces/{ns}/pods",
@@ -145,7 +146,16 @@ def test_install_upgrade_uninstall(cluster_helm: Helm, kube: Kube) -> None:
              "spec": {"containers": [{"name": "c", "image": "consumer:0.1.0"}]}}
     with pytest.raises(KubeError, match="violates PodSecurity"):
         kube.create(f"/api/v1/namespaces/{ns}/pods", plain)
-    print(install(cluster_helm, kube, ns, {"replicaCount": 2}, replicas=2))
+    installed = install(cluster_helm, kube, ns, {**SINK, "replicaCount": 2}, replicas=2)
+    print(installed)
+    notes = installed[installed.index("NOTES:"):]
+    # Where events go (never the password), how to check and watch the pods.
+    assert "postgresql://postgres/events" in notes
+    assert "s3cret" not in notes
+    assert f"helm test {RELEASE} -n {ns}" in notes
+    assert f"kubectl -n {ns} port-forward svc/{NAME} 8080:8080" in notes
+    assert "consumer top http://localhost:8080" in notes
+    assert "WARNING" not in notes
     assert workload_of(kube, ns)["kind"] == "Deployment"
     upgrade_rolls(cluster_helm, kube, ns, replicas=2)
     bad_value_refused(cluster_helm, ns, {"config.ordering": "random"}, "/config/ordering")
@@ -185,7 +195,7 @@ def test_install_with_keda_and_prometheus_operator(cluster_helm: Helm, kube: Kub
     kube.create(f"/api/v1/namespaces/{ns}/secrets", {
         "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "kafka-tls"},
         "stringData": {"ca.crt": "-----BEGIN CERTIFICATE-----\n"}})
-    values = {"keda.enabled": True, "kafka.partitions": 4,
+    values = {**SINK, "keda.enabled": True, "kafka.partitions": 4,
               "metrics.serviceMonitor.enabled": True, "metrics.prometheusRule.enabled": True,
               "staticMembership.enabled": True, "networkPolicy.enabled": True,
               "dashboard.enabled": True, "kafka.security.protocol": "SASL_SSL",
@@ -207,3 +217,25 @@ def test_install_with_keda_and_prometheus_operator(cluster_helm: Helm, kube: Kub
     upgrade_rolls(cluster_helm, kube, ns, replicas=1)
     bad_value_refused(cluster_helm, ns, {"keda.maxReplicaCount": 0}, "/keda/maxReplicaCount")
     uninstall_removes_everything(cluster_helm, kube, ns, ALL_KINDS)
+
+
+def test_install_refuses_what_would_lose_events(cluster_helm: Helm, kube: Kube) -> None:
+    """The default values name no sink; an existing Secret must hold one; SQLite
+    needs a claim per pod. Each is refused before anything is created."""
+    ns = restricted_namespace(kube, "chart-refusals")
+    kube.create(f"/api/v1/namespaces/{ns}/secrets", {
+        "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "no-sink"},
+        "stringData": {"CONSUMER_SASL_USERNAME": "consumer"}})
+    for values, message in [
+        ({}, "sink.url: say where events are stored"),
+        ({"existingSecret": "no-sink"}, "existingSecret: Secret no-sink has no key "
+                                        "CONSUMER_SINK_URL"),
+        ({"sink.url": "sqlite:///consumer.db"}, "/persistence/enabled"),
+    ]:
+        refused = cluster_helm.run("install", RELEASE, str(CHART), "-n", ns, *set_args(values),
+                                   check=False)
+        print(f"$ helm install {RELEASE} helm/consumer {' '.join(set_args(values))}\n"
+              f"{refused.stdout}{refused.stderr}")
+        assert refused.returncode != 0
+        assert message in refused.stderr, refused.stderr
+        assert json.loads(cluster_helm.run("list", "-n", ns, "-a", "-o", "json").stdout) == []

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Any
 
@@ -14,26 +13,43 @@ import yaml
 from consumer.config import SaslMechanism, SecurityProtocol, Settings, load_settings
 from consumer.observability.http import HEALTH_PATH, METRICS_PATH, READY_PATH
 from devtools.chart import config_schema, schema_path
-from tests.chart.helm import CHART, Helm, Manifest, container, one, set_args, settings_map, workload
+from tests.chart.helm import (
+    CHART,
+    Helm,
+    Manifest,
+    container,
+    grace_period,
+    one,
+    set_args,
+    settings_map,
+    workload,
+)
 
+#: The one value an install needs: where events go.
+SINK = {"sink.url": "postgresql://consumer:pg-secret@postgres/events"}
 #: Each optional feature on its own, as users switch them on.
 FEATURES: dict[str, dict[str, Any]] = {
-    "defaults": {},
-    "static-membership": {"staticMembership.enabled": True},
-    "hpa": {"autoscaling.enabled": True},
-    "keda": {"keda.enabled": True},
-    "service-monitor": {"metrics.serviceMonitor.enabled": True},
-    "prometheus-rule": {"metrics.prometheusRule.enabled": True},
-    "dashboard": {"dashboard.enabled": True},
-    "network-policy": {"networkPolicy.enabled": True},
+    "defaults": SINK,
+    "static-membership": {**SINK, "staticMembership.enabled": True},
+    "hpa": {**SINK, "autoscaling.enabled": True},
+    "keda": {**SINK, "keda.enabled": True},
+    "service-monitor": {**SINK, "metrics.serviceMonitor.enabled": True},
+    "prometheus-rule": {**SINK, "metrics.prometheusRule.enabled": True},
+    "dashboard": {**SINK, "dashboard.enabled": True},
+    "network-policy": {**SINK, "networkPolicy.enabled": True,
+                       "networkPolicy.metricsFrom": [{"namespaceSelector": {}}]},
     "existing-secret": {"existingSecret": "consumer-credentials"},
+    "sqlite-on-claims": {"sink.url": "sqlite:///consumer.db", "persistence.enabled": True,
+                         "persistence.storageClassName": "local"},
     "kafka-sasl-ssl": {
-        "kafka.security.protocol": "SASL_SSL", "kafka.security.sasl.mechanism": "SCRAM-SHA-512",
+        **SINK, "kafka.security.protocol": "SASL_SSL",
+        "kafka.security.sasl.mechanism": "SCRAM-SHA-512",
         "kafka.security.sasl.username": "consumer", "kafka.security.sasl.password": "s3cret",
         "kafka.security.tls.secretName": "kafka-tls", "kafka.security.tls.certKey": "tls.crt",
         "kafka.security.tls.keyKey": "tls.key", "keda.enabled": True},
     "kafka-password-file": {
-        "kafka.security.protocol": "SASL_PLAINTEXT", "kafka.security.sasl.mechanism": "PLAIN",
+        **SINK, "kafka.security.protocol": "SASL_PLAINTEXT",
+        "kafka.security.sasl.mechanism": "PLAIN",
         "kafka.security.sasl.username": "consumer",
         "kafka.security.sasl.passwordSecret.name": "kafka-password"},
 }
@@ -77,7 +93,7 @@ def settings_from(manifests: list[Manifest], monkeypatch: pytest.MonkeyPatch,
 
 def test_lint_strict(helm: Helm) -> None:
     everything = {k: v for f, vals in FEATURES.items() if f != "hpa" for k, v in vals.items()}
-    for values in ({}, everything):
+    for values in (SINK, everything):
         # `run` raises on a non-zero exit; the summary line says so too.
         out = helm.run("lint", "--strict", str(CHART), *set_args(values)).stdout
         assert "0 chart(s) failed" in out, out
@@ -96,23 +112,71 @@ def test_manifests_match_kubernetes_schemas(helm: Helm, feature: str, kube_versi
     assert checked >= 5  # ServiceAccount, ConfigMap, Service, workload, PDB (+ Secret...)
 
 
-@pytest.mark.parametrize("timeout", [Settings().shutdown_timeout, 0.5, 90.5, 600])
-def test_grace_period_exceeds_shutdown_timeout(helm: Helm, timeout: float,
-                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    manifests = helm.template({"shutdownTimeout": timeout})
-    grace = workload(manifests)["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
-    margin = yaml.safe_load((CHART / "values.yaml").read_text())["terminationGraceMarginSeconds"]
-    assert settings_from(manifests, monkeypatch).shutdown_timeout == timeout
-    assert grace >= math.ceil(timeout) + margin > timeout
+GRACE_TERMS = ["shutdownTimeout", "config.commit_timeout", "config.dlq_send_timeout",
+               "terminationGraceMarginSeconds"]
+
+
+def _grace_case(sink: dict[str, Any], *deadlines: float) -> dict[str, Any]:
+    return {**sink, **dict(zip(GRACE_TERMS, deadlines, strict=True))}
+
+
+#: Value sets for the grace period: the sink, then GRACE_TERMS in order.
+GRACE_CASES = [
+    _grace_case(SINK, 30, 10, 10, 5),
+    _grace_case({"sink.url": "none"}, 0.5, 0.25, 1, 5),
+    _grace_case({"sink.url": "kafka://stored"}, 90.5, 30, 5, 20),
+    _grace_case(FEATURES["existing-secret"], 600, 2.5, 60, 5),
+    _grace_case(FEATURES["sqlite-on-claims"], 10, 1, 1, 10),
+]
+
+
+def _grace(helm: Helm, values: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> tuple[int, int]:
+    """(the rendered grace period, the one the service's deadlines call for)."""
+    manifests = helm.template(values)
+    grace: int = workload(manifests)["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+    sink = None if values.get("existingSecret") else values["sink.url"]
+    settings = settings_from(manifests, monkeypatch)
+    # The service reads the same deadlines from the ConfigMap.
+    assert (settings.shutdown_timeout, settings.commit_timeout, settings.dlq_send_timeout) == (
+        values["shutdownTimeout"], values["config.commit_timeout"],
+        values["config.dlq_send_timeout"])
+    return grace, grace_period(settings, sink, values["terminationGraceMarginSeconds"])
+
+
+@pytest.mark.parametrize("values", GRACE_CASES)
+def test_grace_period_covers_every_stop_deadline(helm: Helm, values: dict[str, Any],
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    grace, expected = _grace(helm, values, monkeypatch)
+    print(f"\n{values} -> terminationGracePeriodSeconds {grace}")
+    assert grace == expected
+    # Each deadline moves the grace period with it.
+    for term in GRACE_TERMS:
+        longer, expected = _grace(helm, {**values, term: values[term] + 1}, monkeypatch)
+        assert longer == expected > grace, term
+
+
+def refusal(helm: Helm, values: dict[str, Any]) -> str:
+    """helm's message when it refuses to render `values`."""
+    result = helm.run("template", "rel", str(CHART), "--kube-version", "1.30.0",
+                      *set_args(values), check=False)
+    assert result.returncode != 0, "rendered"
+    return result.stderr
+
+
+def test_grace_period_deadlines_must_be_set(helm: Helm) -> None:
+    message = refusal(helm, {**SINK, "config": {"commit_timeout": None}})
+    assert "config.commit_timeout: terminationGracePeriodSeconds is derived from it" in message
 
 
 def test_chart_defaults_follow_the_service(helm: Helm) -> None:
     values = yaml.safe_load((CHART / "values.yaml").read_text())
     defaults = Settings()
     assert values["shutdownTimeout"] == defaults.shutdown_timeout
+    assert values["config"]["commit_timeout"] == defaults.commit_timeout
+    assert values["config"]["dlq_send_timeout"] == defaults.dlq_send_timeout
     assert values["httpPort"] == defaults.http_port
     assert values["image"]["pullPolicy"] == "IfNotPresent"
-    assert container(helm.template())["image"] == f"consumer:{_app_version()}"
+    assert container(helm.template(SINK))["image"] == f"consumer:{_app_version()}"
 
 
 @pytest.mark.parametrize("feature", ["defaults", "static-membership", "service-monitor"])
@@ -189,10 +253,7 @@ def test_config_schema_is_the_settings_model() -> None:
     ({"autoscaling": {"enabled": True}, "keda": {"enabled": True}}, "choose one autoscaler"),
 ])
 def test_bad_values_are_refused(helm: Helm, values: dict[str, Any], message: str) -> None:
-    result = helm.run("template", "rel", str(CHART), "--kube-version", "1.30.0",
-                      *set_args(values), check=False)
-    assert result.returncode != 0
-    assert message in result.stderr, result.stderr
+    assert message in refusal(helm, {**SINK, **values})
 
 
 @pytest.mark.parametrize("kind", ["keda", "hpa"])
@@ -221,12 +282,13 @@ def test_static_membership_names_members_after_pods(helm: Helm) -> None:
     assert env["CONSUMER_GROUP_INSTANCE_ID"]["valueFrom"] == {
         "fieldRef": {"fieldPath": "metadata.name"}}
     assert settings_map(manifests)["data"]["CONSUMER_SESSION_TIMEOUT_MS"] == "60000"
-    assert workload(helm.template())["kind"] == "Deployment"
+    assert workload(helm.template(SINK))["kind"] == "Deployment"
 
 
 def test_changed_settings_roll_the_pods(helm: Helm) -> None:
     def checksums(values: dict[str, Any]) -> dict[str, str]:
-        annotations = workload(helm.template(values))["spec"]["template"]["metadata"]["annotations"]
+        template = workload(helm.template({**SINK, **values}))["spec"]["template"]
+        annotations = template["metadata"]["annotations"]
         return {k: v for k, v in annotations.items() if k.startswith("checksum/")}
 
     base = checksums({})
@@ -244,7 +306,7 @@ def test_existing_secret_replaces_the_chart_secret(helm: Helm) -> None:
 
 def test_rules_and_dashboard_are_the_shared_files(helm: Helm) -> None:
     rules = yaml.safe_load((CHART / "files" / "alerts.yaml").read_text())
-    manifests = helm.template({"metrics.prometheusRule.enabled": True,
+    manifests = helm.template({**SINK, "metrics.prometheusRule.enabled": True,
                                "dashboard.enabled": True, "dashboard.folder": "Kafka"})
     assert one(manifests, "PrometheusRule")["spec"]["groups"] == rules["groups"]
     board = next(m for m in manifests
@@ -318,3 +380,86 @@ def _value_keys(values: dict[str, Any], prefix: str) -> list[str]:
         else:
             keys.append(prefix + key)
     return keys
+
+
+def test_install_without_a_sink_is_refused(helm: Helm) -> None:
+    message = refusal(helm, {})
+    assert "sink.url: say where events are stored, e.g. --set sink.url=postgresql://" in message
+
+
+@pytest.mark.parametrize(("values", "message"), [
+    ({"sink.url": "sqlite:///consumer.db"}, "/persistence/enabled"),
+    ({"sink.url": "sqlite:////data/consumer.db", "replicaCount": 1}, "/persistence/enabled"),
+    ({"sink.url": "sqlite:////tmp/consumer.db", "persistence.enabled": True},
+     "sink.url: the SQLite file must be on the claim at /var/lib/consumer"),
+])
+def test_sqlite_without_a_claim_is_refused(helm: Helm, values: dict[str, Any],
+                                           message: str) -> None:
+    assert message in refusal(helm, values)
+
+
+def _workdir() -> str:
+    dockerfile = (CHART.parent.parent / "Dockerfile").read_text()
+    return [line.split()[1] for line in dockerfile.splitlines() if line.startswith("WORKDIR")][-1]
+
+
+@pytest.mark.parametrize("url", ["sqlite:///consumer.db", "sqlite:////var/lib/consumer/x.db"])
+def test_sqlite_is_a_file_per_pod_on_its_own_claim(helm: Helm, url: str) -> None:
+    values = {**FEATURES["sqlite-on-claims"], "sink.url": url, "replicaCount": 2}
+    manifests = helm.template(values)
+    stateful = workload(manifests)
+    assert stateful["kind"] == "StatefulSet"
+    (claim,) = stateful["spec"]["volumeClaimTemplates"]
+    assert claim["metadata"]["name"] == "data"
+    assert claim["spec"] == {"accessModes": ["ReadWriteOnce"], "storageClassName": "local",
+                             "resources": {"requests": {"storage": "1Gi"}}}
+    mounts = {m["name"]: m["mountPath"] for m in container(manifests)["volumeMounts"]}
+    # The claim is the image's working directory, where a relative path lands.
+    assert mounts["data"] == _workdir() == "/var/lib/consumer"
+    assert "data" not in {v["name"] for v in stateful["spec"]["template"]["spec"]["volumes"]}
+    # No static membership unless asked for.
+    assert "env" not in container(manifests)
+    default_class = helm.template({**values, "persistence.storageClassName": ""})
+    assert "storageClassName" not in workload(default_class)["spec"]["volumeClaimTemplates"][0][
+        "spec"]
+
+
+def test_existing_secret_must_hold_the_sink_url(helm: Helm) -> None:
+    env = container(helm.template(FEATURES["existing-secret"]))["env"]
+    # Named, so a Secret without it keeps the pod from starting rather than
+    # letting the service fall back to its own default sink.
+    assert {"name": "CONSUMER_SINK_URL", "valueFrom": {"secretKeyRef": {
+        "name": "consumer-credentials", "key": "CONSUMER_SINK_URL"}}} in env
+
+
+def _test_pod(manifests: list[Manifest]) -> Manifest:
+    return next(m for m in manifests
+                if m["kind"] == "Pod" and m["metadata"]["annotations"]["helm.sh/hook"] == "test")
+
+
+@pytest.mark.parametrize("feature", ["defaults", "static-membership", "network-policy"])
+def test_helm_test_asks_readyz_through_the_service(helm: Helm, feature: str) -> None:
+    manifests = helm.template({**FEATURES[feature], "service.port": 9200, "replicaCount": 3})
+    pod = _test_pod(manifests)
+    spec = pod["spec"]
+    (c,) = spec["containers"]
+    env = {e["name"]: e["value"] for e in c["env"]}
+    service = one(manifests, "Service")
+    name = service["metadata"]["name"]
+    assert env["READYZ_URL"] == f"http://{name}.ns.svc:9200{READY_PATH}"
+    assert int(env["REQUESTS"]) >= 3
+    assert c["image"] == container(manifests)["image"]
+    assert spec["restartPolicy"] == "Never"
+    # Restricted like the service's pods.
+    assert spec["securityContext"] == workload(manifests)["spec"]["template"]["spec"][
+        "securityContext"]
+    assert c["securityContext"] == container(manifests)["securityContext"]
+    assert spec["automountServiceAccountToken"] is False
+    # The Service never routes to the test pod.
+    selector = service["spec"]["selector"]
+    assert not selector.items() <= pod["metadata"]["labels"].items()
+    for policy in (m for m in manifests if m["kind"] == "NetworkPolicy"):
+        peers = policy["spec"]["ingress"][0]["from"]
+        assert any(p.get("podSelector", {}).get("matchLabels", {}).items()
+                   <= pod["metadata"]["labels"].items() for p in peers)
+

@@ -8,6 +8,7 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any
 
+from consumer.config import Settings
 from devtools.harness import (
     Traffic,
     committed_all,
@@ -18,14 +19,16 @@ from devtools.harness import (
 )
 from devtools.kafka import LocalKafka
 from devtools.postgres import LocalPostgres
-from tests.chart.helm import Helm
+from tests.chart.helm import Helm, grace_period
 from tests.chart.node.node import Node
 from tests.chart.node.workload import PodWatch, Release, Termination
 from tests.integration.sinks.dbs import fresh_database
 
 PARTITIONS = 6
 SHUTDOWN_TIMEOUT = 10
-GRACE = 10  # terminationGraceMarginSeconds: each pod's grace period is 20 s
+GRACE = 10  # terminationGraceMarginSeconds
+#: Each pod's grace period: the stop deadlines with a PostgreSQL sink, plus GRACE.
+GRACE_SECONDS = grace_period(Settings(shutdown_timeout=SHUTDOWN_TIMEOUT), "postgresql://", GRACE)
 
 
 @dataclass(frozen=True)
@@ -74,7 +77,7 @@ def drained_in_grace(watch: PodWatch, uids: set[str]) -> list[Termination]:
     """Each pod's container exited 0 on its own, within the grace period."""
     ended = [watch.termination(uid) for uid in sorted(uids)]
     for end in ended:
-        assert end.grace_seconds == SHUTDOWN_TIMEOUT + GRACE, "the chart's grace period"
+        assert end.grace_seconds == GRACE_SECONDS, "the chart's grace period"
         assert end.exit_code == 0, f"{end.name} exited {end.exit_code} ({end.reason})"
         assert end.drain_seconds < end.grace_seconds, (
             f"{end.name} took {end.drain_seconds:.0f}s of its {end.grace_seconds}s")

@@ -23,7 +23,8 @@ from tests.chart.test_install import restricted_namespace
 
 RELEASE = "orders"
 NAME = f"{RELEASE}-consumer"
-SELECTOR = f"app.kubernetes.io/instance={RELEASE}"
+#: The Service's selector: the release's consumer pods (not its `helm test` pod).
+SELECTOR = f"app.kubernetes.io/name=consumer,app.kubernetes.io/instance={RELEASE}"
 IMAGE_VALUES = {"image.repository": "consumer", "image.tag": "test",
                 "image.pullPolicy": "Never"}
 # Two shared cores: ask for little, keep the chart's limits.
@@ -38,15 +39,15 @@ class Release:
     node: Node
     helm: Helm
     ns: str
+    installed: str = ""  # helm install's output, notes included
 
     @classmethod
     def install(cls, node: Node, helm: Helm, ns: str, values: dict[str, Any]) -> Release:
         restricted_namespace(node.kube, ns)
-        release = cls(node, helm, ns)
         out = helm.run("install", RELEASE, str(CHART), "-n", ns, "--wait", "--timeout", "240s",
                        *set_args({**IMAGE_VALUES, "resources": RESOURCES, **values}))
         assert "STATUS: deployed" in out.stdout, out.stdout
-        return release
+        return cls(node, helm, ns, out.stdout)
 
     @property
     def kube(self) -> Kube:
