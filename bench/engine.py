@@ -32,7 +32,7 @@ from bench.contenders import PeakRss
 from consumer.config import load_settings
 from consumer.engine.engine import Engine
 from consumer.observability.metrics import Metrics
-from consumer.types import Done, DoneRun, Record
+from consumer.types import Done, DoneRun, Record, RecordProcessor
 from devtools.kafka import LocalKafka, create_topics
 
 PARTITIONS = 6
@@ -109,7 +109,7 @@ async def raw_loop(bootstrap: str, topic: str, count: int, *,
         await consumer.stop()
 
 
-class CountingProcessor:
+class CountingProcessor(RecordProcessor):
     """A no-op handler: each record is done as soon as it is processed."""
 
     def __init__(self, target: int, sleep: float = 0.0) -> None:

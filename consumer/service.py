@@ -54,7 +54,7 @@ async def serve(settings: Settings) -> int:
         return ([] if reason is None else [reason]) + await processor.unready()
 
     http = HttpServer(settings.http_host, settings.http_port, metrics.registry,
-                      healthy=lambda: engine.healthy() and _processor_healthy(processor),
+                      healthy=lambda: engine.healthy() and processor.healthy(),
                       ready=readiness)
     loop = asyncio.get_running_loop()
     signals = 0
@@ -76,9 +76,7 @@ async def serve(settings: Settings) -> int:
         # One dial first: a wrong password or an untrusted certificate is one
         # clear line, not every client retrying and logging its own failure.
         await check_broker(settings.bootstrap_servers, security)
-        start = getattr(processor, "start", None)
-        if start is not None:
-            await start()
+        await processor.start()
         code = await engine.run()
         if code != 0:
             await _linger(settings.metrics_linger, signalled)
@@ -111,11 +109,6 @@ async def _linger(seconds: float, signalled: asyncio.Event) -> None:
         log.info("serving /metrics for %.0fs before exiting", seconds)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(signalled.wait(), seconds)
-
-
-def _processor_healthy(processor: object) -> bool:
-    healthy = getattr(processor, "healthy", None)
-    return bool(healthy()) if callable(healthy) else True
 
 
 def tune_gc() -> None:

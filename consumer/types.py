@@ -51,31 +51,72 @@ DoneRun: TypeAlias = Callable[[Sequence[Record]], None]
 
 
 class Processor(Protocol):
-    """What the engine's workers run for each record.
+    """What the engine's workers run: the whole contract, checked by mypy.
 
-    `process` returns when the record no longer needs its worker (the handler
-    returned, or the message was routed to the dead-letter path); `done(record)`
-    may be called later, from another task, once the write is acknowledged.
-    `process` never raises for a bad record; it raises only when the service
-    must stop (e.g. the dead-letter circuit breaker tripped).
+    `process_run` takes a run — consecutive records of one lane (one
+    partition, ascending offsets) — and returns when the records no longer
+    need their worker (handled, or routed to the dead-letter path); `done`
+    reports each record exactly once (possibly in several calls, possibly
+    later, from another task) when its message is done: its sink write or
+    dead-letter send acknowledged. It never raises for a bad record; it
+    raises only when the service must stop (the dead-letter breaker
+    tripped). `takes_runs` is True when a run is one handler call: the
+    dispatcher then packs keys into long runs. `start` is awaited before the
+    first run; `close` is safe twice. `healthy` is about the processor
+    itself (liveness); `unready` lists why messages cannot be finished now
+    (readiness), [] when they can; it is bounded.
     """
 
+    @property
+    def takes_runs(self) -> bool: ...
+
+    async def start(self) -> None: ...
+
     async def process(self, record: Record, done: Done) -> None: ...
+
+    async def process_run(self, records: Sequence[Record], done: DoneRun) -> None: ...
 
     async def flush(self) -> None:
         """Push out buffered work (batches) now; return when it was attempted."""
 
     async def close(self) -> None: ...
 
+    def healthy(self) -> bool: ...
 
-class RunProcessor(Processor, Protocol):
-    """A `Processor` that also takes a whole run at once: consecutive records
-    of one lane (one partition, ascending offsets). Same contract as
-    `process`, per record of the run: each is reported exactly once through
-    `done` (possibly in several calls, possibly later), in the run's order
-    wherever the ordering mode requires it. The dispatcher prefers it."""
+    async def unready(self) -> list[str]: ...
 
-    async def process_run(self, records: Sequence[Record], done: DoneRun) -> None: ...
+
+class RecordProcessor:
+    """A `Processor` for work done record by record: subclasses implement
+    `process`; a run is its records in order, and the rest has the plain
+    defaults (nothing to start, flush or close; healthy and ready)."""
+
+    takes_runs = False
+
+    async def start(self) -> None:
+        return None
+
+    async def process(self, record: Record, done: Done) -> None:
+        raise NotImplementedError
+
+    async def process_run(self, records: Sequence[Record], done: DoneRun) -> None:
+        def one(record: Record) -> None:
+            done((record,))
+
+        for record in records:
+            await self.process(record, one)
+
+    async def flush(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    def healthy(self) -> bool:
+        return True
+
+    async def unready(self) -> list[str]:
+        return []
 
 
 class Sink(Protocol):
@@ -83,12 +124,13 @@ class Sink(Protocol):
     and raises a `ConsumerError` whose `retriable` flag tells the batcher
     whether to retry or to bisect the batch — or, for a sink that stores rows
     one by one, raises `PartlyWritten` naming the rows it did store: the
-    batcher never sends those again and retries or bisects only the rest. A
-    sink where the order of rows does not matter may set `max_writes` (an
-    int, default 1): the batcher then runs up to that many `write` calls at
-    once."""
+    batcher never sends those again and retries or bisects only the rest.
+    `max_writes` is how many `write` calls the batcher may run at once: 1
+    where rows must arrive in order, more where their order does not
+    matter."""
 
     name: str
+    max_writes: int
 
     async def open(self) -> None: ...
 

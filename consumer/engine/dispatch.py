@@ -65,7 +65,7 @@ class Dispatcher:
         self._processor = processor
         # A processor that handles a run in one call (a batch handler) wants
         # long runs: in key mode, the free keys of a fetch are packed.
-        self._pack = bool(getattr(processor, "takes_runs", False))
+        self._pack = processor.takes_runs
         self._ordering = ordering
         self._concurrency = concurrency
         self._on_error = on_error
@@ -270,7 +270,10 @@ class Dispatcher:
             self._passing = False
 
     async def _worker_routine(self) -> None:
-        run_process = getattr(self._processor, "process_run", None)
+        # A processor that takes runs gets chunks; any other, one record at a
+        # time, so a revocation stops it between two records.
+        takes_runs = self._processor.takes_runs
+        process_run = self._processor.process_run
         process = self._processor.process
         while not self._stopped:
             run = await self._next()
@@ -287,9 +290,9 @@ class Dispatcher:
                     if state.revoking or self._stopped:
                         break
                     stop = min(start + MAX_RUN, len(records))
-                    if run_process is not None:
+                    if takes_runs:
                         chunk, start = records[start:stop], stop
-                        await run_process(chunk, state.done_run)
+                        await process_run(chunk, state.done_run)
                     else:
                         while start < stop and not (state.revoking or self._stopped):
                             start += 1

@@ -253,7 +253,7 @@ class TracedSink:
     def __init__(self, sink: Any, tracer: Tracer, registry: SpanRegistry) -> None:
         self.sink = sink
         self.name: str = sink.name
-        self.max_writes: int = getattr(sink, "max_writes", 1)
+        self.max_writes = sink.max_writes
         self._tracer = tracer
         self._registry = registry
 

@@ -138,7 +138,7 @@ class Batcher:
         #: Writes in progress, with their units (failed too if cancelled).
         self._writes: dict[asyncio.Task[None], list[_Unit]] = {}
         #: Batches written at once: what the sink says it takes (default 1).
-        self._max_writes: int = max(1, getattr(sink, "max_writes", 1))
+        self._max_writes = max(1, sink.max_writes)
         self._flush_waiters: list[asyncio.Future[None]] = []
         #: Flush calls whose rows the routine took and is writing.
         self._serving: list[asyncio.Future[None]] = []

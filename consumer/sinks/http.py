@@ -51,6 +51,7 @@ class HttpSink:
     while the last write failed as retriable (`unhealthy_reason` says why)."""
 
     name = "http"
+    max_writes = 1  # rows in submission order
 
     def __init__(self, url: str, *, timeout: float = 30.0) -> None:
         self.url = url

@@ -42,6 +42,7 @@ class KafkaSink:
     """`write` sends every row, then awaits every delivery within `timeout`."""
 
     name = "kafka"
+    max_writes = 1  # rows in submission order
 
     def __init__(self, topic: str, bootstrap_servers: str, *, timeout: float = SEND_TIMEOUT,
                  client_id: str = "consumer-sink", security: KafkaSecurity = PLAINTEXT,

@@ -11,6 +11,7 @@ class NullSink:
     """Accepts every batch at once; counts rows for tests and benchmarks."""
 
     name = "none"
+    max_writes = 1  # rows in submission order
 
     def __init__(self) -> None:
         self.rows_written = 0

@@ -58,6 +58,7 @@ class SqliteSink:
     """`open()` creates the file, switches it to WAL and migrates."""
 
     name = "sqlite"
+    max_writes = 1  # rows in submission order
 
     def __init__(self, path: str, *, busy_timeout: float = 5.0) -> None:
         self.path = path

@@ -14,7 +14,7 @@ from consumer.config import Ordering
 from consumer.engine.dispatch import MAX_RUN, Dispatcher
 from consumer.engine.flow import FlowControl
 from consumer.engine.partition import PartitionState
-from consumer.types import TP, Done, DoneRun, Record
+from consumer.types import TP, Done, DoneRun, Record, RecordProcessor
 
 
 def rec(tp: TP, offset: int, key: bytes | None) -> Record:
@@ -22,7 +22,7 @@ def rec(tp: TP, offset: int, key: bytes | None) -> Record:
                           len(key) if key else -1, 1, [])
 
 
-class Recorder:
+class Recorder(RecordProcessor):
     def __init__(self, slow_keys: Sequence[bytes] = (), gate: asyncio.Event | None = None):
         self.seen: list[tuple[int, bytes | None, int]] = []
         self.slow_keys = set(slow_keys)
@@ -196,7 +196,7 @@ async def test_a_processor_failure_is_reported_and_the_record_stays_undone() -> 
     assert state.in_flight == 1  # the failed one; the rest were released
 
 
-class RunRecorder:
+class RunRecorder(RecordProcessor):
     """Takes whole runs; records each call's (partition, keys, offsets)."""
 
     takes_runs = True
@@ -304,7 +304,7 @@ async def test_the_loop_polls_between_any_two_chunks() -> None:
     ticks between any two chunk starts."""
     log: list[str] = []
 
-    class Busy:
+    class Busy(RecordProcessor):
         takes_runs = True
 
         async def process(self, record: Record, done: Done) -> None:

@@ -16,10 +16,10 @@ from aiokafka.structs import ConsumerRecord
 from consumer.config import load_settings
 from consumer.engine.engine import Engine
 from consumer.observability.metrics import Metrics
-from consumer.types import TP, Done, Record
+from consumer.types import TP, Done, Record, RecordProcessor
 
 
-class StuckSink:
+class StuckSink(RecordProcessor):
     """A processor whose flush waits forever, like a batcher whose sink is down."""
 
     async def process(self, record: Record, done: Done) -> None:

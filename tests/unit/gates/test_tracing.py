@@ -195,6 +195,7 @@ async def test_invalid_record_fails_its_validate_span(exporter: InMemorySpanExpo
 
 class MemorySink:
     name = "memory"
+    max_writes = 1
 
     def __init__(self) -> None:
         self.batches: list[list[Any]] = []
