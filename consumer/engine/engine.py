@@ -454,12 +454,11 @@ class Engine:
             return
         self._metrics.rebalances.labels("revoked").inc()
         for state in states:
-            state.accepting = False
+            state.revoke()
         dropped = 0
         if self._lost():
             for state in states:
-                state.revoking = True
-                state.revoked = True
+                state.fence()
             dropped = self._dispatcher.cancel(states)
             self._metrics.dropped_on_revoke.inc(dropped)
             log.warning("partitions lost: evicted from the group, their work is another "
@@ -468,7 +467,7 @@ class Engine:
                                                "never_started": dropped})
         elif not await self._drain(states, self._revoke_deadline):
             for state in states:
-                state.revoking = True
+                state.abandon()
             dropped = self._dispatcher.cancel(states)
             self._metrics.dropped_on_revoke.inc(dropped)
             log.warning("revocation deadline passed",
@@ -477,7 +476,7 @@ class Engine:
         await self._committer.commit(states, self._consumer.assignment())
         committed = {f"{s.tp.topic}[{s.tp.partition}]": s.committed for s in states}
         for state in states:
-            state.revoked = True
+            state.fence()
             self._retired += state.completed
             self._flow.revoke(state.tp)
             del self._states[state.tp]

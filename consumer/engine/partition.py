@@ -4,6 +4,11 @@ Its bound `done` method is the completion callback handed to the processor:
 after a revocation the object is fenced (`revoked`), so work that finishes
 late still releases its in-flight budget but never moves an offset that a
 later owner — or a later assignment of ours — could commit.
+
+Its lifecycle is one `Phase`, moved only forward by the engine:
+
+    ACTIVE ──revoke──▶ DRAINING ──abandon──▶ ABANDONING ──fence──▶ FENCED
+       └──────────────────┴──────────fence (lost: evicted)──────────┘
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from array import array
 from bisect import bisect_left
 from collections import deque
 from collections.abc import Sequence
+from enum import IntEnum
 
 from consumer.engine.flow import FlowControl, Load
 from consumer.engine.tracker import OffsetTracker
@@ -43,9 +49,19 @@ def _scan(records: Sequence[Record]) -> tuple[list[int], list[int], int]:
     return offsets, stamps, size
 
 
+class Phase(IntEnum):
+    """Where a partition is in its assignment; each phase includes the
+    restrictions of the ones before it."""
+
+    ACTIVE = 0  # the fetch loop delivers its records, workers process them
+    DRAINING = 1  # revoked: nothing new is delivered; what was fetched finishes
+    ABANDONING = 2  # past the drain deadline: workers stop starting its records
+    FENCED = 3  # no longer ours: completions release budget but move no offset
+
+
 class PartitionState:
-    __slots__ = ("_ages", "_batches", "_flow", "accepting", "committed", "completed", "load",
-                 "revoked", "revoking", "tp", "tracker")
+    __slots__ = ("_ages", "_batches", "_flow", "committed", "completed", "load", "phase", "tp",
+                 "tracker")
 
     def __init__(self, tp: TP, flow: FlowControl, ages: AgeBuckets | None = None) -> None:
         self.tp = tp
@@ -60,9 +76,33 @@ class PartitionState:
         self.tracker = OffsetTracker()
         self.committed: int | None = None  # last offset we committed for it
         self.completed = 0  # messages done, for the commit policy
-        self.accepting = True  # the fetch loop may deliver its records
-        self.revoking = False  # workers stop starting its records
-        self.revoked = False  # fenced: completions no longer count
+        self.phase = Phase.ACTIVE
+
+    # -- lifecycle: forward only -------------------------------------------
+
+    def revoke(self) -> None:
+        """Stop taking its records; what was fetched may still finish."""
+        self.phase = max(self.phase, Phase.DRAINING)
+
+    def abandon(self) -> None:
+        """Past the drain deadline: start none of its records any more."""
+        self.phase = max(self.phase, Phase.ABANDONING)
+
+    def fence(self) -> None:
+        """No longer ours: nothing it completes moves an offset."""
+        self.phase = Phase.FENCED
+
+    @property
+    def accepting(self) -> bool:
+        return self.phase is Phase.ACTIVE
+
+    @property
+    def revoking(self) -> bool:
+        return self.phase >= Phase.ABANDONING
+
+    @property
+    def revoked(self) -> bool:
+        return self.phase is Phase.FENCED
 
     def deliver(self, records: Sequence[Record]) -> None:
         offsets, stamps, size = _scan(records)

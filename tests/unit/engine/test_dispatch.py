@@ -144,7 +144,7 @@ async def test_cancel_drops_queued_runs_of_revoked_partitions_only() -> None:
             state.deliver(batch)
             dispatcher.submit(state, batch)
         await until(lambda: proc.running == 1)  # s0's run holds the only worker
-        s1.revoking = True
+        s1.abandon()
         assert dispatcher.cancel({s1}) == 5
         assert s1.in_flight == 0
         gate.set()
@@ -165,7 +165,7 @@ async def test_cancel_drops_runs_that_idle_workers_were_woken_for_but_not_starte
         batch = [rec(s0.tp, i, b"k%d" % (i % 3)) for i in range(9)]
         s0.deliver(batch)
         dispatcher.submit(s0, batch)  # wakes workers, which have not run yet
-        s0.revoking = True
+        s0.abandon()
         assert dispatcher.cancel({s0}) == 9
         assert s0.in_flight == 0
         await asyncio.sleep(0.05)

@@ -7,6 +7,8 @@ import gc
 import weakref
 
 from aiokafka.structs import ConsumerRecord
+from hypothesis import given
+from hypothesis import strategies as st
 
 from consumer.engine.flow import FlowControl
 from consumer.engine.partition import PartitionState
@@ -27,7 +29,7 @@ def test_late_completion_after_revocation_is_fenced() -> None:
     old.deliver(records)
     old.done(records[0])
     assert old.pending_commit() == 1
-    old.revoked = True  # revoked with offsets 1 and 2 still running
+    old.fence()  # revoked with offsets 1 and 2 still running
     flow.revoke(old.tp)
     new = PartitionState(TP("t", 0), flow)  # assigned to us again
     new.deliver([rec(1), rec(2)])
@@ -105,3 +107,25 @@ def test_a_run_without_usable_timestamps_completes_and_has_no_time() -> None:
     assert (flow.messages, flow.bytes) == (0, 0)
     assert state.pending_commit() == 4
     assert sum(ages.counts) == 1  # only offset 3 has a broker timestamp
+
+
+@given(st.lists(st.sampled_from(["revoke", "abandon", "fence"]), max_size=6))
+def test_the_lifecycle_only_moves_forward(steps: list[str]) -> None:
+    state = PartitionState(TP("t", 0), FlowControl(10, 10_000))
+    assert (state.accepting, state.revoking, state.revoked) == (True, False, False)
+    seen = [state.phase]
+    for step in steps:
+        getattr(state, step)()
+        seen.append(state.phase)
+    assert seen == sorted(seen)  # never back
+    if "fence" in steps:
+        assert state.revoked
+        assert state.revoking
+        assert not state.accepting
+    elif "abandon" in steps:
+        assert state.revoking
+        assert not state.revoked
+        assert not state.accepting
+    elif "revoke" in steps:
+        assert not state.accepting
+        assert not state.revoking
