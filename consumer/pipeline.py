@@ -61,6 +61,7 @@ from consumer.sinks.batcher import mark_retrieved
 from consumer.types import Done, DoneRun, Handler, Record, Undecodable
 
 if TYPE_CHECKING:
+    from consumer.observability.metrics import Metrics
     from consumer.observability.otel import Tracing
 
 __all__ = ["Context", "Pipeline", "build_processor", "load_handler"]
@@ -96,7 +97,7 @@ class Pipeline:
     messages still waiting for a dead-letter acknowledgement stay undone.
     """
 
-    def __init__(self, settings: Settings, metrics: Any = None, *,
+    def __init__(self, settings: Settings, metrics: Metrics | None = None, *,
                  handler: Handler, middleware: Sequence[Middleware] = (),
                  batcher: Any = None, sink: Any = None,
                  publisher: Publisher | None = None,
@@ -415,7 +416,7 @@ class Pipeline:
                      self.breaker.reason)
 
 
-def build_processor(settings: Settings, metrics: Any = None, *,
+def build_processor(settings: Settings, metrics: Metrics | None = None, *,
                     security: KafkaSecurity | None = None,
                     tracing: Tracing | None = None) -> Pipeline:
     """Build (not start) the pipeline from settings: loads the handler and

@@ -1,39 +1,45 @@
 """The gates' view of `consumer.observability.metrics.Metrics`.
 
-Every instrument is optional: a missing attribute (or `metrics=None` in unit
-tests) turns the call into a no-op, so the gates never fail over telemetry.
-Labels stay bounded: topics, downstream names, outcomes, error class names.
+Typed: each instrument is a `Metrics` attribute read once, in the
+constructor, so mypy sees every name and a rename fails the type check
+instead of silencing a metric. `metrics=None` (unit tests) is the null
+implementation: every call is a no-op. Labels stay bounded: topics,
+downstream names, outcomes, error class names.
 """
 
 from __future__ import annotations
 
-import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-log = logging.getLogger("consumer.gates")
+if TYPE_CHECKING:
+    from consumer.observability.metrics import Metrics
 
 
 class GateMetrics:
-    def __init__(self, metrics: Any = None) -> None:
-        self._metrics = metrics
+    def __init__(self, metrics: Metrics | None = None) -> None:
+        self._families: dict[str, Any] = {} if metrics is None else {
+            "messages": metrics.messages, "processing_seconds": metrics.processing_seconds,
+            "retries": metrics.retries, "handler_attempts": metrics.handler_attempts,
+            "dlq_messages": metrics.dlq_messages, "dlq_send_failures": metrics.dlq_send_failures,
+            "dlq_refused": metrics.dlq_refused, "dlq_breaker_open": metrics.dlq_breaker_open,
+            "ratelimit_wait_seconds": metrics.ratelimit_wait_seconds,
+            "ratelimit_rate": metrics.ratelimit_rate,
+            "ratelimit_throttled": metrics.ratelimit_throttled,
+        }
         # prometheus-client's labels() costs more than the increment itself;
         # the label sets are bounded, so their children are kept here.
         self._children: dict[tuple[str, tuple[tuple[str, str], ...]], Any] = {}
 
     def _child(self, name: str, **labels: str) -> Any:
+        """The instrument `name` (one of the families above) for `labels`, or
+        None under the null implementation."""
         key = (name, tuple(labels.items()))
         try:
             return self._children[key]
         except KeyError:
             pass
-        family = getattr(self._metrics, name, None) if self._metrics is not None else None
-        child = family
-        if family is not None and labels:
-            try:
-                child = family.labels(**labels)
-            except ValueError:  # a label set that differs from ours: skip, don't crash
-                log.debug("metric %s does not take labels %s", name, sorted(labels))
-                child = None
+        family = self._families.get(name)
+        child = family.labels(**labels) if family is not None and labels else family
         self._children[key] = child
         return child
 

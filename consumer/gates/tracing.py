@@ -26,7 +26,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry import trace
 from opentelemetry.context import Context as OtelContext
@@ -40,6 +40,9 @@ from consumer.gates.runs import RunContext, Segment
 from consumer.observability.otel import extract
 from consumer.pipeline import Pipeline
 from consumer.types import Done, DoneRun, Handler, Record
+
+if TYPE_CHECKING:
+    from consumer.observability.metrics import Metrics
 
 #: Keys longer than this, or not UTF-8 text, are not recorded.
 MAX_KEY_BYTES = 128
@@ -287,7 +290,7 @@ class TracedPipeline(Pipeline):
     logic is `Pipeline`'s, untouched. `build_processor` picks this class only
     when tracing is on."""
 
-    def __init__(self, settings: Settings, metrics: Any = None, *, tracer: Tracer,
+    def __init__(self, settings: Settings, metrics: Metrics | None = None, *, tracer: Tracer,
                  registry: SpanRegistry, **kwargs: Any) -> None:
         self._tracer = tracer
         self._spans = MessageSpans(tracer, settings, registry)

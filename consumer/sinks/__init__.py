@@ -21,12 +21,13 @@ from consumer.sinks.base import Row
 from consumer.types import Sink
 
 if TYPE_CHECKING:
+    from consumer.observability.metrics import Metrics
     from consumer.security import KafkaSecurity
 
 __all__ = ["Row", "open_sink"]
 
 
-def open_sink(url: str, *, settings: Any = None, metrics: Any = None,
+def open_sink(url: str, *, settings: Any = None, metrics: Metrics | None = None,
               security: KafkaSecurity | None = None) -> Sink:
     """Build (not open) the sink `url` names. Raises `ConfigError` naming
     CONSUMER_SINK_URL for an unknown scheme or a malformed URL; connects to
