@@ -31,7 +31,8 @@ def test_every_instrument_reaches_the_registry() -> None:
                  'consumer_retries_total{topic="t"} 1.0',
                  'consumer_dlq_messages_total{reason="InvalidEvent",topic="t"} 1.0',
                  "consumer_dlq_send_failures_total 1.0", "consumer_dlq_refused_total 1.0",
-                 "consumer_dlq_breaker_open 1.0", 'consumer_ratelimit_rate{downstream="billing"} 5.0',
+                 "consumer_dlq_breaker_open 1.0",
+                 'consumer_ratelimit_rate{downstream="billing"} 5.0',
                  'consumer_ratelimit_throttled_total{downstream="billing",status="429"} 1.0'):
         assert line in text
 
