@@ -13,10 +13,10 @@ import logging
 import time
 from collections.abc import Iterable, Set
 
-from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
 
 from consumer.engine.partition import PartitionState
+from consumer.engine.source import Consumer
 from consumer.observability.metrics import Metrics
 from consumer.types import TP
 
@@ -24,7 +24,7 @@ log = logging.getLogger("consumer.engine")
 
 
 class Committer:
-    def __init__(self, consumer: AIOKafkaConsumer, metrics: Metrics, timeout: float) -> None:
+    def __init__(self, consumer: Consumer, metrics: Metrics, timeout: float) -> None:
         self._consumer = consumer
         self._metrics = metrics
         self._timeout = timeout

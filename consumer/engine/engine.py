@@ -12,27 +12,25 @@ import logging
 import time
 from collections.abc import Iterable
 
-from aiokafka import AIOKafkaConsumer
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import KafkaError, TopicAuthorizationFailedError
 
 from consumer.config import Settings
-from consumer.engine import wire
 from consumer.engine.commit_policy import CommitPolicy
 from consumer.engine.committer import Committer
 from consumer.engine.dispatch import Dispatcher
 from consumer.engine.flow import FlowControl
 from consumer.engine.partition import PartitionState
+from consumer.engine.source import Consumer, KafkaConsumer
 from consumer.observability.metrics import Metrics
 from consumer.observability.partitions import PartitionGauges
-from consumer.security import NOT_AUTHORIZED, KafkaSecurity, kafka_security
+from consumer.security import NOT_AUTHORIZED, KafkaSecurity
 from consumer.types import TP, Processor
 
 log = logging.getLogger("consumer.engine")
 
 _POLL_MS = 100  # short polls: pauses and resumes take effect within this
 _DRAIN_POLL = 0.02
-_NO_GENERATION = -1  # aiokafka's OffsetCommitRequest.DEFAULT_GENERATION_ID
 _SETTLE = 0.05  # longest wait for the workers after a fetch
 _METRICS_EVERY = 0.5
 #: Paused partitions are not fetched, so their high watermark stops moving:
@@ -57,7 +55,10 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
 
 class Engine:
     def __init__(self, settings: Settings, processor: Processor, metrics: Metrics, *,
-                 security: KafkaSecurity | None = None) -> None:
+                 security: KafkaSecurity | None = None,
+                 consumer: Consumer | None = None) -> None:
+        """`consumer` is the Kafka client (the service's default: aiokafka
+        from `settings` and `security`; tests give a fake)."""
         self._settings = settings
         self._processor = processor
         self._metrics = metrics
@@ -72,28 +73,7 @@ class Engine:
         self._paused: set[TP] = set()
         self._dispatcher = Dispatcher(processor, settings.ordering, settings.concurrency,
                                       self._on_worker_error)
-        # Any record the broker accepted must come out of `getmany`: the
-        # fetcher's strict decoding raises (and loses the other partitions'
-        # drained records) on the first one it cannot read.
-        wire.install()
-        self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=settings.bootstrap_servers,
-            **(security or kafka_security(settings)).options(),
-            group_id=settings.group_id,
-            group_instance_id=settings.group_instance_id,
-            client_id=settings.client_id,
-            enable_auto_commit=False,
-            auto_offset_reset=settings.auto_offset_reset,
-            isolation_level=settings.isolation_level,
-            session_timeout_ms=settings.session_timeout_ms,
-            heartbeat_interval_ms=settings.heartbeat_interval_ms,
-            rebalance_timeout_ms=settings.rebalance_timeout_ms,
-            max_poll_interval_ms=settings.max_poll_interval_ms,
-            fetch_max_bytes=settings.fetch_max_bytes,
-            max_partition_fetch_bytes=settings.max_partition_fetch_bytes,
-            fetch_max_wait_ms=settings.fetch_max_wait_ms,
-            max_poll_records=settings.max_poll_records,
-        )
+        self._consumer: Consumer = consumer or KafkaConsumer(settings, security)
         self._committer = Committer(self._consumer, metrics, settings.commit_timeout)
         self._policy = CommitPolicy(settings.commit_interval, settings.commit_every)
         self._stop = asyncio.Event()
@@ -166,7 +146,7 @@ class Engine:
         a topic) after shutting down, for the caller to report."""
         await self._consumer.start()
         try:
-            self._consumer.subscribe(topics=self._settings.topics, listener=_Listener(self))
+            self._consumer.subscribe(self._settings.topics, _Listener(self))
             await self._dispatcher.start()
             self._fetch_task = asyncio.create_task(self._fetch_routine(), name="consumer-fetch")
             self._tasks = [
@@ -305,11 +285,9 @@ class Engine:
 
     def _check_topics_readable(self) -> None:
         """Raise `TopicAuthorizationFailedError` for a subscribed topic the
-        broker refused us (no READ). aiokafka only notes the refusal in its
-        cluster metadata and assigns nothing; the service would idle, looking
-        healthy, forever. (`_client` is aiokafka's own: the pinned version's
-        metadata is where the refusal is kept.)"""
-        refused = self._consumer._client.cluster.unauthorized_topics
+        broker refused us (no READ): nothing is assigned for it, and the
+        service would idle, looking healthy, forever."""
+        refused = self._consumer.refused_topics()
         if refused:
             denied = sorted(refused.intersection(self._settings.topics))
             if denied:
@@ -427,7 +405,7 @@ class Engine:
         Bounded by the refresh period."""
         try:
             async with asyncio.timeout(_END_OFFSETS_EVERY):
-                ends: dict[TP, int] = await self._consumer.end_offsets(list(tps))
+                ends = dict(await self._consumer.end_offsets(list(tps)))
         except (KafkaError, TimeoutError) as exc:
             log.debug("end offsets unavailable: %r", exc)
             return {}
@@ -486,11 +464,8 @@ class Engine:
                                               "left_for_next_owner": dropped})
 
     def _lost(self) -> bool:
-        """The coordinator no longer knows this member: aiokafka resets the
-        generation to -1 on UnknownMemberId / IllegalGeneration and then calls
-        `on_partitions_revoked` (it has no `on_partitions_lost`)."""
-        coordinator = getattr(self._consumer, "_coordinator", None)
-        return getattr(coordinator, "generation", None) == _NO_GENERATION
+        """The coordinator no longer knows this member (evicted)."""
+        return self._consumer.member_lost()
 
     async def on_assigned(self, assigned: set[TP]) -> None:
         self._metrics.rebalances.labels("assigned").inc()

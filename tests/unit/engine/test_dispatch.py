@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from itertools import pairwise
 
 from aiokafka.structs import ConsumerRecord
@@ -15,6 +15,7 @@ from consumer.engine.dispatch import MAX_RUN, Dispatcher
 from consumer.engine.flow import FlowControl
 from consumer.engine.partition import PartitionState
 from consumer.types import TP, Done, DoneRun, Record, RecordProcessor
+from tests.support.waiting import until
 
 
 def rec(tp: TP, offset: int, key: bytes | None) -> Record:
@@ -48,12 +49,6 @@ class Recorder(RecordProcessor):
 
     async def close(self) -> None:
         return None
-
-
-async def until(predicate: Callable[[], bool], within: float = 5.0) -> None:
-    async with asyncio.timeout(within):
-        while not predicate():  # noqa: ASYNC110 - polling plain state, no event to wait on
-            await asyncio.sleep(0.001)
 
 
 def _ignore(exc: BaseException) -> None:

@@ -1,14 +1,15 @@
-"""Engine bookkeeping that needs no broker: the drain deadline against a
-processor whose flush never returns, the commit counter across rebalances,
-and lost partitions fenced without a drain. (The consumer is built but never
-started.)"""
+"""Engine bookkeeping that needs no broker, against an in-memory consumer
+(`tests.support.consumer`): the drain deadline against a processor whose
+flush never returns, the commit counter across rebalances, lost partitions
+fenced without a drain, commits retried on their own timer and moved past
+transaction markers."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 from collections.abc import AsyncIterator
-from types import SimpleNamespace
+from typing import Any
 
 import pytest
 from aiokafka.structs import ConsumerRecord
@@ -17,6 +18,8 @@ from consumer.config import load_settings
 from consumer.engine.engine import Engine
 from consumer.observability.metrics import Metrics
 from consumer.types import TP, Done, Record, RecordProcessor
+from tests.support.consumer import FakeConsumer
+from tests.support.waiting import until
 
 
 class StuckSink(RecordProcessor):
@@ -37,9 +40,14 @@ def rec(offset: int) -> Record:
 
 
 @pytest.fixture
-async def eng() -> AsyncIterator[Engine]:
+def fake() -> FakeConsumer:
+    return FakeConsumer()
+
+
+@pytest.fixture
+async def eng(fake: FakeConsumer) -> AsyncIterator[Engine]:
     settings = load_settings(bootstrap_servers="127.0.0.1:9", topics=["t"], sink_url="none")
-    engine = Engine(settings, StuckSink(), Metrics())
+    engine = Engine(settings, StuckSink(), Metrics(), consumer=fake)
     yield engine
     await engine.close()
 
@@ -83,20 +91,18 @@ async def test_completed_count_never_decreases_across_rebalances(eng: Engine) ->
     assert eng._completed() == 4
 
 
-async def test_lost_partitions_are_fenced_at_once_not_drained(eng: Engine) -> None:
+async def test_lost_partitions_are_fenced_at_once_not_drained(eng: Engine,
+                                                               fake: FakeConsumer) -> None:
     # Evicted while frozen: aiokafka reset our generation, then revokes. The
     # partitions are another member's already; draining would redo its work.
     tp = TP("t", 0)
     await eng.on_assigned({tp})
     state = eng._states[tp]
     state.deliver([rec(0), rec(1)])  # in flight; this processor never completes them
-    eng._consumer._coordinator = SimpleNamespace(generation=-1)
-    try:
-        began = time.monotonic()
-        await eng.on_revoked({tp})
-        assert time.monotonic() - began < 2.0  # not the 36 s revocation deadline
-    finally:
-        eng._consumer._coordinator = None
+    fake.lost = True
+    began = time.monotonic()
+    await eng.on_revoked({tp})
+    assert time.monotonic() - began < 2.0  # not the 36 s revocation deadline
     assert tp not in eng._states
     state.done(rec(0))  # a late completion of the zombie
     assert state.pending_commit() is None
@@ -118,3 +124,46 @@ async def test_state_and_the_readiness_reason_follow_the_stop(eng: Engine) -> No
     assert eng.state == "stopping"
     await eng.close()
     assert eng.state == "stopped"
+
+
+class Completes(RecordProcessor):
+    async def process(self, record: Record, done: Done) -> None:
+        done(record)
+
+
+async def running(fake: FakeConsumer, **settings: Any) -> tuple[Engine, asyncio.Task[int]]:
+    opts: dict[str, Any] = {"bootstrap_servers": "127.0.0.1:9", "topics": ["t"],
+                               "sink_url": "none", "commit_interval": 0.1, **settings}
+    engine = Engine(load_settings(**opts), Completes(), Metrics(), consumer=fake)
+    task = asyncio.create_task(engine.run())
+    await until(lambda: fake.listener is not None)
+    return engine, task
+
+
+async def test_a_failed_commit_is_retried_without_new_messages(fake: FakeConsumer) -> None:
+    tp = TP("t", 0)
+    fake.commit_failures = 2
+    engine, task = await running(fake)
+    try:
+        await fake.assign(tp)
+        fake.queue(rec(0), rec(1), rec(2))
+        await until(lambda: fake.committed.get(tp) == 3)
+        assert fake.commits >= 3  # two refused, then the one that landed
+    finally:
+        engine.request_stop()
+        assert await task == 0
+
+
+async def test_an_idle_partition_commits_past_a_transaction_marker(fake: FakeConsumer) -> None:
+    tp = TP("t", 0)
+    engine, task = await running(fake)
+    try:
+        await fake.assign(tp)
+        # A transaction's records at 0 and 1, its commit marker at 2: the
+        # fetch hands out the records and moves the position past the marker.
+        fake.positions[tp] = 3
+        fake.queue(rec(0), rec(1))
+        await until(lambda: fake.committed.get(tp) == 3)
+    finally:
+        engine.request_stop()
+        assert await task == 0
