@@ -90,10 +90,8 @@ async def test_readiness_follows_the_sink_and_liveness_does_not(
                          "/readyz to recover", service)
         group = service.env["CONSUMER_GROUP_ID"]
 
-        async def all_committed() -> bool:
-            return await committed_all(kafka_bootstrap, group, topic)
-
-        await wait_until(all_committed, 60, "the events written and committed", service)
+        await wait_until(lambda: committed_all(kafka_bootstrap, group, topic), 60,
+                         "the events written and committed", service)
     finally:
         code = service.terminate()
     assert code == 0, service.log_tail()

@@ -100,10 +100,8 @@ async def test_once_shows_rates_partitions_and_an_unreachable_instance(
 
         # Every record produced (50 + 400) committed, as the broker says:
         # then top's numbers are exact.
-        async def all_committed() -> bool:
-            return await committed_all(kafka_bootstrap, group, topic)
-
-        await wait_until(all_committed, 60, "the group to commit every record", svc)
+        await wait_until(lambda: committed_all(kafka_bootstrap, group, topic), 60,
+                         "the group to commit every record", svc)
         code, shown, err = await top_once("--interval", "1", address)
         assert code == 0, (shown, err)
         rows = partition_rows(shown, address, topic)

@@ -48,10 +48,8 @@ async def test_100k_events_exactly_the_valid_ones_stored_invalid_dead_lettered(
               f"({len(traffic.valid) / elapsed:,.0f} rows/s)")
         group = service.env["CONSUMER_GROUP_ID"]
 
-        async def committed() -> bool:
-            return await committed_all(kafka_bootstrap, group, topic)
-
-        await wait_until(committed, 60, "offsets committed to the end", service)
+        await wait_until(lambda: committed_all(kafka_bootstrap, group, topic), 60,
+                         "offsets committed to the end", service)
     finally:
         code = service.terminate()
     assert code == 0, service.log_tail()
@@ -87,10 +85,9 @@ async def test_sigkill_mid_stream_then_restart_loses_and_doubles_nothing(
 
         await wait_until(all_stored, 300, "all rows after the restart", second)
 
-        async def committed() -> bool:
-            return await committed_all(kafka_bootstrap, first.env["CONSUMER_GROUP_ID"], topic)
-
-        await wait_until(committed, 60, "offsets committed to the end", second)
+        group = first.env["CONSUMER_GROUP_ID"]
+        await wait_until(lambda: committed_all(kafka_bootstrap, group, topic), 60,
+                         "offsets committed to the end", second)
     finally:
         code = second.terminate()
     assert code == 0, second.log_tail()

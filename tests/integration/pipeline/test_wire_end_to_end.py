@@ -136,10 +136,8 @@ async def test_any_record_from_an_outside_producer_is_stored_or_dead_lettered(
     try:
         group = service.env["CONSUMER_GROUP_ID"]
 
-        async def all_committed() -> bool:
-            return await committed_all(kafka_bootstrap, group, topic)
-
-        await wait_until(all_committed, 180, "offsets committed to the end", service)
+        await wait_until(lambda: committed_all(kafka_bootstrap, group, topic), 180,
+                         "offsets committed to the end", service)
         assert service.alive
     finally:
         code = service.terminate()
@@ -208,10 +206,8 @@ async def test_records_of_an_aborted_transaction_are_never_stored(
 
         await wait_until(stored_kept, 120, "the committed transaction stored", service)
 
-        async def all_committed() -> bool:
-            return await committed_all(kafka_bootstrap, group, topic)
-
-        await wait_until(all_committed, 60, "offsets committed to the end", service)
+        await wait_until(lambda: committed_all(kafka_bootstrap, group, topic), 60,
+                         "offsets committed to the end", service)
     finally:
         code = service.terminate()
     assert code == 0, service.log_tail()
@@ -270,10 +266,8 @@ async def test_a_dead_letter_topic_refusing_every_form_sticks_only_that_partitio
         await kafka_admin.alter_configs([ConfigResource(
             ConfigResourceType.TOPIC, dlq, configs={"max.message.bytes": "1048588"})])
 
-        async def all_committed() -> bool:
-            return await committed_all(kafka_bootstrap, group, topic)
-
-        await wait_until(all_committed, 60, "the partition moving on once the topic takes it",
+        await wait_until(lambda: committed_all(kafka_bootstrap, group, topic), 60,
+                         "the partition moving on once the topic takes it",
                          service)
     finally:
         code = service.terminate()
@@ -316,10 +310,8 @@ async def test_a_failed_periodic_commit_is_retried_without_new_messages(
             await asyncio.to_thread(broker.start)
             group = service.env["CONSUMER_GROUP_ID"]
 
-            async def all_committed() -> bool:
-                return await committed_all(bootstrap, group, topic)
-
-            await wait_until(all_committed, 60, "the failed commit retried", service)
+            await wait_until(lambda: committed_all(bootstrap, group, topic), 60,
+                             "the failed commit retried", service)
             assert "partitions revoked" not in service.log_tail(50_000)
         finally:
             code = service.terminate()
