@@ -237,6 +237,23 @@ def dlq_origins(records: Iterable[Any]) -> list[tuple[int, int]]:
     return out
 
 
+async def committed_offsets(bootstrap: str, group: str, topic: str, partitions: int, *,
+                            security: KafkaSecurity = PLAINTEXT) -> dict[int, int]:
+    """The group's committed offset of each of the topic's `partitions`
+    partitions: 0 where it committed none, or while the group coordinator
+    is not there yet."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **security.options())
+    await admin.start()
+    try:
+        committed = await admin.list_consumer_group_offsets(group)
+    except KafkaError:
+        committed = {}
+    finally:
+        await admin.close()
+    return {p: getattr(committed.get(TopicPartition(topic, p)), "offset", 0)
+            for p in range(partitions)}
+
+
 async def committed_all(bootstrap: str, group: str, topic: str, *,
                         security: KafkaSecurity = PLAINTEXT) -> bool:
     """True when the group's committed offsets reach the end of every partition."""

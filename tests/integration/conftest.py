@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -21,8 +21,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from devtools.docker import ping
 from devtools.kafka import LocalKafka
 from devtools.postgres import LocalPostgres
-
-NewTopicFactory = Callable[..., Awaitable[str]]
+from tests.support.kafka import NewTopicFactory
 
 
 def docker_engine_answers() -> bool:

@@ -10,7 +10,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import TopicPartition
 
-from tests.integration.conftest import NewTopicFactory
+from tests.support.kafka import NewTopicFactory
 
 pytestmark = pytest.mark.integration
 

@@ -17,7 +17,7 @@ from aiokafka import AIOKafkaConsumer
 from consumer.produce import ProduceError, produce_events
 from schemas import validate
 from schemas.samples import invalid_samples, sample_bytes, sample_event
-from tests.integration.conftest import NewTopicFactory
+from tests.support.kafka import NewTopicFactory
 
 pytestmark = pytest.mark.integration
 

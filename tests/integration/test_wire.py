@@ -24,8 +24,8 @@ from confluent_kafka import TopicPartition as CkTopicPartition
 from consumer.engine import wire
 from consumer.errors import ConfigError
 from consumer.types import Undecodable
-from tests.integration.conftest import NewTopicFactory
 from tests.integration.wire import CODECS, WireRecord, produce_raw
+from tests.support.kafka import NewTopicFactory
 
 pytestmark = pytest.mark.integration
 

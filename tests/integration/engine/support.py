@@ -5,11 +5,9 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.structs import TopicPartition
+from aiokafka import AIOKafkaProducer
 
 from schemas.samples import sample_event
 
@@ -46,17 +44,3 @@ def read_handled(path: Path) -> list[Handled]:
         if len(parts) == 4:
             out.append(Handled(int(parts[0]), int(parts[1]), parts[2], int(parts[3])))
     return out
-
-
-async def committed(bootstrap: str, group: str, topic: str, partitions: int) -> dict[int, int]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group,
-                                enable_auto_commit=False)
-    await consumer.start()
-    try:
-        result: dict[int, int] = {}
-        for p in range(partitions):
-            offset: Any = await consumer.committed(TopicPartition(topic, p))
-            result[p] = int(offset or 0)
-        return result
-    finally:
-        await consumer.stop()

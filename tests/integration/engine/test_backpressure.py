@@ -13,8 +13,8 @@ from consumer.config import load_settings
 from consumer.engine.engine import Engine
 from consumer.observability.metrics import Metrics
 from consumer.pipeline import build_processor
-from tests.integration.conftest import NewTopicFactory
 from tests.integration.engine.support import produce_keyed, read_handled
+from tests.support.kafka import NewTopicFactory
 
 pytestmark = pytest.mark.integration
 

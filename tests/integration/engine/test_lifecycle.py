@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from devtools.harness import Service, committed_all, wait_until
+from devtools.harness import Service, committed_all, committed_offsets, wait_until
 from devtools.kafka import LocalKafka, create_topics
-from tests.integration.conftest import NewTopicFactory
-from tests.integration.engine.support import committed, produce_keyed, read_handled
+from tests.integration.engine.support import produce_keyed, read_handled
+from tests.support.kafka import NewTopicFactory
 
 pytestmark = pytest.mark.integration
 
@@ -93,12 +93,12 @@ async def test_sigkill_mid_stream_then_restart_skips_nothing(
     first.start()
 
     async def some_commits() -> bool:
-        offsets = await committed(kafka_bootstrap, f"g-{topic}", topic, PARTITIONS)
+        offsets = await committed_offsets(kafka_bootstrap, f"g-{topic}", topic, PARTITIONS)
         return sum(offsets.values()) >= 500
 
     await wait_until(some_commits, 60, "first commits", first)
     first.kill()
-    before = await committed(kafka_bootstrap, f"g-{topic}", topic, PARTITIONS)
+    before = await committed_offsets(kafka_bootstrap, f"g-{topic}", topic, PARTITIONS)
     assert sum(before.values()) < len(sent), "killed mid-stream"
     # What was committed before the crash had really been handled.
     done_before = handled_pairs(handled)
@@ -133,7 +133,7 @@ async def test_second_member_joins_and_leaves_mid_stream(
     second.start()
 
     async def revoked_and_committed() -> bool:
-        offsets = await committed(kafka_bootstrap, f"g-{topic}", topic, PARTITIONS)
+        offsets = await committed_offsets(kafka_bootstrap, f"g-{topic}", topic, PARTITIONS)
         return sum(offsets.values()) > 0
 
     await wait_until(revoked_and_committed, 60, "commit on revocation", first)

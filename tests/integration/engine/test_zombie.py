@@ -21,9 +21,9 @@ from pathlib import Path
 
 import pytest
 
-from devtools.harness import Service, committed_all, wait_until
-from tests.integration.conftest import NewTopicFactory
-from tests.integration.engine.support import committed, produce_keyed, read_handled
+from devtools.harness import Service, committed_all, committed_offsets, wait_until
+from tests.integration.engine.support import produce_keyed, read_handled
+from tests.support.kafka import NewTopicFactory
 
 pytestmark = pytest.mark.integration
 
@@ -58,13 +58,14 @@ async def test_zombie_late_completions_do_not_move_offsets_of_moved_partitions(
     zombie.start()
     try:
         async def some_commits() -> bool:
-            return sum((await committed(kafka_bootstrap, group, topic, PARTITIONS)).values()) >= 200
+            offsets = await committed_offsets(kafka_bootstrap, group, topic, PARTITIONS)
+            return sum(offsets.values()) >= 200
 
         await wait_until(some_commits, 60, "the first member's commits", zombie)
         assert zombie.proc is not None
         os.kill(zombie.proc.pid, signal.SIGSTOP)
         await asyncio.sleep(1.0)  # a commit already on the wire lands first
-        before = await committed(kafka_bootstrap, group, topic, PARTITIONS)
+        before = await committed_offsets(kafka_bootstrap, group, topic, PARTITIONS)
         assert sum(before.values()) < len(sent), "stopped mid-stream"
 
         owner.start()
@@ -84,7 +85,7 @@ async def test_zombie_late_completions_do_not_move_offsets_of_moved_partitions(
         seen = []
         while time.monotonic_ns() - woke_ns < 8e9:
             await asyncio.sleep(0.5)
-            seen.append(await committed(kafka_bootstrap, group, topic, PARTITIONS))
+            seen.append(await committed_offsets(kafka_bootstrap, group, topic, PARTITIONS))
         late = [h for h in read_handled(zombie_file) if h.at_ns > woke_ns]
         print(f"\ncommitted before {before}; zombie completions after waking: {len(late)}")
         assert late, "the zombie had work in flight to finish"

@@ -17,13 +17,13 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from devtools.harness import Service, read_topic, wait_until
 from devtools.ports import project_root
-from tests.integration.conftest import NewTopicFactory
 from tests.integration.gates.support import (
     committed_offset,
     event_value,
     headers_of,
     produce_values,
 )
+from tests.support.kafka import NewTopicFactory
 
 pytestmark = pytest.mark.integration
 

@@ -17,8 +17,8 @@ from consumer.gates.dlq import (
     H_VALUE_NULL,
 )
 from devtools.harness import read_topic
-from tests.integration.conftest import NewTopicFactory
 from tests.integration.gates.test_breaker_replay import cli
+from tests.support.kafka import NewTopicFactory
 
 pytestmark = pytest.mark.integration
 

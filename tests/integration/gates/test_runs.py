@@ -16,8 +16,8 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
 from devtools.harness import Service, read_topic, wait_until
-from tests.integration.conftest import NewTopicFactory
 from tests.integration.gates.support import committed_offset, event_value, headers_of
+from tests.support.kafka import NewTopicFactory
 
 pytestmark = pytest.mark.integration
 

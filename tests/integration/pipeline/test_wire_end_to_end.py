@@ -26,15 +26,15 @@ from hypothesis import strategies as st
 from devtools.harness import (
     Service,
     committed_all,
+    committed_offsets,
     read_topic,
     stored_ids,
     wait_until,
 )
 from devtools.kafka import LocalKafka, create_topics
 from schemas.samples import sample_event
-from tests.integration.conftest import NewTopicFactory
-from tests.integration.engine.support import committed
 from tests.integration.wire import CODECS, WireRecord, produce_raw
+from tests.support.kafka import NewTopicFactory
 
 pytestmark = pytest.mark.integration
 
@@ -251,13 +251,13 @@ async def test_a_dead_letter_topic_refusing_every_form_sticks_only_that_partitio
         await wait_until(refusal_counted, 60, "the refusal counted", service)
 
         async def stuck_at_the_refused_one() -> bool:
-            return await committed(kafka_bootstrap, group, topic, 2) == {0: 1, 1: 3}
+            return await committed_offsets(kafka_bootstrap, group, topic, 2) == {0: 1, 1: 3}
 
         await wait_until(stuck_at_the_refused_one, 60, "partition 1 to the end, 0 up to the "
                          "refused record", service)
         for _ in range(4):  # it stays there: nothing is skipped
             await asyncio.sleep(0.5)
-            assert await committed(kafka_bootstrap, group, topic, 2) == {0: 1, 1: 3}
+            assert await committed_offsets(kafka_bootstrap, group, topic, 2) == {0: 1, 1: 3}
         assert service.alive
         log = service.log_tail(50_000)
         assert "[0]@1 cannot be dead-lettered" in log

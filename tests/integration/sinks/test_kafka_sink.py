@@ -16,8 +16,8 @@ from consumer.sinks import open_sink
 from consumer.sinks.base import Row
 from consumer.sinks.batcher import Batcher, RowsRefused
 from devtools.harness import read_topic
-from tests.integration.conftest import NewTopicFactory
 from tests.integration.sinks.test_sink_contract import incompressible, rows
+from tests.support.kafka import NewTopicFactory
 
 pytestmark = pytest.mark.integration
 
