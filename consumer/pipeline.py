@@ -27,6 +27,7 @@ import importlib
 import logging
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from consumer.config import Settings
@@ -57,14 +58,13 @@ from consumer.gates.ratelimit import Limiters
 from consumer.gates.retry import RetryMiddleware, RetryPolicy
 from consumer.gates.runs import RunContext, Segment, is_batch_handler, per_event, validate_run
 from consumer.security import KafkaSecurity, kafka_security
-from consumer.sinks.batcher import mark_retrieved
-from consumer.types import Done, DoneRun, Handler, Record, Undecodable
+from consumer.sinks.batcher import Batcher, mark_retrieved
+from consumer.types import Done, DoneRun, Handler, Record, Sink, Undecodable
 
 if TYPE_CHECKING:
     from consumer.observability.metrics import Metrics
-    from consumer.observability.otel import Tracing
 
-__all__ = ["Context", "Pipeline", "build_processor", "load_handler"]
+__all__ = ["Context", "Parts", "Pipeline", "build_processor", "load_handler", "load_parts"]
 
 log = logging.getLogger("consumer.pipeline")
 
@@ -416,32 +416,41 @@ class Pipeline:
                      self.breaker.reason)
 
 
-def build_processor(settings: Settings, metrics: Metrics | None = None, *,
-                    security: KafkaSecurity | None = None,
-                    tracing: Tracing | None = None) -> Pipeline:
-    """Build (not start) the pipeline from settings: loads the handler and
-    middleware and builds the sink, raising `ConfigError` before any I/O. The
-    caller must `await processor.start()` before the first `process`. With
-    `tracing`, the traced pipeline and sink (consumer.gates.tracing); without,
-    nothing of tracing is loaded."""
-    from consumer.sinks import open_sink
-    from consumer.sinks.batcher import Batcher
+@dataclass(frozen=True, slots=True)
+class Parts:
+    """What a pipeline is built from, loaded from settings before any I/O."""
 
-    handler = load_handler(settings.handler or STORE_HANDLER)
+    handler: Handler
+    middleware: list[Middleware]
+    sink: Sink
+    security: KafkaSecurity
+    #: Whether the handler gets a timer: the built-in store handler never
+    #: awaits (emit only buffers), so a timer per message would cost time
+    #: and bound nothing.
+    bounded: bool
+
+
+def load_parts(settings: Settings, metrics: Metrics | None = None, *,
+               security: KafkaSecurity | None = None) -> Parts:
+    """Load the handler and middleware and build the sink; raises
+    `ConfigError` (naming the setting) before any I/O."""
+    from consumer.sinks import open_sink
+
     middleware = [load_middleware(spec) for spec in settings.middleware]
     security = security or kafka_security(settings)
-    sink = open_sink(settings.sink_url, settings=settings, metrics=metrics, security=security)
-    # The built-in store handler never awaits (emit only buffers), so a timer
-    # per message would cost time and bound nothing.
-    bounded = settings.handler is not None or bool(middleware)
-    if tracing is None:
-        batcher = Batcher(sink, settings, metrics)
-        return Pipeline(settings, metrics, handler=handler, middleware=middleware,
-                        batcher=batcher, sink=sink, handler_timeout=bounded, security=security)
-    from consumer.gates.tracing import SpanRegistry, TracedPipeline, TracedSink
+    return Parts(handler=load_handler(settings.handler or STORE_HANDLER), middleware=middleware,
+                 sink=open_sink(settings.sink_url, settings=settings, metrics=metrics,
+                                security=security),
+                 security=security, bounded=settings.handler is not None or bool(middleware))
 
-    registry = SpanRegistry()
-    batcher = Batcher(TracedSink(sink, tracing.tracer, registry), settings, metrics)
-    return TracedPipeline(settings, metrics, tracer=tracing.tracer, registry=registry,
-                          handler=handler, middleware=middleware, batcher=batcher, sink=sink,
-                          handler_timeout=bounded, security=security)
+
+def build_processor(settings: Settings, metrics: Metrics | None = None, *,
+                    security: KafkaSecurity | None = None) -> Pipeline:
+    """Build (not start) the pipeline from settings, raising `ConfigError`
+    before any I/O. The caller must `await processor.start()` before the
+    first `process`. (With tracing on, the service builds the traced one
+    instead: `consumer.gates.tracing.build_traced_processor`.)"""
+    parts = load_parts(settings, metrics, security=security)
+    return Pipeline(settings, metrics, handler=parts.handler, middleware=parts.middleware,
+                    batcher=Batcher(parts.sink, settings, metrics), sink=parts.sink,
+                    handler_timeout=parts.bounded, security=parts.security)

@@ -42,7 +42,12 @@ async def serve(settings: Settings) -> int:
         "kafka_identity": security.identity(), "sink": mask_url(settings.sink_url)})
     metrics = Metrics()
     tracing = start_tracing(settings.tracing)  # an invalid OTEL_* variable: exit 2
-    processor = build_processor(settings, metrics, security=security, tracing=tracing)
+    if tracing is None:  # nothing of tracing is loaded
+        processor = build_processor(settings, metrics, security=security)
+    else:
+        from consumer.gates.tracing import build_traced_processor
+
+        processor = build_traced_processor(settings, tracing, metrics, security=security)
     metrics.declare(topics=settings.topics, sink=processor.sink.name,
                     max_in_flight=settings.max_in_flight,
                     max_in_flight_bytes=settings.max_in_flight_bytes,

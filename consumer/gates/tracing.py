@@ -38,11 +38,14 @@ from consumer.gates.middleware import Middleware, ValidationMiddleware
 from consumer.gates.retry import RetryMiddleware, RetryPolicy
 from consumer.gates.runs import RunContext, Segment
 from consumer.observability.otel import extract
-from consumer.pipeline import Pipeline
+from consumer.pipeline import Pipeline, load_parts
+from consumer.security import KafkaSecurity
+from consumer.sinks.batcher import Batcher
 from consumer.types import Done, DoneRun, Handler, Record
 
 if TYPE_CHECKING:
     from consumer.observability.metrics import Metrics
+    from consumer.observability.otel import Tracing
 
 #: Keys longer than this, or not UTF-8 text, are not recorded.
 MAX_KEY_BYTES = 128
@@ -287,8 +290,8 @@ class TracedSink:
 
 class TracedPipeline(Pipeline):
     """The pipeline with spans (see the module docstring); the per-message
-    logic is `Pipeline`'s, untouched. `build_processor` picks this class only
-    when tracing is on."""
+    logic is `Pipeline`'s, untouched. The service builds it
+    (`build_traced_processor`) only when tracing is on."""
 
     def __init__(self, settings: Settings, metrics: Metrics | None = None, *, tracer: Tracer,
                  registry: SpanRegistry, **kwargs: Any) -> None:
@@ -387,3 +390,17 @@ class TracedPipeline(Pipeline):
             if not acknowledged:
                 span.set_status(Status(StatusCode.ERROR, "not acknowledged before close"))
                 span.end()
+
+
+def build_traced_processor(settings: Settings, tracing: Tracing,
+                           metrics: Metrics | None = None, *,
+                           security: KafkaSecurity | None = None) -> TracedPipeline:
+    """`consumer.pipeline.build_processor` with spans: the same parts, the
+    sink behind `TracedSink`. Raises `ConfigError` before any I/O."""
+    parts = load_parts(settings, metrics, security=security)
+    registry = SpanRegistry()
+    batcher = Batcher(TracedSink(parts.sink, tracing.tracer, registry), settings, metrics)
+    return TracedPipeline(settings, metrics, tracer=tracing.tracer, registry=registry,
+                          handler=parts.handler, middleware=parts.middleware, batcher=batcher,
+                          sink=parts.sink, handler_timeout=parts.bounded,
+                          security=parts.security)

@@ -19,7 +19,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 from consumer.config import Settings
 from consumer.errors import FatalError, TransientError
 from consumer.gates.context import Context
-from consumer.gates.tracing import SpanRegistry, TracedPipeline, TracedSink
+from consumer.gates.tracing import SpanRegistry, TracedPipeline, TracedSink, build_traced_processor
 from consumer.observability.otel import Tracing
 from consumer.pipeline import Pipeline, build_processor
 from consumer.sinks.batcher import Batcher
@@ -310,11 +310,11 @@ def test_tracing_off_builds_the_plain_pipeline_and_loads_no_opentelemetry() -> N
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
 
 
-def test_build_processor_composes_the_traced_path_only_when_asked(
+def test_the_traced_path_is_composed_only_when_asked(
         exporter: InMemorySpanExporter) -> None:
     settings = Settings(sink_url="none")
     assert type(build_processor(settings)) is Pipeline
-    proc = build_processor(settings, tracing=tracing(exporter))
+    proc = build_traced_processor(settings, tracing(exporter))
     assert isinstance(proc, TracedPipeline)
     assert isinstance(proc.batcher.sink, TracedSink)
 
