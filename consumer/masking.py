@@ -31,6 +31,12 @@ _SECRET_WORDS = ("pass", "pwd", "secret", "token", "key", "auth", "credential",
                  "signature")
 
 
+#: What a key of the key=value form looks like (libpq's are words); a "key"
+#: holding `:` or `/` is a piece of a mistyped URL, whose user info is masked
+#: on its own.
+_KEY = re.compile(r"[A-Za-z0-9_.%-]+")
+
+
 def is_secret_key(key: str) -> bool:
     name = unquote(key).strip().lower().replace("-", "").replace("_", "")
     return any(word in name for word in _SECRET_WORDS)
@@ -103,7 +109,8 @@ def _keyvalue_spans(text: str) -> list[tuple[int, int]]:
         start = i
         while i < len(text) and not text[i].isspace() and text[i] != "=":
             i += 1
-        secret = is_secret_key(text[start:i])
+        word = text[start:i]
+        secret = bool(_KEY.fullmatch(word)) and is_secret_key(word)
         i = _skip_space(text, i)
         if i < len(text) and text[i] == "=":
             i = _skip_space(text, i + 1)

@@ -103,10 +103,6 @@ class Engine:
         alive = all(t is not None and not t.done() for t in routines)
         return self._stop.is_set() or (alive and self._dispatcher.alive())
 
-    def ready(self) -> bool:
-        """Connected and in the group (assigned, or waiting for an assignment)."""
-        return self._started and not self._stop.is_set() and self._error is None
-
     @property
     def state(self) -> str:
         """`starting`, `consuming`, `draining` (asked to stop: finishing the
@@ -121,8 +117,10 @@ class Engine:
         return "consuming" if self._started else "starting"
 
     def unready_reason(self) -> str | None:
-        """Why `ready()` is False, in one line for /readyz; None when ready."""
-        if self.ready():
+        """Why the engine is not consuming, in one line for /readyz; None
+        while it is (in the group: assigned, or waiting for an assignment)."""
+        state = self.state
+        if state == "consuming":
             return None
         return {
             "starting": "starting: not consuming yet",
@@ -130,7 +128,7 @@ class Engine:
                         "finish before the last commit",
             "stopping": "stopping: without a drain",
             "failed": "failed: stopping after an error",
-        }.get(self.state, "stopped")
+        }.get(state, "stopped")
 
     @property
     def in_flight(self) -> int:
@@ -434,7 +432,7 @@ class Engine:
         for state in states:
             state.revoke()
         dropped = 0
-        if self._lost():
+        if self._consumer.member_lost():
             for state in states:
                 state.fence()
             dropped = self._dispatcher.cancel(states)
@@ -462,10 +460,6 @@ class Engine:
         self._paused -= revoked
         log.info("partitions revoked", extra={"committed": committed,
                                               "left_for_next_owner": dropped})
-
-    def _lost(self) -> bool:
-        """The coordinator no longer knows this member (evicted)."""
-        return self._consumer.member_lost()
 
     async def on_assigned(self, assigned: set[TP]) -> None:
         self._metrics.rebalances.labels("assigned").inc()

@@ -63,7 +63,9 @@ class Salvaged:
 
 def _varint(buf: bytes, pos: int) -> tuple[int, int]:
     """A zigzag varint at `pos` → (value, next position). Raises IndexError or
-    ValueError on truncated or overlong input."""
+    ValueError on truncated or overlong input. (Not aiokafka's
+    `record.util.decode_varint`: its C version reads past the end of a
+    truncated buffer, and salvage exists for exactly such bytes.)"""
     shift = result = 0
     while True:
         byte = buf[pos]

@@ -155,19 +155,17 @@ class Segment:
     error: InvalidEvent | None = None
 
 
+def _undecodable(value: object) -> InvalidEvent | None:
+    """The refusal of a value the Kafka client could not decode."""
+    return InvalidEvent(Reason.UNDECODABLE, value.reason) if type(value) is Undecodable else None
+
+
 def validate_value(raw: bytes | Undecodable | None, *, allow_unknown: bool = False) -> Event:
     """`schemas.validate` for a record value as the engine delivers it: a
     value the Kafka client could not decode is refused as `undecodable`."""
-    if type(raw) is Undecodable:
-        raise InvalidEvent(Reason.UNDECODABLE, raw.reason)
+    if (refused := _undecodable(raw)) is not None:
+        raise refused
     return validate(raw, allow_unknown=allow_unknown)  # type: ignore[arg-type]
-
-
-def _refusal(record: Record, result: InvalidEvent) -> InvalidEvent:
-    value: object = record.value
-    if type(value) is Undecodable:
-        return InvalidEvent(Reason.UNDECODABLE, value.reason)
-    return result
 
 
 def validate_run(records: Sequence[Record], *, allow_unknown: bool = False) -> list[Segment]:
@@ -185,7 +183,7 @@ def validate_run(records: Sequence[Record], *, allow_unknown: bool = False) -> l
             if current.records:
                 segments.append(current)
                 current = Segment([], [])
-            segments.append(Segment([record], [], _refusal(record, result)))
+            segments.append(Segment([record], [], _undecodable(record.value) or result))
         else:
             current.records.append(record)
             current.events.append(result)

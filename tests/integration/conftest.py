@@ -92,3 +92,15 @@ def new_topic(kafka_admin: AIOKafkaAdminClient) -> NewTopicFactory:
         return name
 
     return create
+
+
+@pytest.fixture
+def own_postgres() -> Iterator[LocalPostgres]:
+    """A PostgreSQL server of the test's own, which it may stop and start (the
+    session one is shared); stopped by its pid afterwards."""
+    server = LocalPostgres()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -290,16 +290,6 @@ async def test_the_demo_shows_the_live_view_and_stops_everything_on_quit(
                 os.kill(pid, signal.SIGKILL)
 
 
-@pytest.fixture
-def own_postgres() -> Iterator[LocalPostgres]:
-    """A PostgreSQL server this test stops and starts (the session one is shared)."""
-    server = LocalPostgres()
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
 
 async def test_once_while_the_sink_is_down(kafka_bootstrap: str,
                                            own_postgres: LocalPostgres) -> None:

@@ -8,7 +8,6 @@ import asyncio
 import re
 import time
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import asyncpg
@@ -30,16 +29,6 @@ pytestmark = pytest.mark.integration
 
 OUTAGE = 20.0
 
-
-@pytest.fixture
-def own_postgres() -> Iterator[LocalPostgres]:
-    """A PostgreSQL server this test may stop and start (the session one is shared)."""
-    server = LocalPostgres()
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def paused_partitions(service: Service) -> float:

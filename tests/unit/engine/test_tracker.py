@@ -41,6 +41,16 @@ def scenarios(draw: st.DrawFn) -> tuple[list[list[int]], list[int]]:
     return batches, completed
 
 
+def played(batches: list[list[int]], completed: list[int]) -> OffsetTracker:
+    """A tracker that was delivered every batch, then told `completed` done."""
+    tracker = OffsetTracker()
+    for batch in batches:
+        tracker.deliver(batch)
+    for offset in completed:
+        tracker.done(offset)
+    return tracker
+
+
 @given(scenarios())
 def test_matches_reference_under_any_interleaving(
     scenario: tuple[list[list[int]], list[int]],
@@ -76,11 +86,7 @@ def test_repeated_and_unknown_completions_change_nothing(
     scenario: tuple[list[list[int]], list[int]],
 ) -> None:
     batches, completed = scenario
-    tracker = OffsetTracker()
-    for batch in batches:
-        tracker.deliver(batch)
-    for offset in completed:
-        tracker.done(offset)
+    tracker = played(batches, completed)
     before = tracker.committable
     for offset in completed:
         tracker.done(offset)  # twice
@@ -172,11 +178,7 @@ def test_long_streams_stay_right_across_the_cuts_of_the_pending_list(seed: int) 
 def test_skip_to_moves_only_an_idle_tracker_and_only_forward(
         scenario: tuple[list[list[int]], list[int]], ahead: int) -> None:
     batches, completed = scenario
-    tracker = OffsetTracker()
-    for batch in batches:
-        tracker.deliver(batch)
-    for offset in completed:
-        tracker.done(offset)
+    tracker = played(batches, completed)
     delivered = [o for b in batches for o in b]
     before = tracker.committable
     position = delivered[-1] + 1 + ahead

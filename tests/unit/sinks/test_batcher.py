@@ -142,14 +142,22 @@ async def test_rows_beyond_max_items_are_written_in_chunks_in_order() -> None:
     await batcher.close()
 
 
-@pytest.mark.parametrize("bad", [{"e0"}, {"e57"}, {"e3", "e4"}, {"e10", "e90", "e99"}])
-async def test_bisection_isolates_exactly_the_bad_rows(bad: set[str]) -> None:
-    sink = FakeSink(reject=bad)
+async def write_hundred(sink: FakeSink,
+                        ) -> tuple[Batcher, dict[str, asyncio.Future[None]], set[str]]:
+    """Rows e0..e99 through a batcher of 100-row batches: the batcher, each
+    row's future, and the rows whose future failed."""
     batcher = await started(sink, batch_max_items=100)
     futures = {f"e{i}": batcher.submit(row(i)) for i in range(100)}
     async with asyncio.timeout(5):
         results = await asyncio.gather(*futures.values(), return_exceptions=True)
-    failed = {rid for rid, res in zip(futures, results, strict=True) if res is not None}
+    return batcher, futures, {rid for rid, res in zip(futures, results, strict=True)
+                              if res is not None}
+
+
+@pytest.mark.parametrize("bad", [{"e0"}, {"e57"}, {"e3", "e4"}, {"e10", "e90", "e99"}])
+async def test_bisection_isolates_exactly_the_bad_rows(bad: set[str]) -> None:
+    sink = FakeSink(reject=bad)
+    batcher, futures, failed = await write_hundred(sink)
     assert failed == bad
     for rid in bad:
         exc = futures[rid].exception()
@@ -193,11 +201,7 @@ class RowByRowSink(FakeSink):
 async def test_a_partly_written_batch_never_sends_a_stored_row_again(
         bad: set[str], flaky: set[str]) -> None:
     sink = RowByRowSink(bad, flaky)
-    batcher = await started(sink, batch_max_items=100)
-    futures = {f"e{i}": batcher.submit(row(i)) for i in range(100)}
-    async with asyncio.timeout(5):
-        results = await asyncio.gather(*futures.values(), return_exceptions=True)
-    failed = {rid for rid, res in zip(futures, results, strict=True) if res is not None}
+    batcher, futures, failed = await write_hundred(sink)
     assert failed == bad
     for rid in bad:
         exc = futures[rid].exception()
