@@ -45,10 +45,10 @@ async def serve(settings: Settings) -> int:
     if tracing is None:  # nothing of tracing is loaded
         processor = build_processor(settings, metrics, security=security)
     else:
-        from consumer.gates.tracing import build_traced_processor
+        from consumer.observability.spans import build_traced_processor
 
         processor = build_traced_processor(settings, tracing, metrics, security=security)
-    metrics.declare(topics=settings.topics, sink=processor.sink.name,
+    metrics.declare(topics=settings.topics, sink=processor.sink_name,
                     max_in_flight=settings.max_in_flight,
                     max_in_flight_bytes=settings.max_in_flight_bytes,
                     concurrency=settings.concurrency)

@@ -50,7 +50,7 @@ def truncate(text: str, limit: int = MAX_DETAIL_BYTES) -> str:
     return data[: limit - 3].decode("utf-8", "ignore") + "..."
 
 
-@final  # run validation tells invalid results apart by exact type (`consumer.gates.runs`)
+@final  # run validation tells invalid results apart by exact type (`consumer.gates.validation`)
 class InvalidEvent(SchemaError):
     """The record is not a valid event. Never retriable: the bytes won't change.
 

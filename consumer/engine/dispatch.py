@@ -13,11 +13,11 @@ free keys of a fetch *packed*: up to `concurrency` runs per fetch, each
 holding whole keys and all their lanes. Every key stays sequential; a slow
 run then holds the keys it carries (per-event handlers keep one run per key).
 
-Workers never create a task per message. A processor with `process_run`
-gets the run in chunks of at most `MAX_RUN` records, each completed with one
-`done_run`; any other gets one `await processor.process(record, done)` per
-record. Either way a worker waits for its turn before each chunk: one chunk
-starts per event-loop iteration, so I/O is polled between any two.
+Workers never create a task per message. A processor that takes runs gets
+the run in chunks of at most `MAX_RUN` records; any other gets runs of one
+record, so a revocation stops it between two records. Either way a worker
+waits for its turn before each chunk: one chunk starts per event-loop
+iteration, so I/O is polled between any two.
 """
 
 from __future__ import annotations
@@ -274,7 +274,6 @@ class Dispatcher:
         # time, so a revocation stops it between two records.
         takes_runs = self._processor.takes_runs
         process_run = self._processor.process_run
-        process = self._processor.process
         while not self._stopped:
             run = await self._next()
             state = run.state
@@ -296,7 +295,7 @@ class Dispatcher:
                     else:
                         while start < stop and not (state.revoking or self._stopped):
                             start += 1
-                            await process(records[start - 1], state.done)
+                            await process_run(records[start - 1:start], state.done_run)
                 state.drop(records[start:])
             except asyncio.CancelledError:
                 # The records being processed may still complete (their rows

@@ -13,12 +13,14 @@ import logging
 import random
 import time
 from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeAlias
 
 from consumer.backoff import Backoff
 from consumer.config import Settings
-from consumer.gates.context import Context, Next
+from consumer.gates.context import NextRun, RunContext, failure_of
+from consumer.gates.instruments import GateMetrics
 
 log = logging.getLogger("consumer.gates.retry")
 
@@ -87,49 +89,97 @@ class RetryPolicy:
         return wait
 
 
-class RetryMiddleware:
-    """Runs the rest of the chain again per `RetryPolicy`; re-raises the last
-    error when it gives up. Sets `ctx.attempt` (1-based) before each attempt and
-    `ctx.first_failure` / `ctx.last_failure` (wall-clock seconds) on failures."""
+#: Told of a failed attempt, inside its observation: (error, the wait
+#: before the next attempt or None when the gate gives up).
+AttemptFailed: TypeAlias = Callable[[BaseException, "float | None"], None]
+#: Observes one attempt of a run (tracing: its `handle` spans); what it
+#: yields, when not None, is told of the attempt's failure.
+ObserveAttempt: TypeAlias = Callable[
+    [RunContext], AbstractContextManager["AttemptFailed | None"]]
 
-    def __init__(self, policy: RetryPolicy, *, on_retry: Callable[[Context], None] | None = None,
+
+class Retry:
+    """The retry gate. A run of one is attempted per `RetryPolicy`; a run of
+    many gets one attempt, and when that fails it is split: each record is
+    then retried alone (`run.parts`), so one poison record fails alone
+    while the rest complete. Giving up never raises: it sets `run.error`,
+    which sends the record to the dead-letter path. Sets `run.attempt`
+    (1-based) before each attempt and the failure times on failures.
+
+    A `CancelledError` the handler raised on its own (it awaited a future
+    someone else cancelled) is a failure like any other; cancellation of the
+    worker passes through."""
+
+    def __init__(self, policy: RetryPolicy, metrics: GateMetrics | None = None, *,
+                 observe: ObserveAttempt | None = None,
                  clock: Callable[[], float] = time.monotonic,
                  rand: Callable[[], float] = random.random) -> None:
         self.policy = policy
-        self._on_retry = on_retry
+        self._metrics = metrics or GateMetrics()
+        self._observe = observe
         self._clock = clock
         self._rand = rand
 
-    async def __call__(self, ctx: Context, call_next: Next) -> None:
+    async def __call__(self, run: RunContext, call_next: NextRun) -> None:
+        if len(run.records) == 1:
+            await self._retry(run, call_next)
+            return
+        await self._attempt(run, call_next, None)
+        if run.error is None:
+            self._metrics.attempts(1)
+            return
+        log.info("run of %d from %s[%d]@%d failed (%r); split to single records",
+                 len(run.records), run.topic, run.partition, run.records[0].offset, run.error)
+        run.error = None
+        run.parts = run.singles()
+        for part in run.parts:
+            await self._retry(part, call_next)
+
+    async def _retry(self, run: RunContext, call_next: NextRun) -> None:
         started = self._clock()
-        attempt = 1
-        while True:
-            ctx.attempt = attempt
-            wait = await self._attempt(ctx, call_next, started)
-            if wait is None:
-                return
+        while (wait := await self._attempt(run, call_next, started)) is not None:
             await asyncio.sleep(wait)
-            attempt += 1
+            run.attempt += 1
+        self._metrics.attempts(run.attempt)
 
-    async def _attempt(self, ctx: Context, call_next: Next, started: float) -> float | None:
-        """One attempt: None when it succeeded, the wait before the next one
-        when it failed and another is due; re-raises the error when giving up."""
-        try:
-            await call_next(ctx)
-        except Exception as exc:
-            ctx.failed(exc)
-            wait = self.policy.next_delay(exc, ctx.attempt, started, self._clock(), self._rand())
-            if wait is None:
-                raise
-            self._retrying(ctx, exc, wait)
-            return wait
-        return None
+    async def _attempt(self, run: RunContext, call_next: NextRun,
+                       started: float | None) -> float | None:
+        """One attempt. Returns the wait before the next one, or None when
+        there is none: it succeeded, or it failed and `run.error` is set —
+        the policy gave up, or (`started` None) it was a run's one attempt."""
+        if self._observe is None:
+            return self._judge(run, await failure_of(call_next, run), started, None)
+        with self._observe(run) as failed:
+            return self._judge(run, await failure_of(call_next, run), started, failed)
 
-    def _retrying(self, ctx: Context, exc: Exception, wait: float) -> None:
-        log.info("attempt %d failed for %s[%d]@%d, retrying in %.3fs: %r", ctx.attempt,
-                 ctx.topic, ctx.partition, ctx.offset, wait, exc)
-        if self._on_retry is not None:
-            self._on_retry(ctx)
+    def _judge(self, run: RunContext, exc: BaseException | None, started: float | None,
+               failed: AttemptFailed | None) -> float | None:
+        if exc is None:
+            return None
+        run.failed(exc)
+        run.drop_units()
+        wait = None if started is None else self.policy.next_delay(
+            exc, run.attempt, started, self._clock(), self._rand())
+        if failed is not None:
+            failed(exc, wait)
+        if wait is None:
+            run.error = exc
+            if started is not None:
+                self._gave_up(run, exc)
+            return None
+        log.info("attempt %d failed for %s[%d]@%d, retrying in %.3fs: %r", run.attempt,
+                 run.topic, run.partition, run.records[0].offset, wait, exc)
+        self._metrics.retry(run.topic)
+        return wait
+
+    @staticmethod
+    def _gave_up(run: RunContext, exc: BaseException) -> None:
+        event_id = getattr(run.events[0], "id", None) if run.events else None
+        log.warning("event %s failed after %d attempt(s): %s: %s", event_id, run.attempt,
+                    type(exc).__name__, exc,
+                    extra={"correlation_id": event_id, "topic": run.topic,
+                           "partition": run.partition, "offset": run.records[0].offset,
+                           "attempts": run.attempt})
 
 
 def describe(policy: RetryPolicy) -> dict[str, Any]:

@@ -10,7 +10,7 @@ import inspect
 from collections.abc import Sequence
 from typing import Any
 
-from consumer.gates.runs import RunContext, batch_handler
+from consumer.gates.context import RunContext, batch_handler
 
 
 async def store(event: Any, ctx: Any) -> None:

@@ -66,7 +66,8 @@ class Metrics:
         self.assigned_partitions = Gauge(f"{PREFIX}_assigned_partitions",
                                          "Partitions assigned to this member.", registry=r)
         self.processing_seconds = Histogram(
-            f"{PREFIX}_processing_seconds", "Time from handler start to handler return.",
+            f"{PREFIX}_processing_seconds", "Time per message in the pipeline: a run's time "
+            "holding its worker (validation, attempts, dead-letter sends) over its size.",
             ["topic"], registry=r,
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5,
                      5, 10, 30))
@@ -123,7 +124,8 @@ class Metrics:
         # Gates: retry, dead-letter breaker, rate limiter (consumer/gates/)
         self.retries = Counter(f"{PREFIX}_retries", "Handler attempts that failed and were "
                                "tried again.", ["topic"], registry=r)
-        self.handler_attempts = Histogram(f"{PREFIX}_handler_attempts", "Attempts per message.",
+        self.handler_attempts = Histogram(f"{PREFIX}_handler_attempts", "Handler attempts per "
+                                          "handled run (a record alone, or a run handled whole).",
                                           registry=r, buckets=(1, 2, 3, 5, 8, 13, 21))
         self.dlq_send_failures = Counter(f"{PREFIX}_dlq_send_failures", "Dead-letter sends that "
                                          "failed and are retried (message kept in flight).",

@@ -73,7 +73,7 @@ hands the service, so raising any of them moves the grace period with it.
   5                         closing the processor when the drain and the commit
                             used the whole deadline (Engine._shutdown: PROCESSOR_CLOSE_MIN)
   config.dlq_send_timeout   the dead-letter producer's stop, which still runs when
-                            that close is cut short (Pipeline.close, consumer/pipeline.py)
+                            that close is cut short (Pipeline.close, consumer/pipeline/processor.py)
   sink close                likewise the sink's own close (consumer.sinkCloseSeconds)
   config.commit_timeout     leaving the group: the Kafka consumer's stop (Engine.close)
   margin                    the process exiting (terminationGraceMarginSeconds)

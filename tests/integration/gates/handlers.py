@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from consumer.errors import FatalError, TransientError
-from consumer.gates.runs import RunContext, batch_handler
+from consumer.gates.context import RunContext, batch_handler
 
 
 async def by_id(event: Any, ctx: Any) -> None:

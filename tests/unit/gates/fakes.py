@@ -32,40 +32,46 @@ class FakeBatcher:
     """Futures stay pending until the test resolves them; `refuse` fails a row."""
 
     def __init__(self) -> None:
+        from consumer.sinks import open_sink
+
+        self.sink = open_sink("none")
         self.rows: list[tuple[Row, asyncio.Future[None]]] = []
+        self.units: list[tuple[asyncio.Future[None], list[asyncio.Future[None]]]] = []
         self.started = self.closed = False
 
     def submit(self, row: Row) -> asyncio.Future[None]:
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.rows.append((row, fut))
-        return fut
+        return self.submit_many((row,))
 
     def submit_many(self, rows: Sequence[Row]) -> asyncio.Future[None]:
-        """One unit: resolves when its rows' futures all resolved; a refused
-        row makes it fail with `RowsRefused` naming that row's index."""
-        futs = [self.submit(row) for row in rows]
-        unit: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        """One unit: resolves (as the real batcher's do, at once) when its
+        rows' futures all resolved; a refused row makes it fail with
+        `RowsRefused` naming that row's index."""
+        loop = asyncio.get_running_loop()
+        futs = [loop.create_future() for _ in rows]
+        self.rows.extend(zip(rows, futs, strict=True))
+        unit: asyncio.Future[None] = loop.create_future()
+        self.units.append((unit, futs))
+        return unit
 
-        def settled(_: asyncio.Future[None]) -> None:
+    def _settle(self) -> None:
+        for unit, futs in self.units:
             if unit.done() or not all(f.done() for f in futs):
-                return
+                continue
             bad = [i for i, f in enumerate(futs) if f.exception() is not None]
             if bad:
                 unit.set_exception(RowsRefused("refused", bad))
             else:
                 unit.set_result(None)
 
-        for fut in futs:
-            fut.add_done_callback(settled)
-        return unit
-
     def write_all(self) -> None:
         for _, fut in self.rows:
             if not fut.done():
                 fut.set_result(None)
+        self._settle()
 
     def refuse(self, index: int) -> None:
         self.rows[index][1].set_exception(SinkError("refused", retriable=False))
+        self._settle()
 
     async def start(self) -> None:
         self.started = True
@@ -75,6 +81,9 @@ class FakeBatcher:
 
     async def close(self) -> None:
         self.closed = True
+
+    async def healthy(self) -> bool:
+        return True
 
 
 class FakePublisher:

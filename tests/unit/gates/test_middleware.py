@@ -11,11 +11,11 @@ from aiohttp import web
 
 from consumer.config import Settings
 from consumer.errors import ConfigError
-from consumer.gates.context import Context, Next
+from consumer.gates.context import Context, Next, RunContext
 from consumer.gates.http import HttpClient, ThrottledError
-from consumer.gates.middleware import build_chain, load_middleware
 from consumer.gates.ratelimit import Limiters
 from consumer.pipeline import build_processor
+from consumer.pipeline.chain import build_chain, load_middleware
 from tests.support.http import serving
 from tests.unit.gates.fakes import Done, record
 
@@ -39,17 +39,17 @@ async def test_chain_order_outermost_first() -> None:
     trail: list[str] = []
 
     def named(name: str) -> Any:
-        async def mw(ctx: Context, call_next: Next) -> None:
+        async def mw(run: RunContext, call_next: Any) -> None:
             trail.append(f"{name}>")
-            await call_next(ctx)
+            await call_next(run)
             trail.append(f"<{name}")
 
         return mw
 
-    async def endpoint(ctx: Context) -> None:
+    async def endpoint(run: RunContext) -> None:
         trail.append("handler")
 
-    await build_chain([named("a"), named("b")], endpoint)(Context(record(0)))
+    await build_chain([named("a"), named("b")], endpoint)(RunContext([record(0)], Done()))
     assert trail == ["a>", "b>", "handler", "<b", "<a"]
 
 

@@ -53,7 +53,7 @@ async def test_refused_row_is_dead_lettered_then_done() -> None:
             await asyncio.sleep(0)
         assert sorted(done.offsets) == [0, 1]
     assert len(publisher.sent) == 1
-    assert publisher.sent[0][2]["dlq.error.type"] == b"SinkError"
+    assert publisher.sent[0][2]["dlq.error.type"] == b"RowsRefused"
     assert publisher.sent[0][2]["dlq.original.offset"] == b"1"
 
 

@@ -14,8 +14,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from consumer.errors import CircuitOpenError, FatalError, TransientError
-from consumer.gates.context import Context
-from consumer.gates.runs import RunContext, batch_handler, validate_run
+from consumer.gates.context import Context, RunContext, batch_handler
+from consumer.gates.validation import validate_run
 from consumer.handlers.store import store_batch
 from consumer.types import Record
 from schemas import validate
@@ -237,3 +237,91 @@ async def test_a_batch_handler_that_emits_then_raises_writes_each_row_once() -> 
     assert sorted(r.offset for r, _ in batcher.rows) == [0, 1, 3, 4]
     assert [h["dlq.original.offset"] for _, _, h in publisher.sent] == [b"2"]
     assert done.offsets == [0, 1, 2, 3, 4]
+
+
+async def test_a_run_and_a_record_are_measured_by_the_same_gates() -> None:
+    """One definition of each metric: a batch handler's run observes the
+    processing time once per run and the attempts of what it handled, as a
+    per-event handler's record does."""
+    from consumer.config import Settings
+    from consumer.observability.metrics import Metrics
+    from consumer.pipeline import Pipeline
+    from tests.unit.gates.fakes import FakeBatcher, FakePublisher
+
+    @batch_handler
+    async def handler(events: Sequence[Any], ctx: RunContext) -> None:
+        if ctx.attempt == 1 and len(ctx.records) == 1 and ctx.records[0].offset == 1:
+            raise TransientError("once")
+
+    metrics = Metrics()
+    proc = Pipeline(Settings(retry_base_delay=0.0, retry_max_delay=0.0, sink_url="none"),
+                    metrics, handler=handler, batcher=FakeBatcher(), publisher=FakePublisher())
+    done = DoneRun()
+    async with proc:
+        await proc.process_run([record(0), record(1), record(2)], done)  # handled whole
+        await proc.process_run([record(1)], done)  # a run of one, retried once
+
+    def value(name: str, **labels: str) -> float | None:
+        return metrics.registry.get_sample_value(name, labels)
+
+    assert done.offsets == [0, 1, 1, 2]
+    assert value("consumer_processing_seconds_count", topic="t") == 2  # one per run
+    assert value("consumer_handler_attempts_count") == 2  # the run, the record
+    assert value("consumer_handler_attempts_sum") == 3  # 1 + 2
+    assert value("consumer_retries_total", topic="t") == 1
+    assert value("consumer_messages_total", topic="t", outcome="ok") == 4
+
+
+async def test_each_record_of_a_split_run_is_logged_under_its_own_event_id() -> None:
+    from consumer.observability.logging import correlation_id
+
+    seen: list[tuple[int, str | None]] = []
+
+    @batch_handler
+    async def handler(events: Sequence[Any], ctx: RunContext) -> None:
+        seen.append((len(ctx.records), correlation_id.get()))
+        if len(ctx.records) > 1:
+            raise TransientError("split me")
+
+    proc, _, _ = pipeline(handler)
+    run = [record(0), record(1)]
+    async with proc:
+        await proc.process_run(run, DoneRun())
+    ids = [str(validate(r.value).id) for r in run]
+    assert seen == [(2, None), (1, ids[0]), (1, ids[1])]
+    assert correlation_id.get() is None
+
+
+def test_the_chain_holds_each_gate_once_in_the_documented_order(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from consumer.config import Settings
+    from consumer.gates.correlation import Correlation
+    from consumer.gates.instruments import GateMetrics, Timing
+    from consumer.gates.retry import Retry, RetryPolicy
+    from consumer.gates.settle import Settle
+    from consumer.gates.timeout import Timeout
+    from consumer.gates.validation import Validation
+    from consumer.pipeline import chain
+
+    order: list[Any] = []
+    real = chain.build_chain
+
+    def recording(gates: Sequence[Any], end: Any) -> Any:
+        order.extend(gates)
+        return real(gates, end)
+
+    async def tag(ctx: Context, call_next: Any) -> None:
+        await call_next(ctx)
+
+    settle_gate = Settle(None, None, GateMetrics(), group="g")  # type: ignore[arg-type]
+    monkeypatch.setattr(chain, "build_chain", recording)
+    takes_runs, _ = chain.compose(
+        store_batch, [tag], settings=Settings(sink_url="none"), metrics=GateMetrics(),
+        settle=settle_gate, policy=RetryPolicy(), timeout=1.0)
+    assert not takes_runs  # user middleware sees one event at a time
+    assert [type(g) for g in order[:2]] == [Timing, Validation]
+    assert order[2] is chain.singles
+    assert order[3] is settle_gate
+    assert [type(g) for g in (order[4], order[5])] == [Retry, Correlation]
+    assert type(order[-1]) is Timeout
+    assert len(order) == 8  # the user middleware, adapted, between correlation and timeout

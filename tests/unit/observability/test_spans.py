@@ -19,8 +19,8 @@ from opentelemetry.trace import SpanKind, StatusCode
 from consumer.config import Settings
 from consumer.errors import FatalError, TransientError
 from consumer.gates.context import Context
-from consumer.gates.tracing import SpanRegistry, TracedPipeline, TracedSink, build_traced_processor
 from consumer.observability.otel import Tracing
+from consumer.observability.spans import SpanRegistry, Spans, TracedSink, build_traced_processor
 from consumer.pipeline import Pipeline, build_processor
 from consumer.sinks.batcher import Batcher
 from consumer.types import Handler
@@ -42,15 +42,30 @@ def tracing(exporter: InMemorySpanExporter, **env: str) -> Tracing:
     return Tracing.from_env(env, processor=SimpleSpanProcessor(exporter))
 
 
-def traced(exporter: InMemorySpanExporter, handler: Handler = noop_handler, *,
-           env: dict[str, str] | None = None, batcher: Any = None,
-           **settings: Any) -> tuple[TracedPipeline, FakePublisher, SpanRegistry]:
-    opts: dict[str, Any] = {"retry_base_delay": 0.01, "retry_max_delay": 0.01,
-                            "sink_url": "none", "group_id": "g1", **settings}
+def traced(
+    exporter: InMemorySpanExporter,
+    handler: Handler = noop_handler,
+    *,
+    env: dict[str, str] | None = None,
+    batcher: Any = None,
+    **settings: Any,
+) -> tuple[Pipeline, FakePublisher, SpanRegistry]:
+    opts: dict[str, Any] = {
+        "retry_base_delay": 0.01,
+        "retry_max_delay": 0.01,
+        "sink_url": "none",
+        "group_id": "g1",
+        **settings,
+    }
     publisher, registry = FakePublisher(), SpanRegistry()
-    proc = TracedPipeline(Settings(**opts), tracer=tracing(exporter, **(env or {})).tracer,
-                          registry=registry, handler=handler,
-                          batcher=batcher or FakeBatcher(), publisher=publisher)
+    configured = Settings(**opts)
+    proc = Pipeline(
+        configured,
+        handler=handler,
+        batcher=batcher or FakeBatcher(),
+        publisher=publisher,
+        observer=Spans(tracing(exporter, **(env or {})).tracer, configured, registry),
+    )
     return proc, publisher, registry
 
 
@@ -72,8 +87,7 @@ def children(spans: Sequence[ReadableSpan], parent: ReadableSpan) -> Iterator[Re
             yield span
 
 
-async def test_process_span_continues_the_producers_trace(
-        exporter: InMemorySpanExporter) -> None:
+async def test_process_span_continues_the_producers_trace(exporter: InMemorySpanExporter) -> None:
     proc, _, registry = traced(exporter)
     done = Done()
     rec = make_record(5, headers=HEADERS)
@@ -109,7 +123,8 @@ async def test_process_span_continues_the_producers_trace(
 
 
 async def test_without_headers_a_message_starts_its_own_trace(
-        exporter: InMemorySpanExporter) -> None:
+    exporter: InMemorySpanExporter,
+) -> None:
     proc, _, _ = traced(exporter)
     async with proc:
         await proc.process(make_record(1), Done())
@@ -119,7 +134,8 @@ async def test_without_headers_a_message_starts_its_own_trace(
 
 
 async def test_each_attempt_is_a_span_with_its_error_and_the_retry_delay(
-        exporter: InMemorySpanExporter) -> None:
+    exporter: InMemorySpanExporter,
+) -> None:
     calls = 0
 
     async def flaky(event: Any, ctx: Context) -> None:
@@ -148,7 +164,8 @@ async def test_each_attempt_is_a_span_with_its_error_and_the_retry_delay(
 
 
 async def test_dead_lettered_message_has_error_status_and_a_send_span(
-        exporter: InMemorySpanExporter) -> None:
+    exporter: InMemorySpanExporter,
+) -> None:
     async def broken(event: Any, ctx: Context) -> None:
         raise FatalError("no such customer")
 
@@ -168,8 +185,7 @@ async def test_dead_lettered_message_has_error_status_and_a_send_span(
     assert send.kind is SpanKind.PRODUCER
     assert send.parent is not None
     assert send.parent.span_id == process.context.span_id
-    assert attrs(send)["messaging.destination.name"] == (
-        "t.dlq")
+    assert attrs(send)["messaging.destination.name"] == ("t.dlq")
     handle = names["handle"][0]
     assert handle.status.status_code is StatusCode.ERROR
     # The dead-letter record keeps the producer's context, and gains none of ours.
@@ -214,20 +230,25 @@ class MemorySink:
 
 
 async def test_sink_write_is_one_span_linked_to_every_message_it_carries(
-        exporter: InMemorySpanExporter) -> None:
+    exporter: InMemorySpanExporter,
+) -> None:
     settings = Settings(sink_url="none", batch_max_items=3, batch_max_latency=5.0)
     registry = SpanRegistry()
     trc = tracing(exporter)
     sink = MemorySink()
     batcher = Batcher(TracedSink(sink, trc.tracer, registry), settings)
-    proc = TracedPipeline(settings, tracer=trc.tracer, registry=registry, handler=emit_handler,
-                          batcher=batcher, publisher=FakePublisher(),
-                          handler_timeout=False)
+    proc = Pipeline(
+        settings,
+        observer=Spans(trc.tracer, settings, registry),
+        handler=emit_handler,
+        batcher=batcher,
+        publisher=FakePublisher(),
+        handler_timeout=False,
+    )
     done = Done()
     async with proc:
         for offset in range(3):
-            await proc.process(make_record(offset, headers=HEADERS if offset == 0 else ()),
-                               done)
+            await proc.process(make_record(offset, headers=HEADERS if offset == 0 else ()), done)
         for _ in range(100):
             if len(done.offsets) == 3:
                 break
@@ -239,8 +260,7 @@ async def test_sink_write_is_one_span_linked_to_every_message_it_carries(
     assert write.kind is SpanKind.CLIENT
     assert write.parent is None
     processes = names["process t"]
-    assert {link.context.span_id for link in write.links} == {
-        p.context.span_id for p in processes}
+    assert {link.context.span_id for link in write.links} == {p.context.span_id for p in processes}
     # Three messages, three traces (one continued from its producer), one write.
     assert len({p.context.trace_id for p in processes}) == 3
     assert attrs(write)["consumer.batch.rows"] == 3
@@ -250,13 +270,10 @@ async def test_sink_write_is_one_span_linked_to_every_message_it_carries(
 
 
 async def test_unsampled_messages_record_nothing(exporter: InMemorySpanExporter) -> None:
-    settings = Settings(sink_url="none", batch_max_items=2)
-    registry = SpanRegistry()
-    trc = tracing(exporter, OTEL_TRACES_SAMPLER="always_off")
-    sink = MemorySink()
-    proc = TracedPipeline(settings, tracer=trc.tracer, registry=registry, handler=emit_handler,
-                          batcher=Batcher(TracedSink(sink, trc.tracer, registry), settings),
-                          publisher=FakePublisher(), handler_timeout=False)
+    proc, sink = run_pipeline(exporter, emit_handler, {"OTEL_TRACES_SAMPLER": "always_off"},
+                              batch_max_items=2, batch_max_latency=5.0)
+    assert isinstance(proc.observer, Spans)
+    registry = proc.observer.registry
     done = Done()
     async with proc:
         for offset in range(2):
@@ -271,10 +288,12 @@ async def test_unsampled_messages_record_nothing(exporter: InMemorySpanExporter)
     assert exporter.get_finished_spans() == ()
 
 
-@pytest.mark.parametrize(("key", "record_keys"), [(b"\xff\xfe", True), (b"k" * 129, True),
-                                                   (b"order-1", False)])
-async def test_key_recorded_only_when_safe(exporter: InMemorySpanExporter, key: bytes,
-                                           record_keys: bool) -> None:
+@pytest.mark.parametrize(
+    ("key", "record_keys"), [(b"\xff\xfe", True), (b"k" * 129, True), (b"order-1", False)]
+)
+async def test_key_recorded_only_when_safe(
+    exporter: InMemorySpanExporter, key: bytes, record_keys: bool
+) -> None:
     proc, _, _ = traced(exporter, tracing_record_keys=record_keys)
     async with proc:
         await proc.process(make_record(1, value=b"{}", key=key), Done())
@@ -283,7 +302,8 @@ async def test_key_recorded_only_when_safe(exporter: InMemorySpanExporter, key: 
 
 
 async def test_messages_left_in_flight_end_their_spans_at_close(
-        exporter: InMemorySpanExporter) -> None:
+    exporter: InMemorySpanExporter,
+) -> None:
     proc, _, registry = traced(exporter, emit_handler)
     async with proc:
         await proc.process(make_record(1), Done())
@@ -303,35 +323,50 @@ def test_tracing_off_builds_the_plain_pipeline_and_loads_no_opentelemetry() -> N
         "settings = Settings(sink_url='none')\n"
         "assert start_tracing(settings.tracing) is None\n"
         "p = build_processor(settings)\n"
-        "assert type(p) is Pipeline, type(p)\n"
+        "assert type(p) is Pipeline and p.observer is None, p\n"
         "loaded = [m for m in sys.modules if m.startswith('opentelemetry')]\n"
         "assert not loaded, loaded\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
 
 
-def test_the_traced_path_is_composed_only_when_asked(
-        exporter: InMemorySpanExporter) -> None:
+def test_the_traced_path_is_composed_only_when_asked(exporter: InMemorySpanExporter) -> None:
     settings = Settings(sink_url="none")
-    assert type(build_processor(settings)) is Pipeline
+    plain = build_processor(settings)
+    assert plain.observer is None
     proc = build_traced_processor(settings, tracing(exporter))
-    assert isinstance(proc, TracedPipeline)
+    assert isinstance(proc.observer, Spans)
+    assert proc.batcher is not None
     assert isinstance(proc.batcher.sink, TracedSink)
 
 
 # -- the run path: one validation pass and one batch handler call per run ----
 
 
-def run_pipeline(exporter: InMemorySpanExporter, handler: Handler, **settings: Any,
-                 ) -> tuple[TracedPipeline, MemorySink]:
-    opts: dict[str, Any] = {"sink_url": "none", "batch_max_items": 1000,
-                            "batch_max_latency": 0.01, "retry_base_delay": 0.0,
-                            "retry_max_delay": 0.0, **settings}
+def run_pipeline(
+    exporter: InMemorySpanExporter,
+    handler: Handler,
+    env: dict[str, str] | None = None,
+    **settings: Any,
+) -> tuple[Pipeline, MemorySink]:
+    opts: dict[str, Any] = {
+        "sink_url": "none",
+        "batch_max_items": 1000,
+        "batch_max_latency": 0.01,
+        "retry_base_delay": 0.0,
+        "retry_max_delay": 0.0,
+        **settings,
+    }
     configured = Settings(**opts)
-    registry, trc, sink = SpanRegistry(), tracing(exporter), MemorySink()
-    proc = TracedPipeline(configured, tracer=trc.tracer, registry=registry, handler=handler,
-                          batcher=Batcher(TracedSink(sink, trc.tracer, registry), configured),
-                          publisher=FakePublisher(), handler_timeout=False)
+    spans, sink = Spans(tracing(exporter, **(env or {})).tracer, configured), MemorySink()
+    proc = Pipeline(
+        configured,
+        observer=spans,
+        handler=handler,
+        batcher=Batcher(spans.sink(sink), configured),
+        publisher=FakePublisher(),
+        handler_timeout=False,
+    )
     return proc, sink
 
 
@@ -355,8 +390,13 @@ async def test_a_run_gives_every_message_its_own_spans(exporter: InMemorySpanExp
 
     proc, sink = run_pipeline(exporter, store_batch)
     assert proc.takes_runs
-    run = [make_record(0, headers=HEADERS), make_record(1), make_record(2, value=b"{oops"),
-           make_record(3), make_record(4)]
+    run = [
+        make_record(0, headers=HEADERS),
+        make_record(1),
+        make_record(2, value=b"{oops"),
+        make_record(3),
+        make_record(4),
+    ]
     done = RunDone()
     async with proc:
         await proc.process_run(run, done)
@@ -384,12 +424,14 @@ async def test_a_run_gives_every_message_its_own_spans(exporter: InMemorySpanExp
     (write,) = names["write memory"]
     assert [len(b) for b in sink.batches] == [4]
     assert {link.context.span_id for link in write.links} == {
-        processes[o].context.span_id for o in (0, 1, 3, 4)}
+        processes[o].context.span_id for o in (0, 1, 3, 4)
+    }
 
 
 async def test_a_split_run_keeps_one_process_span_per_message(
-        exporter: InMemorySpanExporter) -> None:
-    from consumer.gates.runs import RunContext, batch_handler
+    exporter: InMemorySpanExporter,
+) -> None:
+    from consumer.gates.context import RunContext, batch_handler
 
     @batch_handler
     async def handler(events: Sequence[Any], ctx: RunContext) -> None:
@@ -406,8 +448,10 @@ async def test_a_split_run_keeps_one_process_span_per_message(
     spans = exporter.get_finished_spans()
     processes = {attrs(p)["messaging.kafka.offset"]: p for p in by_name(spans)["process t"]}
     assert sorted(processes) == [0, 1, 2]  # split, not started again
-    poison = sorted((s for s in children(spans, processes[1]) if s.name == "handle"),
-                    key=lambda s: s.start_time or 0)
+    poison = sorted(
+        (s for s in children(spans, processes[1]) if s.name == "handle"),
+        key=lambda s: s.start_time or 0,
+    )
     # The run's call (failed, for all three), then the poison record alone.
     assert [attrs(s).get("consumer.run.size") for s in poison] == [3, None]
     assert all(s.status.status_code is StatusCode.ERROR for s in poison)
@@ -418,13 +462,7 @@ async def test_a_split_run_keeps_one_process_span_per_message(
 async def test_an_unsampled_run_records_nothing(exporter: InMemorySpanExporter) -> None:
     from consumer.handlers.store import store_batch
 
-    opts: dict[str, Any] = {"sink_url": "none", "batch_max_latency": 0.01}
-    configured = Settings(**opts)
-    registry, sink = SpanRegistry(), MemorySink()
-    trc = tracing(exporter, OTEL_TRACES_SAMPLER="always_off")
-    proc = TracedPipeline(configured, tracer=trc.tracer, registry=registry, handler=store_batch,
-                          batcher=Batcher(TracedSink(sink, trc.tracer, registry), configured),
-                          publisher=FakePublisher(), handler_timeout=False)
+    proc, sink = run_pipeline(exporter, store_batch, {"OTEL_TRACES_SAMPLER": "always_off"})
     done = RunDone()
     async with proc:
         await proc.process_run([make_record(i) for i in range(3)], done)
