@@ -36,11 +36,13 @@ from schemas.samples import invalid_samples, sample_event
 
 @dataclass
 class Traffic:
-    """What was produced: valid event ids and the invalid records' values."""
+    """What was produced: the valid events' ids, how many records were
+    invalid, the poison events' ids, and (partition, offset) of every record."""
 
     valid: set[str] = field(default_factory=set)
     invalid: int = 0
     poison: set[str] = field(default_factory=set)
+    placed: set[tuple[int, int]] = field(default_factory=set)
 
 
 async def create_topics(bootstrap: str, partitions: int = 6, *,
@@ -54,10 +56,14 @@ async def create_topics(bootstrap: str, partitions: int = 6, *,
 
 async def produce(bootstrap: str, topic: str, count: int, *, invalid_every: int = 0,
                   poison_every: int = 0, start: int = 0, rate: float | None = None,
-                  security: KafkaSecurity = PLAINTEXT) -> Traffic:
-    """Send `count` records: every `invalid_every`-th one invalid, every
-    `poison_every`-th a valid event whose id starts with `poison-` (a row the
-    test database refuses). `rate` paces the sending (records per second)."""
+                  keys: int | None = None, security: KafkaSecurity = PLAINTEXT) -> Traffic:
+    """Send `count` sample records (events `start`, `start + 1`, …): every
+    `invalid_every`-th one invalid, every `poison_every`-th a valid event
+    whose id starts with `poison-` (a row the test database refuses). A
+    valid event's key is its order id, or with `keys` one of that many
+    (`k0`, `k1`, …, in turn), so several events share a key. `rate` paces
+    the sending (records per second). Returns once every record is
+    acknowledged."""
     traffic = Traffic()
     invalid = itertools.cycle([v for _, v in invalid_samples()])
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20,
@@ -77,16 +83,18 @@ async def produce(bootstrap: str, topic: str, count: int, *, invalid_every: int 
                     traffic.poison.add(event["id"])
                 else:
                     traffic.valid.add(event["id"])
-                key, value = event["data"]["order_id"].encode(), orjson.dumps(event)
+                key = (f"k{n % keys}" if keys else event["data"]["order_id"]).encode()
+                value = orjson.dumps(event)
             pending.append(await producer.send(topic, value, key=key))
             if len(pending) >= 5_000:
-                await asyncio.gather(*pending)
+                traffic.placed.update((m.partition, m.offset)
+                                      for m in await asyncio.gather(*pending))
                 pending.clear()
             if rate:
                 ahead = (n - start + 1) / rate - (time.monotonic() - began)
                 if ahead > 0:
                     await asyncio.sleep(ahead)
-        await asyncio.gather(*pending)
+        traffic.placed.update((m.partition, m.offset) for m in await asyncio.gather(*pending))
     finally:
         await producer.stop()
     return traffic

@@ -84,6 +84,9 @@ def headers_of(message: Any) -> tuple[tuple[bytes, bytes | None], ...]:
 
 async def produce(bootstrap: str, topic: str, records: Sequence[WireRecord],
                   codec: str) -> list[tuple[int, int]]:
+    """`records` through the franz-go producer (`wire.produce_raw`): header
+    names of any bytes, real nulls, every codec — what aiokafka cannot send;
+    with a codec, it must be on the wire. (partition, offset) per record."""
     return await asyncio.to_thread(produce_raw, bootstrap, topic, records, codec,
                                    require_codec=codec != "none")
 

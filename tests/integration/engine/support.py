@@ -1,15 +1,9 @@
-"""Helpers for the engine tests: keyed traffic and the handled-records file."""
+"""Helpers for the engine tests: the handled-records file."""
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from pathlib import Path
-
-import orjson
-from aiokafka import AIOKafkaProducer
-
-from schemas.samples import sample_event
 
 
 @dataclass(frozen=True)
@@ -18,21 +12,6 @@ class Handled:
     offset: int
     key: str
     at_ns: int
-
-
-async def produce_keyed(bootstrap: str, topic: str, count: int, keys: int) -> set[tuple[int, int]]:
-    """`count` valid events with `keys` distinct keys; returns (partition, offset) of each."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=10)
-    await producer.start()
-    try:
-        futures = [
-            await producer.send(topic, orjson.dumps(sample_event(i)), key=f"k{i % keys}".encode())
-            for i in range(count)
-        ]
-        sent = await asyncio.gather(*futures)
-    finally:
-        await producer.stop()
-    return {(meta.partition, meta.offset) for meta in sent}
 
 
 def read_handled(path: Path) -> list[Handled]:

@@ -13,7 +13,8 @@ from consumer.config import load_settings
 from consumer.engine.engine import Engine
 from consumer.observability.metrics import Metrics
 from consumer.pipeline import build_processor
-from tests.integration.engine.support import produce_keyed, read_handled
+from devtools.harness import produce
+from tests.integration.engine.support import read_handled
 from tests.support.kafka import NewTopicFactory
 
 pytestmark = pytest.mark.integration
@@ -27,7 +28,7 @@ async def test_slow_handler_pauses_partitions_within_the_limit_then_resumes(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     topic = await new_topic("backpressure", partitions=6)
-    sent = await produce_keyed(kafka_bootstrap, topic, COUNT, keys=60)
+    sent = (await produce(kafka_bootstrap, topic, COUNT, keys=60)).placed
     handled_file = tmp_path / "handled.txt"
     monkeypatch.setenv("TEST_HANDLED_FILE", str(handled_file))
     monkeypatch.setenv("TEST_HANDLER_SLEEP", "0.01")

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from devtools.harness import Service, committed_all, committed_offsets, wait_until
+from devtools.harness import Service, committed_all, committed_offsets, produce, wait_until
 from devtools.kafka import LocalKafka, create_topics
-from tests.integration.engine.support import produce_keyed, read_handled
+from tests.integration.engine.support import read_handled
 from tests.support.kafka import NewTopicFactory
 
 pytestmark = pytest.mark.integration
@@ -61,7 +61,7 @@ async def test_sigterm_drains_and_exits_zero_then_restart_skips_nothing(
     kafka_bootstrap: str, new_topic: NewTopicFactory, tmp_path: Path
 ) -> None:
     topic = await new_topic("sigterm", partitions=PARTITIONS)
-    sent = await produce_keyed(kafka_bootstrap, topic, 3_000, keys=300)
+    sent = (await produce(kafka_bootstrap, topic, 3_000, keys=300)).placed
     handled = tmp_path / "handled.txt"
     # A small in-flight limit: the drain finishes what was fetched, not the backlog.
     first = service(kafka_bootstrap, topic, handled, concurrency="8",
@@ -85,7 +85,7 @@ async def test_sigkill_mid_stream_then_restart_skips_nothing(
     kafka_bootstrap: str, new_topic: NewTopicFactory, tmp_path: Path
 ) -> None:
     topic = await new_topic("sigkill", partitions=PARTITIONS)
-    sent = await produce_keyed(kafka_bootstrap, topic, 3_000, keys=300)
+    sent = (await produce(kafka_bootstrap, topic, 3_000, keys=300)).placed
     handled = tmp_path / "handled.txt"
     first = service(kafka_bootstrap, topic, handled, commit_interval="0.2",
                     max_in_flight="200", concurrency="4")
@@ -113,7 +113,7 @@ async def test_second_member_joins_and_leaves_mid_stream(
     kafka_bootstrap: str, new_topic: NewTopicFactory, tmp_path: Path
 ) -> None:
     topic = await new_topic("rebalance", partitions=PARTITIONS)
-    sent = await produce_keyed(kafka_bootstrap, topic, 4_000, keys=400)
+    sent = (await produce(kafka_bootstrap, topic, 4_000, keys=400)).placed
     handled = tmp_path / "handled.txt"
     # No periodic commits: an offset can only reach the group through a
     # revocation (or the final shutdown), so the hand-over proves the
@@ -156,7 +156,7 @@ async def test_key_ordering_keeps_per_key_order_with_concurrency_16(
     kafka_bootstrap: str, new_topic: NewTopicFactory, tmp_path: Path
 ) -> None:
     topic = await new_topic("ordering", partitions=PARTITIONS)
-    sent = await produce_keyed(kafka_bootstrap, topic, 3_000, keys=64)
+    sent = (await produce(kafka_bootstrap, topic, 3_000, keys=64)).placed
     handled = tmp_path / "handled.txt"
     svc = service(kafka_bootstrap, topic, handled, ordering="key", concurrency="16")
     svc.env["TEST_HANDLER_SLEEP"] = "0.003"
@@ -193,7 +193,7 @@ async def test_a_final_commit_that_fails_exits_one_and_loses_nothing(tmp_path: P
         bootstrap = await asyncio.to_thread(broker.start)  # it runs a loop of its own
         topic = "final-commit"
         await create_topics(bootstrap, {topic: PARTITIONS})
-        await produce_keyed(bootstrap, topic, 300, keys=30)
+        await produce(bootstrap, topic, 300, keys=30)
         handled = tmp_path / "handled.txt"
         # Nothing is committed on the way: no periodic commit before the end.
         svc = service(bootstrap, topic, handled, commit_interval="600",

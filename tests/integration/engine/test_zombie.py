@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from devtools.harness import Service, committed_all, committed_offsets, wait_until
-from tests.integration.engine.support import produce_keyed, read_handled
+from devtools.harness import Service, committed_all, committed_offsets, produce, wait_until
+from tests.integration.engine.support import read_handled
 from tests.support.kafka import NewTopicFactory
 
 pytestmark = pytest.mark.integration
@@ -46,7 +46,7 @@ async def test_zombie_late_completions_do_not_move_offsets_of_moved_partitions(
 ) -> None:
     topic = await new_topic("zombie", partitions=PARTITIONS)
     group = f"g-{topic}"
-    sent = await produce_keyed(kafka_bootstrap, topic, 1_500, keys=150)
+    sent = (await produce(kafka_bootstrap, topic, 1_500, keys=150)).placed
     zombie_file, owner_file, gate = (tmp_path / "zombie.txt", tmp_path / "owner.txt",
                                      tmp_path / "gate")
     zombie = member(kafka_bootstrap, topic, zombie_file, "record", concurrency="4",

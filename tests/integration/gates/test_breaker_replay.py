@@ -13,17 +13,11 @@ import uuid
 from pathlib import Path
 
 import pytest
-from aiokafka.admin import AIOKafkaAdminClient
 
-from devtools.harness import Service, read_topic, wait_until
+from devtools.harness import Service, committed_offsets, read_topic, wait_until
 from devtools.ports import project_root
-from tests.integration.gates.support import (
-    committed_offset,
-    event_value,
-    headers_of,
-    produce_values,
-)
-from tests.support.kafka import NewTopicFactory
+from tests.integration.gates.support import headers_of
+from tests.support.kafka import NewTopicFactory, event_value, produce_values
 
 pytestmark = pytest.mark.integration
 
@@ -39,8 +33,7 @@ async def cli(*args: str) -> tuple[int, str]:
 
 
 async def test_breaker_trips_on_a_flood_of_poison(
-        kafka_bootstrap: str, new_topic: NewTopicFactory,
-        kafka_admin: AIOKafkaAdminClient) -> None:
+        kafka_bootstrap: str, new_topic: NewTopicFactory) -> None:
     topic = await new_topic("gates-flood")
     dlq = await new_topic("gates-flood-dlq")
     await produce_values(kafka_bootstrap, topic, [b"not an event"] * 40)
@@ -60,11 +53,10 @@ async def test_breaker_trips_on_a_flood_of_poison(
     assert "dead-letter circuit breaker OPEN" in log
     letters = await read_topic(kafka_bootstrap, dlq, idle=1.0)
     assert len(letters) == 5  # stopped at the threshold, not 40
-    assert await committed_offset(kafka_admin, group, topic) <= 5
+    assert (await committed_offsets(kafka_bootstrap, group, topic, 1))[0] <= 5
 
 
-async def test_replay_round_trip(kafka_bootstrap: str, new_topic: NewTopicFactory,
-                                 kafka_admin: AIOKafkaAdminClient) -> None:
+async def test_replay_round_trip(kafka_bootstrap: str, new_topic: NewTopicFactory) -> None:
     topic = await new_topic("gates-replay")
     dlq = await new_topic("gates-replay-dlq")
     produced = [event_value(i) for i in range(6)]
@@ -75,7 +67,7 @@ async def test_replay_round_trip(kafka_bootstrap: str, new_topic: NewTopicFactor
               "group_id": group, "commit_interval": "0.2"}
 
     async def committed(n: int) -> bool:
-        return await committed_offset(kafka_admin, group, topic) == n
+        return await committed_offsets(kafka_bootstrap, group, topic, 1) == {0: n}
 
     broken = Service(**common, handler="tests.integration.gates.handlers:broken",
                      sink_url="none").start()

@@ -18,9 +18,8 @@ from consumer.observability.metrics import Metrics
 from consumer.pipeline import build_processor
 from consumer.types import Record
 from devtools.harness import read_topic
-from tests.integration.gates.support import event_value, produce_values
 from tests.support.http import serving
-from tests.support.kafka import NewTopicFactory
+from tests.support.kafka import NewTopicFactory, event_value, produce_values
 
 pytestmark = pytest.mark.integration
 

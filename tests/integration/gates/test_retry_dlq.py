@@ -12,14 +12,9 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-from devtools.harness import Service, read_topic, wait_until
-from tests.integration.gates.support import (
-    committed_offset,
-    event_value,
-    headers_of,
-    produce_values,
-)
-from tests.support.kafka import NewTopicFactory
+from devtools.harness import Service, committed_offsets, read_topic, wait_until
+from tests.integration.gates.support import headers_of
+from tests.support.kafka import NewTopicFactory, event_value, produce_values
 
 pytestmark = pytest.mark.integration
 
@@ -34,8 +29,7 @@ def service(bootstrap: str, topic: str, dlq: str, group: str, **extra: str) -> S
 
 
 async def test_transient_recover_fatal_and_exhausted_dead_lettered(
-        kafka_bootstrap: str, new_topic: NewTopicFactory,
-        kafka_admin: AIOKafkaAdminClient) -> None:
+        kafka_bootstrap: str, new_topic: NewTopicFactory) -> None:
     topic = await new_topic("gates-retry")
     dlq = await new_topic("gates-retry-dlq")
     plan = ["ok", "transient", "fatal", "ok", "exhaust", "transient", "fatal", "exhaust", "ok"]
@@ -45,7 +39,8 @@ async def test_transient_recover_fatal_and_exhausted_dead_lettered(
     svc = service(kafka_bootstrap, topic, dlq, group).start()
     try:
         async def all_committed() -> bool:
-            return await committed_offset(kafka_admin, group, topic) == offsets[-1] + 1
+            return await committed_offsets(kafka_bootstrap, group, topic, 1) == {
+                0: offsets[-1] + 1}
 
         await wait_until(all_committed, 60, "every offset committed", svc)
         assert svc.terminate() == 0
@@ -91,7 +86,7 @@ async def test_unwritable_dead_letter_topic_holds_the_commit(
     svc = service(kafka_bootstrap, topic, dlq, group, ordering="unordered").start()
     try:
         async def reached_poison() -> bool:
-            return await committed_offset(kafka_admin, group, topic) == poison
+            return await committed_offsets(kafka_bootstrap, group, topic, 1) == {0: poison}
 
         await wait_until(reached_poison, 60, "offsets before the poison committed", svc)
         # The later offsets are handled (unordered) but the poison one is not
@@ -99,14 +94,15 @@ async def test_unwritable_dead_letter_topic_holds_the_commit(
         for _ in range(8):
             await asyncio.sleep(0.5)
             assert svc.alive
-            assert await committed_offset(kafka_admin, group, topic) == poison
+            assert await committed_offsets(kafka_bootstrap, group, topic, 1) == {0: poison}
         assert await read_topic(kafka_bootstrap, dlq, idle=0.5) == []
 
         await kafka_admin.alter_configs([ConfigResource(
             ConfigResourceType.TOPIC, dlq, configs={"max.message.bytes": "1048588"})])
 
         async def all_committed() -> bool:
-            return await committed_offset(kafka_admin, group, topic) == offsets[-1] + 1
+            return await committed_offsets(kafka_bootstrap, group, topic, 1) == {
+                0: offsets[-1] + 1}
 
         await wait_until(all_committed, 60, "commit past the poison once dead-lettered", svc)
         assert svc.terminate() == 0

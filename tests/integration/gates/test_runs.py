@@ -12,12 +12,10 @@ from contextlib import closing
 from pathlib import Path
 
 import pytest
-from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient
 
-from devtools.harness import Service, read_topic, wait_until
-from tests.integration.gates.support import committed_offset, event_value, headers_of
-from tests.support.kafka import NewTopicFactory
+from devtools.harness import Service, committed_offsets, read_topic, wait_until
+from tests.integration.gates.support import headers_of
+from tests.support.kafka import NewTopicFactory, event_value, produce_values
 
 pytestmark = pytest.mark.integration
 
@@ -26,8 +24,7 @@ INVALID_AT, FATAL_AT, COUNT = 7, 15, 40
 
 @pytest.mark.parametrize("ordering", ["partition", "key", "unordered"])
 async def test_a_poison_record_in_the_middle_of_a_run_fails_alone(
-        ordering: str, kafka_bootstrap: str, new_topic: NewTopicFactory,
-        kafka_admin: AIOKafkaAdminClient) -> None:
+        ordering: str, kafka_bootstrap: str, new_topic: NewTopicFactory) -> None:
     topic = await new_topic(f"gates-run-{ordering}")
     dlq = await new_topic(f"gates-run-{ordering}-dlq")
     values: list[bytes] = []
@@ -41,13 +38,7 @@ async def test_a_poison_record_in_the_middle_of_a_run_fails_alone(
         if i != FATAL_AT:
             good.add(event_id)
     # All produced before the service starts: they arrive as one run per key.
-    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, enable_idempotence=True)
-    await producer.start()
-    try:
-        sent = [await producer.send(topic, v, key=b"k%d" % (i % 4)) for i, v in enumerate(values)]
-        offsets: list[int] = [(await fut).offset for fut in sent]
-    finally:
-        await producer.stop()
+    offsets = await produce_values(kafka_bootstrap, topic, values, key=lambda i: b"k%d" % (i % 4))
     group = f"g-{uuid.uuid4().hex[:8]}"
     db = Path(tempfile.mkdtemp(prefix="gates-run-")) / "events.db"
     svc = Service(bootstrap_servers=kafka_bootstrap, topics=topic, dlq_topic=dlq,
@@ -56,7 +47,8 @@ async def test_a_poison_record_in_the_middle_of_a_run_fails_alone(
                   commit_interval="0.2").start()
     try:
         async def all_committed() -> bool:
-            return await committed_offset(kafka_admin, group, topic) == offsets[-1] + 1
+            return await committed_offsets(kafka_bootstrap, group, topic, 1) == {
+                0: offsets[-1] + 1}
 
         await wait_until(all_committed, 90, "every offset committed", svc)
         assert svc.terminate() == 0

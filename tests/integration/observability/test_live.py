@@ -62,7 +62,9 @@ async def downstream() -> AsyncIterator[Downstream]:
 
 async def produce_mix(bootstrap: str, topic: str, stop: asyncio.Event,
                       rate: float = 60.0) -> int:
-    """Until `stop`: one in 10 invalid, one in 7 failing its first attempt."""
+    """Until `stop`: one in 10 invalid, one in 7 failing its first attempt.
+    Open-ended, for as long as the dashboard is watched, where
+    `devtools.harness.produce` sends a fixed count and has no retried ids."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
     await producer.start()
     invalid = itertools.cycle([v for _, v in invalid_samples()])

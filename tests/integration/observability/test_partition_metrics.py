@@ -48,7 +48,9 @@ def series(metrics: dict[str, Series | float], name: str) -> Series:
 
 
 async def send(bootstrap: str, topic: str, per_partition: dict[int, list[str]]) -> None:
-    """Valid events with the given ids, to the given partitions."""
+    """Valid events with the given ids, to the given partitions (named, not
+    picked by key as `devtools.harness.produce` does: the test reads each
+    partition's series)."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
     await producer.start()
     try:

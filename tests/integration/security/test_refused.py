@@ -12,7 +12,7 @@ import pytest
 
 from devtools.harness import Service, create_topics
 from devtools.tls import CertificateAuthority
-from tests.integration.security.conftest import Secured
+from tests.integration.security.support import Secured
 
 pytestmark = pytest.mark.integration
 

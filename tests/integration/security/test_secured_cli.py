@@ -16,7 +16,7 @@ from devtools.harness import read_topic
 from devtools.kafka import create_topics
 from devtools.ports import project_root
 from schemas.samples import sample_bytes
-from tests.integration.security.conftest import Secured
+from tests.integration.security.support import Secured
 
 pytestmark = pytest.mark.integration
 

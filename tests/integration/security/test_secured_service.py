@@ -12,12 +12,12 @@ from urllib.parse import urlsplit
 
 import orjson
 import pytest
-from aiokafka.admin import AIOKafkaAdminClient
 
 from consumer.masking import mask_url
 from devtools.harness import (
     Service,
     committed_all,
+    committed_offsets,
     create_topics,
     produce,
     read_topic,
@@ -26,9 +26,9 @@ from devtools.harness import (
 )
 from devtools.kafka import create_topics as create_kafka_topics
 from schemas.samples import invalid_samples
-from tests.integration.gates.support import committed_offset, event_value, produce_values
-from tests.integration.security.conftest import Secured
+from tests.integration.security.support import Secured
 from tests.integration.sinks.dbs import fresh_database
+from tests.support.kafka import event_value, produce_values
 
 pytestmark = pytest.mark.integration
 
@@ -130,11 +130,10 @@ async def revoke_write_then_restore(secured: Secured, svc: Service, *, topic: st
     offset of `rounds[1][held_at]`, and stays there; grant WRITE back: all of
     it is committed; SIGTERM exits 0. Returns both rounds' offsets."""
     bootstrap, admin = secured.bootstrap, secured.admin
-    kafka_admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **admin.options())
-    await kafka_admin.start()
     try:
         async def committed_to(offset: int) -> bool:
-            return await committed_offset(kafka_admin, group, topic) == offset
+            return await committed_offsets(bootstrap, group, topic, 1,
+                                           security=admin) == {0: offset}
 
         first = await produce_values(bootstrap, topic, rounds[0], security=admin)
         await wait_until(lambda: committed_to(first[-1] + 1), 60, "first round committed", svc)
@@ -149,13 +148,13 @@ async def revoke_write_then_restore(secured: Secured, svc: Service, *, topic: st
         await wait_until(lambda: committed_to(second[held_at]), 30, "commit up to the held one",
                          svc)
         await asyncio.sleep(2.0)  # ten commit intervals: the commit stays put
-        assert await committed_offset(kafka_admin, group, topic) == second[held_at]
+        assert await committed_offsets(bootstrap, group, topic, 1,
+                                       security=admin) == {0: second[held_at]}
 
         secured.broker.grant("svc", ["Write"], topic=target)
         await wait_until(lambda: committed_to(second[-1] + 1), 60, "all committed", svc)
         assert svc.terminate() == 0
     finally:
-        await kafka_admin.close()
         if svc.alive:
             svc.kill()
     return first, second

@@ -6,7 +6,6 @@ import asyncio
 from collections.abc import Sequence
 from itertools import pairwise
 
-from aiokafka.structs import ConsumerRecord
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -15,12 +14,8 @@ from consumer.engine.dispatch import MAX_RUN, Dispatcher
 from consumer.engine.flow import FlowControl
 from consumer.engine.partition import PartitionState
 from consumer.types import TP, Done, DoneRun, Record, RecordProcessor
+from tests.support.records import consumer_record
 from tests.support.waiting import until
-
-
-def rec(tp: TP, offset: int, key: bytes | None) -> Record:
-    return ConsumerRecord(tp.topic, tp.partition, offset, 0, 0, key, b"v", None,
-                          len(key) if key else -1, 1, [])
 
 
 class Recorder(RecordProcessor):
@@ -67,8 +62,10 @@ async def test_key_ordering_is_sequential_per_key_and_a_slow_key_blocks_only_its
     dispatcher = Dispatcher(proc, Ordering.KEY, 4, errors.append)
     await dispatcher.start()
     try:
-        batch0 = [rec(s0.tp, i, [b"a", b"b", b"slow"][i % 3]) for i in range(30)]
-        batch1 = [rec(s1.tp, i, [b"a", b"c"][i % 2]) for i in range(30)]
+        batch0 = [consumer_record(i, partition=s0.tp.partition, key=[b"a", b"b", b"slow"][i % 3])
+                  for i in range(30)]
+        batch1 = [consumer_record(i, partition=s1.tp.partition, key=[b"a", b"c"][i % 2])
+                  for i in range(30)]
         for state, batch in ((s0, batch0), (s1, batch1)):
             state.deliver(batch)
             dispatcher.submit(state, batch)
@@ -97,7 +94,8 @@ async def test_partition_ordering_never_runs_one_partition_twice_at_once() -> No
     try:
         for round_ in range(5):
             for state in sts:
-                batch = [rec(state.tp, round_ * 10 + i, None) for i in range(10)]
+                batch = [consumer_record(round_ * 10 + i, partition=state.tp.partition, key=None)
+                         for i in range(10)]
                 state.deliver(batch)
                 dispatcher.submit(state, batch)
         await until(lambda: len(proc.seen) == 150)
@@ -116,7 +114,7 @@ async def test_unordered_uses_the_pool_and_keyless_records_are_unordered_in_key_
     dispatcher = Dispatcher(proc, Ordering.KEY, 4, _ignore)
     await dispatcher.start()
     try:
-        batch = [rec(state.tp, i, None) for i in range(8)]
+        batch = [consumer_record(i, partition=state.tp.partition, key=None) for i in range(8)]
         state.deliver(batch)
         dispatcher.submit(state, batch)
         await until(lambda: proc.running == 4)  # spread over every worker
@@ -135,7 +133,7 @@ async def test_cancel_drops_queued_runs_of_revoked_partitions_only() -> None:
     await dispatcher.start()
     try:
         for state in (s0, s1):
-            batch = [rec(state.tp, i, b"k") for i in range(5)]
+            batch = [consumer_record(i, partition=state.tp.partition, key=b"k") for i in range(5)]
             state.deliver(batch)
             dispatcher.submit(state, batch)
         await until(lambda: proc.running == 1)  # s0's run holds the only worker
@@ -157,7 +155,8 @@ async def test_cancel_drops_runs_that_idle_workers_were_woken_for_but_not_starte
     await dispatcher.start()
     try:
         await asyncio.sleep(0)  # every worker idle, waiting for work
-        batch = [rec(s0.tp, i, b"k%d" % (i % 3)) for i in range(9)]
+        batch = [consumer_record(i, partition=s0.tp.partition, key=b"k%d" % (i % 3))
+                 for i in range(9)]
         s0.deliver(batch)
         dispatcher.submit(s0, batch)  # wakes workers, which have not run yet
         s0.abandon()
@@ -180,7 +179,7 @@ async def test_a_processor_failure_is_reported_and_the_record_stays_undone() -> 
     dispatcher = Dispatcher(Failing(), Ordering.PARTITION, 2, errors.append)
     await dispatcher.start()
     try:
-        batch = [rec(state.tp, i, None) for i in range(3)]
+        batch = [consumer_record(i, partition=state.tp.partition, key=None) for i in range(3)]
         state.deliver(batch)
         dispatcher.submit(state, batch)
         await until(lambda: bool(errors))
@@ -233,7 +232,8 @@ async def test_key_mode_packs_keys_into_long_runs_and_keeps_each_key_sequential(
     try:
         offset = 0
         for _ in range(6):  # later fetches find some keys still busy
-            batch = [rec(state.tp, offset + i, b"k%d" % ((offset + i) // 3 % 200))
+            batch = [consumer_record(offset + i, partition=state.tp.partition,
+                                     key=b"k%d" % ((offset + i) // 3 % 200))
                      for i in range(900)]
             offset += len(batch)
             state.deliver(batch)
@@ -271,7 +271,8 @@ def test_packed_key_runs_keep_every_key_sequential_and_process_each_record_once(
         try:
             for keys in fetches:
                 for st_ in (state, other):
-                    batch = [rec(st_.tp, offset + i, k) for i, k in enumerate(keys)]
+                    batch = [consumer_record(offset + i, partition=st_.tp.partition, key=k)
+                             for i, k in enumerate(keys)]
                     st_.deliver(batch)
                     dispatcher.submit(st_, batch)
                 offset += len(keys)
@@ -328,7 +329,8 @@ async def test_the_loop_polls_between_any_two_chunks() -> None:
     tick = asyncio.create_task(ticker())
     try:
         for state in sts:
-            batch = [rec(state.tp, i, None) for i in range(3 * MAX_RUN)]
+            batch = [consumer_record(i, partition=state.tp.partition, key=None)
+                     for i in range(3 * MAX_RUN)]
             state.deliver(batch)
             dispatcher.submit(state, batch)
         await until(lambda: all(s.in_flight == 0 for s in sts))

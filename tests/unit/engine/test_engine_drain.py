@@ -12,13 +12,13 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from aiokafka.structs import ConsumerRecord
 
 from consumer.config import load_settings
 from consumer.engine.engine import Engine
 from consumer.observability.metrics import Metrics
 from consumer.types import TP, Done, Record, RecordProcessor
 from tests.support.consumer import FakeConsumer
+from tests.support.records import consumer_record
 from tests.support.waiting import until
 
 
@@ -33,10 +33,6 @@ class StuckSink(RecordProcessor):
 
     async def close(self) -> None:
         return None
-
-
-def rec(offset: int) -> Record:
-    return ConsumerRecord("t", 0, offset, 0, 0, b"k", b"v", None, 1, 1, [])
 
 
 @pytest.fixture
@@ -56,7 +52,7 @@ async def test_drain_gives_up_at_its_deadline_even_if_flush_hangs(eng: Engine) -
     tp = TP("t", 0)
     await eng.on_assigned({tp})
     state = eng._states[tp]
-    state.deliver([rec(0)])  # in flight, never done
+    state.deliver([consumer_record(0)])  # in flight, never done
     began = time.monotonic()
     assert not await eng._drain({state}, 0.3)
     assert time.monotonic() - began < 2.0
@@ -66,7 +62,7 @@ async def test_drain_stops_at_once_on_a_second_signal(eng: Engine) -> None:
     tp = TP("t", 0)
     await eng.on_assigned({tp})
     state = eng._states[tp]
-    state.deliver([rec(0)])
+    state.deliver([consumer_record(0)])
     asyncio.get_running_loop().call_later(0.1, eng.request_stop, True)
     began = time.monotonic()
     assert not await eng._drain({state}, 60)
@@ -77,7 +73,7 @@ async def test_completed_count_never_decreases_across_rebalances(eng: Engine) ->
     tp = TP("t", 0)
     await eng.on_assigned({tp})
     first = eng._states[tp]
-    records = [rec(i) for i in range(3)]
+    records = [consumer_record(i) for i in range(3)]
     first.deliver(records)
     for record in records:
         first.done(record)
@@ -86,8 +82,8 @@ async def test_completed_count_never_decreases_across_rebalances(eng: Engine) ->
     await eng.on_assigned({tp})
     assert eng._completed() == 3
     second = eng._states[tp]
-    second.deliver([rec(3)])
-    second.done(rec(3))
+    second.deliver([consumer_record(3)])
+    second.done(consumer_record(3))
     assert eng._completed() == 4
 
 
@@ -98,13 +94,14 @@ async def test_lost_partitions_are_fenced_at_once_not_drained(eng: Engine,
     tp = TP("t", 0)
     await eng.on_assigned({tp})
     state = eng._states[tp]
-    state.deliver([rec(0), rec(1)])  # in flight; this processor never completes them
+    # in flight; this processor never completes them
+    state.deliver([consumer_record(0), consumer_record(1)])
     fake.lost = True
     began = time.monotonic()
     await eng.on_revoked({tp})
     assert time.monotonic() - began < 2.0  # not the 36 s revocation deadline
     assert tp not in eng._states
-    state.done(rec(0))  # a late completion of the zombie
+    state.done(consumer_record(0))  # a late completion of the zombie
     assert state.pending_commit() is None
     assert state.in_flight == 1
 
@@ -115,7 +112,7 @@ async def test_state_and_the_readiness_reason_follow_the_stop(eng: Engine) -> No
     eng._started = True  # what run() sets once subscribed
     assert (eng.state, eng.unready_reason()) == ("consuming", None)
     await eng.on_assigned({TP("t", 0)})
-    eng._states[TP("t", 0)].deliver([rec(0), rec(1)])
+    eng._states[TP("t", 0)].deliver([consumer_record(0), consumer_record(1)])
     eng.request_stop()
     assert eng.state == "draining"
     assert eng.unready_reason() == ("draining: stopping, 2 message(s) in flight to finish "
@@ -146,7 +143,7 @@ async def test_a_failed_commit_is_retried_without_new_messages(fake: FakeConsume
     engine, task = await running(fake)
     try:
         await fake.assign(tp)
-        fake.queue(rec(0), rec(1), rec(2))
+        fake.queue(consumer_record(0), consumer_record(1), consumer_record(2))
         await until(lambda: fake.committed.get(tp) == 3)
         assert fake.commits >= 3  # two refused, then the one that landed
     finally:
@@ -162,7 +159,7 @@ async def test_an_idle_partition_commits_past_a_transaction_marker(fake: FakeCon
         # A transaction's records at 0 and 1, its commit marker at 2: the
         # fetch hands out the records and moves the position past the marker.
         fake.positions[tp] = 3
-        fake.queue(rec(0), rec(1))
+        fake.queue(consumer_record(0), consumer_record(1))
         await until(lambda: fake.committed.get(tp) == 3)
     finally:
         engine.request_stop()

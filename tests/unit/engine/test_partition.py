@@ -6,7 +6,6 @@ from __future__ import annotations
 import gc
 import weakref
 
-from aiokafka.structs import ConsumerRecord
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -14,25 +13,20 @@ from consumer.engine.flow import FlowControl
 from consumer.engine.partition import PartitionState
 from consumer.observability.age import AgeBuckets
 from consumer.types import TP, Record
-
-
-def rec(offset: int, key: bytes | None = b"k", value: bytes | None = b"value") -> Record:
-    return ConsumerRecord("t", 0, offset, 0, 0, key, value, None,
-                          len(key) if key is not None else -1,
-                          len(value) if value is not None else -1, [])
+from tests.support.records import consumer_record
 
 
 def test_late_completion_after_revocation_is_fenced() -> None:
     flow = FlowControl(100, 10**6)
     old = PartitionState(TP("t", 0), flow)
-    records = [rec(i) for i in range(3)]
+    records = [consumer_record(i) for i in range(3)]
     old.deliver(records)
     old.done(records[0])
     assert old.pending_commit() == 1
     old.fence()  # revoked with offsets 1 and 2 still running
     flow.revoke(old.tp)
     new = PartitionState(TP("t", 0), flow)  # assigned to us again
-    new.deliver([rec(1), rec(2)])
+    new.deliver([consumer_record(1), consumer_record(2)])
     old.done(records[1])  # the old generation's work finishes late
     old.done(records[2])
     assert old.pending_commit() is None
@@ -44,7 +38,8 @@ def test_late_completion_after_revocation_is_fenced() -> None:
 def test_null_keys_and_values_are_accounted_symmetrically() -> None:
     flow = FlowControl(100, 10**6)
     state = PartitionState(TP("t", 0), flow)
-    records = [rec(0, key=None), rec(1, value=None), rec(2, key=None, value=None)]
+    records = [consumer_record(0, key=None), consumer_record(1, value=None),
+               consumer_record(2, key=None, value=None)]
     state.deliver(records)
     assert flow.bytes > 0
     for record in records:
@@ -53,17 +48,13 @@ def test_null_keys_and_values_are_accounted_symmetrically() -> None:
     assert state.pending_commit() == 3
 
 
-def stamped(offset: int, timestamp: int | None) -> Record:
-    return ConsumerRecord("t", 0, offset, timestamp, 0, b"k", b"v", None, 1, 1, [])
-
-
 def test_an_unfinished_record_keeps_no_records_alive_and_time_lag_stays_right() -> None:
     flow = FlowControl(10**6, 10**9)
     state = PartitionState(TP("t", 0), flow)
     refs: list[weakref.ref[Record]] = []
 
     def deliver_batch(start: int) -> None:
-        batch = [stamped(start + i, 1_000 + start + i) for i in range(10)]
+        batch = [consumer_record(start + i, timestamp=1_000 + start + i) for i in range(10)]
         refs.extend(weakref.ref(r) for r in batch)
         state.deliver(batch)
         for record in batch:
@@ -76,7 +67,7 @@ def test_an_unfinished_record_keeps_no_records_alive_and_time_lag_stays_right() 
     assert [r for r in refs if r() is not None] == []
     assert state.oldest_undone_timestamp() == 1.0  # offset 0's broker timestamp
     assert state.in_flight == 1
-    state.done(stamped(0, 1_000))  # it finishes at last
+    state.done(consumer_record(0, timestamp=1_000))  # it finishes at last
     assert state.oldest_undone_timestamp() is None
     assert state.pending_commit() == 2000
 
@@ -85,7 +76,8 @@ def test_records_without_a_usable_timestamp_complete_and_have_no_time() -> None:
     flow = FlowControl(100, 10**6)
     ages = AgeBuckets((1.0, 10.0))
     state = PartitionState(TP("t", 0), flow, ages)
-    records = [stamped(0, None), stamped(1, -1), stamped(2, 0)]
+    records = [consumer_record(0, timestamp=None), consumer_record(1, timestamp=-1),
+               consumer_record(2, timestamp=0)]
     state.deliver(records)
     assert state.oldest_undone_timestamp() is None  # offset 0 has no timestamp
     state.done(records[0])
@@ -101,7 +93,8 @@ def test_a_run_without_usable_timestamps_completes_and_has_no_time() -> None:
     flow = FlowControl(100, 10**6)
     ages = AgeBuckets((1.0, 10.0))
     state = PartitionState(TP("t", 0), flow, ages)
-    records = [stamped(0, None), stamped(1, -1), stamped(2, 0), stamped(3, 1)]
+    records = [consumer_record(0, timestamp=None), consumer_record(1, timestamp=-1),
+               consumer_record(2, timestamp=0), consumer_record(3, timestamp=1)]
     state.deliver(records)
     state.done_run(records)
     assert (flow.messages, flow.bytes) == (0, 0)

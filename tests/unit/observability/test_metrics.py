@@ -7,7 +7,6 @@ import re
 from pathlib import Path
 
 import pytest
-from aiokafka.structs import ConsumerRecord
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client import generate_latest
@@ -18,11 +17,8 @@ from consumer.engine.partition import PartitionState
 from consumer.observability.age import AgeBuckets
 from consumer.observability.metrics import AGE_BUCKETS, OUTCOMES, Metrics
 from consumer.observability.partitions import PartitionGauges, time_lag
-from consumer.types import TP, Record
-
-
-def rec(offset: int, timestamp_ms: int) -> Record:
-    return ConsumerRecord("t", 0, offset, timestamp_ms, 0, b"k", b"v", None, 1, 1, [])
+from consumer.types import TP
+from tests.support.records import consumer_record
 
 
 def samples(metrics: Metrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -50,8 +46,9 @@ def test_time_lag_without_a_fetched_record_grows_from_when_waiting_was_seen() ->
 
 def test_oldest_undone_timestamp_follows_the_tracker() -> None:
     state = PartitionState(TP("t", 0), FlowControl(100, 10**6))
-    first = [rec(0, 1_000), rec(1, 2_000), rec(3, 3_000)]  # offset 2 is a gap
-    second = [rec(4, 4_000), rec(5, 5_000)]
+    first = [consumer_record(0, timestamp=1_000), consumer_record(1, timestamp=2_000),
+             consumer_record(3, timestamp=3_000)]  # offset 2 is a gap
+    second = [consumer_record(4, timestamp=4_000), consumer_record(5, timestamp=5_000)]
     state.deliver(first)
     state.deliver(second)
     assert state.oldest_undone_timestamp() == 1.0

@@ -7,7 +7,6 @@ from types import SimpleNamespace
 
 import orjson
 import pytest
-from aiokafka.structs import ConsumerRecord
 from pydantic import BaseModel
 
 from consumer.config import Settings
@@ -15,6 +14,7 @@ from consumer.errors import ConfigError
 from consumer.handlers.store import store
 from consumer.sinks import open_sink
 from consumer.sinks.base import Row
+from tests.support.records import consumer_record
 
 
 @pytest.mark.parametrize(("url", "name"), [
@@ -43,17 +43,11 @@ class Data(BaseModel):
     qty: int
 
 
-def record() -> ConsumerRecord[bytes, bytes]:
-    return ConsumerRecord(topic="events", partition=3, offset=42, timestamp=0, timestamp_type=0,
-                          key=b"k", value=b"{}", checksum=None, serialized_key_size=1,
-                          serialized_value_size=2, headers=[])
-
-
 def test_row_from_event_with_model_data() -> None:
     event = SimpleNamespace(id="a", type="order.created", version=1,
                             occurred_at=datetime(2026, 1, 1, tzinfo=UTC),
                             data=Data(sku="x", qty=2), source="shop")
-    r = Row.from_event(event, record())
+    r = Row.from_event(event, consumer_record(42, topic="events", partition=3, value=b"{}"))
     assert r.data == {"sku": "x", "qty": 2}
     assert orjson.loads(r.data_json) == r.data
     assert (r.topic, r.partition, r.offset, r.key) == ("events", 3, 42, b"k")
@@ -64,7 +58,7 @@ def test_row_from_event_with_model_data() -> None:
 def test_row_from_event_without_source_and_string_time() -> None:
     event = SimpleNamespace(id="a", type="t", version=2, occurred_at="2026-01-01T00:00:00+00:00",
                             data={"k": 1})
-    r = Row.from_event(event, record())
+    r = Row.from_event(event, consumer_record(42, topic="events", partition=3, value=b"{}"))
     assert r.source is None
     assert r.occurred_at == datetime(2026, 1, 1, tzinfo=UTC)
     assert "source" not in r.envelope()
@@ -82,15 +76,14 @@ async def test_store_handler_emits_the_event() -> None:
 
 
 def test_rows_of_a_run_carry_each_validated_event() -> None:
-    import dataclasses
-
     from consumer.sinks.kafka import encode
     from schemas import validate
     from schemas.samples import sample_event
 
     docs = [sample_event(i) for i in range(12)]  # every type the samples make
     events = [validate(orjson.dumps(doc)) for doc in docs]
-    records = [dataclasses.replace(record(), offset=i) for i in range(len(docs))]
+    records = [consumer_record(i, topic="events", partition=3, value=b"{}")
+               for i in range(len(docs))]
     rows = Row.from_events(events, records)
     assert [r.offset for r in rows] == list(range(len(docs)))
     for doc, event, row, one in zip(docs, events, rows, (Row.from_event(e, r) for e, r in
