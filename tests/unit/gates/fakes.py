@@ -7,8 +7,6 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
-from aiokafka.structs import ConsumerRecord
-
 from consumer.config import Settings
 from consumer.errors import DeadLetterError, SinkError
 from consumer.gates.context import Context
@@ -17,15 +15,17 @@ from consumer.sinks.base import Row
 from consumer.sinks.batcher import RowsRefused
 from consumer.types import Handler, Record
 from schemas.samples import sample_bytes
+from tests.support.records import consumer_record
 
 
 def record(offset: int = 0, value: bytes | None = None, key: bytes | None = b"k",
            headers: Sequence[tuple[str, bytes]] = (), topic: str = "t") -> Record:
+    """A record of partition 0 carrying a valid sample event (with its
+    event's key) unless `value` is given; its timestamp follows its offset."""
     if value is None:
         key, value = sample_bytes(offset)
-    rec: Record = ConsumerRecord(topic, 0, offset, 1_700_000_000_000 + offset, 0, key, value,
-                                 None, len(key or b""), len(value), list(headers))
-    return rec
+    return consumer_record(offset, topic=topic, key=key, value=value, headers=headers,
+                           timestamp=1_700_000_000_000 + offset)
 
 
 class FakeBatcher:
