@@ -150,7 +150,9 @@ def _overview() -> list[Any]:
              Q(f"sum(consumer_lag{{{TOPIC}}})"), warn=10_000, crit=100_000),
         stat("Max time lag", "Age of the oldest record not yet done, worst partition.", "s",
              Q(f"max(consumer_lag_seconds{{{TOPIC}}})"), warn=60, crit=300),
-        stat("p99 processing", "99th percentile of handler time (validation to return).", "s",
+        stat("p99 processing",
+             "99th percentile of processing time per message (validation to done or "
+             "dead-lettered).", "s",
              Q(quantile(0.99, "consumer_processing_seconds")), warn=1, crit=5),
         stat("Breaker", "Dead-letter circuit breaker: OPEN stops consumption.", "none",
              Q(f"max(consumer_dlq_breaker_open{{{SEL}}})"),

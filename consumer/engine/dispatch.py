@@ -57,7 +57,7 @@ class Run:
 
 class Dispatcher:
     """`submit` never blocks; flow control bounds what can be queued.
-    `on_error` is called (once per failure) when `process` raises: the service
+    `on_error` is called (once per failure) when `process_run` raises: the service
     must stop, and the run's unprocessed records stay undone."""
 
     def __init__(self, processor: Processor, ordering: Ordering, concurrency: int,

@@ -4,9 +4,10 @@ one; the shapes of a gate (`RunMiddleware`) and of a user middleware.
 
 A *run* is consecutive records of one partition, in offset order. The engine
 hands the pipeline runs; a single record is a run of one. Gates may cut a run
-into *parts* (validation: valid stretches and single invalid records; retry:
-single records after a failed run), and every part is settled — done,
-dead-lettered or left in flight — on its own.
+into *parts* and send each down the rest of the chain (validation: valid
+stretches and single invalid records; the settle gate: single records after
+a run failed as a whole), and every part is settled — done, dead-lettered or
+left in flight — on its own.
 
 A *batch handler* takes a whole run of validated events at once:
 
@@ -29,9 +30,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, TypeGuard, TypeVar
 
 from consumer.errors import ConsumerError
 from consumer.sinks.base import Row
@@ -60,7 +61,7 @@ def batch_handler(fn: F) -> F:
     return fn
 
 
-def is_batch_handler(fn: object) -> bool:
+def is_batch_handler(fn: object) -> TypeGuard[BatchHandler]:
     return getattr(fn, _MARK, False) is True
 
 
@@ -82,11 +83,10 @@ class RunContext:
     #: Wall-clock seconds of the first and the latest failed attempt.
     first_failure: float | None = None
     last_failure: float | None = None
-    #: Why the run failed (invalid, or the retry gate gave up): it is then
-    #: dead-lettered record by record instead of handled.
+    #: Why the run failed: refused by validation (it is then not handled),
+    #: or its attempts failed (set by the retry gate). A failed record is
+    #: dead-lettered; a failed run of many is split into records.
     error: BaseException | None = None
-    #: The parts a gate cut this run into: they are settled instead of it.
-    parts: list[RunContext] = field(default_factory=list)
     #: Submitted units' futures, and for each the run indexes of its rows.
     units: list[asyncio.Future[None]] = field(default_factory=list)
     owners: list[Sequence[int]] = field(default_factory=list)
@@ -111,26 +111,17 @@ class RunContext:
         return RunContext(records, self.done, self.submit, self.http, events, error=error)
 
     def singles(self) -> list[RunContext]:
-        """Each record as a run of one (with its event, when validated)."""
+        """Each record as a fresh run of one, with its event."""
         events = self.events
-        return [self.part((record,), events[i:i + 1], self.error)
-                for i, record in enumerate(self.records)]
-
-    def leaves(self) -> Iterator[RunContext]:
-        """The runs to settle, in record order: this one, or its parts'."""
-        if not self.parts:
-            yield self
-            return
-        for part in self.parts:
-            yield from part.leaves()
+        return [self.part((record,), events[i:i + 1]) for i, record in enumerate(self.records)]
 
     def emit(self, events: Sequence[Any] | None = None, *,
              indexes: Iterable[int] | None = None) -> None:
         """Send rows to the sink as one unit, each with its record's
         coordinates: by default one per event of the run; `indexes` picks
         records of the run; `events` replaces what is stored (one per chosen
-        record, in order). The rows are written once the handler returns
-        (never when it raises); this does not wait for the write. Raises
+        record, in order). The rows are written once the attempt succeeds
+        (never when it fails); this does not wait for the write. Raises
         `ValueError` when `events` and the chosen records differ in number,
         `RuntimeError` once the handler returned."""
         if self.submit is None:
@@ -148,7 +139,7 @@ class RunContext:
         self.staged.append((rows, chosen))
 
     def submit_staged(self) -> None:
-        """The handler returned: hand its units to the batcher. Raises
+        """The attempt succeeded: hand its units to the batcher. Raises
         `ConsumerError` (retriable) when the batcher is not running."""
         staged, self.staged = self.staged, []
         if self.submit is None:

@@ -9,10 +9,7 @@ downstream names, outcomes, error class names.
 
 from __future__ import annotations
 
-import time
 from typing import TYPE_CHECKING, Any
-
-from consumer.gates.context import NextRun, RunContext
 
 if TYPE_CHECKING:
     from consumer.observability.metrics import Metrics
@@ -94,20 +91,3 @@ class GateMetrics:
         if child is not None:
             child.inc()
 
-
-class Timing:
-    """Metrics gate: `consumer_processing_seconds` — the time a run held its
-    worker (validation, handling with its retries, dead-letter sends),
-    divided by its size: one observation per run, of the time per message."""
-
-    def __init__(self, metrics: GateMetrics) -> None:
-        self._metrics = metrics
-
-    async def __call__(self, run: RunContext, call_next: NextRun) -> None:
-        started = time.perf_counter()
-        try:
-            await call_next(run)
-        finally:
-            records = run.records
-            self._metrics.processing(records[0].topic,
-                                     (time.perf_counter() - started) / len(records))

@@ -1,5 +1,5 @@
 """Retry gate: exponential backoff with full jitter, capped, with an overall
-deadline; in place, inside the same `process` call.
+deadline; in place, inside the same `process_run` call.
 
 Retrying in place blocks only the worker holding this record, which the
 dispatcher already serialises by the ordering mode (its key or partition), so
@@ -19,6 +19,7 @@ from typing import Any, TypeAlias
 
 from consumer.backoff import Backoff
 from consumer.config import Settings
+from consumer.errors import ConsumerError
 from consumer.gates.context import NextRun, RunContext, failure_of
 from consumer.gates.instruments import GateMetrics
 
@@ -99,16 +100,18 @@ ObserveAttempt: TypeAlias = Callable[
 
 
 class Retry:
-    """The retry gate. A run of one is attempted per `RetryPolicy`; a run of
-    many gets one attempt, and when that fails it is split: each record is
-    then retried alone (`run.parts`), so one poison record fails alone
-    while the rest complete. Giving up never raises: it sets `run.error`,
-    which sends the record to the dead-letter path. Sets `run.attempt`
-    (1-based) before each attempt and the failure times on failures.
+    """The retry gate, and the one place an attempt's emitted rows are kept
+    or dropped: they are staged during the attempt and submitted to the
+    batcher only when the whole attempt (user middleware included)
+    succeeded, so a failed attempt writes nothing.
 
-    A `CancelledError` the handler raised on its own (it awaited a future
-    someone else cancelled) is a failure like any other; cancellation of the
-    worker passes through."""
+    A run of one is attempted per `RetryPolicy`; a run of many gets one
+    attempt (the settle gate splits a failed run and sends its records back
+    alone). Giving up never raises: it sets `run.error`, which sends the run
+    to the dead-letter path. Sets `run.attempt` (1-based) before each
+    attempt and the failure times on failures. A `CancelledError` the
+    handler raised on its own (it awaited a future someone else cancelled)
+    is not retried: waiting would not un-cancel that future."""
 
     def __init__(self, policy: RetryPolicy, metrics: GateMetrics | None = None, *,
                  observe: ObserveAttempt | None = None,
@@ -121,26 +124,15 @@ class Retry:
         self._rand = rand
 
     async def __call__(self, run: RunContext, call_next: NextRun) -> None:
-        if len(run.records) == 1:
-            await self._retry(run, call_next)
-            return
-        await self._attempt(run, call_next, None)
-        if run.error is None:
-            self._metrics.attempts(1)
-            return
-        log.info("run of %d from %s[%d]@%d failed (%r); split to single records",
-                 len(run.records), run.topic, run.partition, run.records[0].offset, run.error)
-        run.error = None
-        run.parts = run.singles()
-        for part in run.parts:
-            await self._retry(part, call_next)
-
-    async def _retry(self, run: RunContext, call_next: NextRun) -> None:
-        started = self._clock()
-        while (wait := await self._attempt(run, call_next, started)) is not None:
-            await asyncio.sleep(wait)
-            run.attempt += 1
-        self._metrics.attempts(run.attempt)
+        if len(run.records) > 1:
+            await self._attempt(run, call_next, None)
+        else:
+            started = self._clock()
+            while (wait := await self._attempt(run, call_next, started)) is not None:
+                await asyncio.sleep(wait)
+                run.attempt += 1
+        if run.error is None or len(run.records) == 1:
+            self._metrics.attempts(run.attempt)
 
     async def _attempt(self, run: RunContext, call_next: NextRun,
                        started: float | None) -> float | None:
@@ -148,18 +140,31 @@ class Retry:
         there is none: it succeeded, or it failed and `run.error` is set —
         the policy gave up, or (`started` None) it was a run's one attempt."""
         if self._observe is None:
-            return self._judge(run, await failure_of(call_next, run), started, None)
+            return self._judge(run, await self._try(run, call_next), started, None)
         with self._observe(run) as failed:
-            return self._judge(run, await failure_of(call_next, run), started, failed)
+            return self._judge(run, await self._try(run, call_next), started, failed)
+
+    @staticmethod
+    async def _try(run: RunContext, call_next: NextRun) -> BaseException | None:
+        run.staged = []
+        if (exc := await failure_of(call_next, run)) is not None:
+            return exc
+        try:
+            run.submit_staged()
+        except ConsumerError as exc:  # the batcher is not running: retriable
+            run.drop_units()
+            return exc
+        return None
 
     def _judge(self, run: RunContext, exc: BaseException | None, started: float | None,
                failed: AttemptFailed | None) -> float | None:
         if exc is None:
             return None
         run.failed(exc)
-        run.drop_units()
-        wait = None if started is None else self.policy.next_delay(
-            exc, run.attempt, started, self._clock(), self._rand())
+        if started is None or isinstance(exc, asyncio.CancelledError):
+            wait = None
+        else:
+            wait = self.policy.next_delay(exc, run.attempt, started, self._clock(), self._rand())
         if failed is not None:
             failed(exc, wait)
         if wait is None:

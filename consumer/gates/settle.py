@@ -5,8 +5,10 @@ once the broker acknowledged the send. `done` is never called for a message
 whose dead-letter send is unacknowledged: it stays in flight.
 
 It sits behind validation (and behind `singles` for per-event handlers), so
-it sees each part of a run in record order; the retry gate may split a part
-further, and each piece (`run.leaves()`) is settled alone. The breaker counts
+it sees each part of a run in record order. A run of many that failed as a
+whole (the retry gate gives a run one attempt) is split here: each record
+goes down the rest of the chain again alone, with its own attempts, and is
+settled before the next one starts. The breaker counts
 a handled message when its handler returns, not when its rows are written:
 good messages wait for their batch while bad ones are dead-lettered at once,
 so counting in completion order would see a run of failures the input does
@@ -55,33 +57,36 @@ class Settle:
             return  # consumption stops: the rest stays in flight
         # A run that arrives failed was refused by validation: not handled.
         if run.error is None and (exc := await failure_of(call_next, run)) is not None:
-            self._failed(run, exc)
-        for leaf in run.leaves():
-            # Rows emitted after the handler returned (from a task it left
-            # behind) would not be waited for: refuse them.
-            leaf.submit = None
-        for leaf in run.leaves():
-            if self.breaker.open:
-                leaf.drop_units()
-                continue
-            if leaf.error is None:
-                if self.breaker.record_passed(len(leaf.records)):
-                    self._tripped()
-                self._when_written(leaf)
-                continue
-            leaf.drop_units()
-            for record in leaf.records:
-                await self.dead_letter(leaf, record, leaf.error)
-
-    @staticmethod
-    def _failed(run: RunContext, exc: BaseException) -> None:
-        """An error got past the retry gate (a gate's own failure): the whole
-        run goes to the dead-letter path."""
-        for leaf in run.leaves():
-            leaf.drop_units()
-        run.parts.clear()
-        run.failed(exc)
-        run.error = exc
+            # An error got past the retry gate: a gate's own failure.
+            run.failed(exc)
+            run.error = exc
+        parts = run.singles() if run.error is not None and len(run.records) > 1 else ()
+        # Rows emitted after the handler returned (from a task it left
+        # behind) would not be waited for: refuse them.
+        run.submit = None
+        if run.error is None:
+            if self.breaker.record_passed(len(run.records)):
+                self._tripped()
+            self._when_written(run)
+            return
+        if run.units:
+            # Its rows went to the sink (a gate failed after the handler
+            # succeeded): never also dead-letter it. Consumed again after a
+            # restart.
+            log.error("%s[%d]@%d..%d left in flight after %r", run.topic, run.partition,
+                      run.records[0].offset, run.records[-1].offset, run.error)
+            run.drop_units()
+            return
+        if parts:
+            # A run failed as a whole: each record again alone — its own
+            # attempts, its own outcome, the breaker judged between them.
+            log.info("run of %d from %s[%d]@%d failed (%r); split to single records",
+                     len(run.records), run.topic, run.partition, run.records[0].offset,
+                     run.error)
+            for part in parts:
+                await self(part, call_next)
+            return
+        await self.dead_letter(run, run.records[0], run.error)
 
     def _when_written(self, run: RunContext) -> None:
         """`done` once every emitted unit settled — from the futures'
@@ -106,8 +111,9 @@ class Settle:
         those whose rows were not written (shutting down)."""
         good, refused, stuck = run.outcome()
         self._succeeded(run, good)
+        now = time.time()
         for i, exc in refused:
-            self._spawn(self.dead_letter(run, run.records[i], exc))
+            self._spawn(self.dead_letter(run, run.records[i], exc, failed_at=now))
         if stuck:
             log.info("%d records of %s[%d] left in flight: their rows were not written",
                      len(stuck), run.topic, run.partition)
@@ -122,22 +128,24 @@ class Settle:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def dead_letter(self, run: RunContext, record: Record, exc: BaseException) -> None:
-        """Send to the dead-letter topic; `done` only after the acknowledgement."""
+    async def dead_letter(self, run: RunContext, record: Record, exc: BaseException, *,
+                          failed_at: float | None = None) -> None:
+        """Send to the dead-letter topic; `done` only after the acknowledgement.
+        `failed_at`: when the failure happened, if not at the run's last
+        attempt (the sink refused a row later)."""
         now = time.time()
+        last = failed_at or run.last_failure or now
         headers = dead_letter_headers(
             record, exc, attempts=run.attempt, group=self._group,
-            first_failure=run.first_failure or now, last_failure=run.last_failure or now)
-        value: bytes | Undecodable | None = record.value
-        if type(value) is Undecodable:
-            value = value.raw
+            first_failure=run.first_failure or last, last_failure=last)
+        value = record.value
+        raw = value.raw if isinstance(value, Undecodable) else value
         try:
             if self._observe is None:
-                await self.publisher.send(record.key, value, headers)  # type: ignore[arg-type]
+                await self.publisher.send(record.key, raw, headers)
             else:
                 with self._observe(record, exc, run.attempt, self.publisher.topic):
-                    await self.publisher.send(record.key, value,  # type: ignore[arg-type]
-                                              headers)
+                    await self.publisher.send(record.key, raw, headers)
         except DeadLetterError:
             log.warning("%s[%d]@%d not dead-lettered before close; left in flight",
                         record.topic, record.partition, record.offset)

@@ -18,7 +18,7 @@ from typing import Any, TypeAlias
 
 from consumer.gates.context import NextRun, RunContext
 from consumer.types import Record, Undecodable
-from schemas import Event, InvalidEvent, Reason, validate, validate_many
+from schemas import InvalidEvent, Reason, validate_many
 
 
 @dataclass(slots=True)
@@ -38,14 +38,6 @@ OnValidated: TypeAlias = Callable[[Sequence[Segment], int, int, int], None]
 def _undecodable(value: object) -> InvalidEvent | None:
     """The refusal of a value the Kafka client could not decode."""
     return InvalidEvent(Reason.UNDECODABLE, value.reason) if type(value) is Undecodable else None
-
-
-def validate_value(raw: bytes | Undecodable | None, *, allow_unknown: bool = False) -> Event:
-    """`schemas.validate` for a record value as the engine delivers it: a
-    value the Kafka client could not decode is refused as `undecodable`."""
-    if (refused := _undecodable(raw)) is not None:
-        raise refused
-    return validate(raw, allow_unknown=allow_unknown)  # type: ignore[arg-type]
 
 
 def validate_run(records: Sequence[Record], *, allow_unknown: bool = False) -> list[Segment]:

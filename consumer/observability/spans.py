@@ -198,9 +198,14 @@ class Spans:
         if len(run.records) == 1:
             record = run.records[0]
             parent = get(record.topic, record.partition, record.offset)
-            if parent is None:
-                return contextlib.nullcontext()
-            return self._handle(parent, run.attempt)
+            if parent is not None:
+                return self._handle(parent, run.attempt)
+            if record.headers and not trace.get_current_span().get_span_context().is_valid:
+                # Not sampled, and split out of a run (a record delivered
+                # alone has its span current already): the handler's own
+                # calls still carry the producer's context on.
+                return _current(trace.get_current_span(extract(record.headers)))
+            return contextlib.nullcontext()
         parents = [p for r in run.records
                    if (p := get(r.topic, r.partition, r.offset)) is not None]
         if not parents:
@@ -285,6 +290,12 @@ class Spans:
 
     def close(self) -> None:
         self.registry.end_all("left_in_flight")
+
+
+@contextlib.contextmanager
+def _current(span: Span) -> Iterator[None]:
+    with trace.use_span(span):
+        yield
 
 
 def _error(span: Span, exc: BaseException) -> None:

@@ -3,8 +3,8 @@ that every run of records goes down — a single record is a run of one —
 with the handler adapted at its end (`chain.endpoint`).
 
     process_run → [tracing] → timing → validation → [singles] → settle
-    → retry → correlation → [user middleware] → [timeout] → handler
-    → (emit → batcher → sink) → settle's write callbacks → done
+    → correlation → retry → [user middleware] → [timeout] → handler
+    → (emit; retry submits → batcher → sink) → settle's write callbacks → done
 
 `build_processor(settings)` builds it; `Pipeline` owns its resources.
 """

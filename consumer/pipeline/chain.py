@@ -3,8 +3,7 @@
 A run middleware is any object (or async function) called as
 `await mw(run, call_next)`; it may act before and after
 `await call_next(run)`, call it once per part of the run, call it again, or
-not at all. `build_chain` folds a list (outermost first) around an endpoint;
-`consumer.pipeline.build.compose` is the one place that decides the list.
+not at all. `build_chain` folds a list (outermost first) around an endpoint.
 
 Handlers and user middleware are written per event (`Context`) or per run
 (`RunContext`); the adapters here put them at the end of the one chain.
@@ -31,10 +30,11 @@ from consumer.gates.context import (
     is_batch_handler,
 )
 from consumer.gates.correlation import Correlation
-from consumer.gates.instruments import GateMetrics, Timing
+from consumer.gates.instruments import GateMetrics
 from consumer.gates.retry import AttemptFailed, Retry, RetryPolicy
 from consumer.gates.settle import Settle
 from consumer.gates.timeout import Timeout
+from consumer.gates.timing import Timing
 from consumer.gates.validation import Segment, Validation
 from consumer.types import Handler, Record, Sink
 
@@ -70,12 +70,13 @@ def compose(handler: Handler, middleware: Sequence[Middleware], *, settings: Set
             timeout: float | None, observer: Observer | None = None) -> tuple[bool, NextRun]:
     """The chain, outermost first:
 
-        [tracing] → timing → validation → [singles] → settle → retry
-        → correlation → [user middleware] → [timeout] → handler
+        [tracing] → timing → validation → [singles] → settle → correlation
+        → retry → [user middleware] → [timeout] → handler
 
     Validation cuts a run into parts; `singles` (for a per-event handler or
     user middleware, which see one event at a time) cuts them into records;
-    settle routes each part's outcome; retry splits a failed run. Returns
+    settle routes each part's outcome and splits a run that failed as a
+    whole; retry makes the attempts and keeps a successful one's rows. Returns
     whether the pipeline takes whole runs (a batch handler and no user
     middleware), and the chain."""
     takes_runs = is_batch_handler(handler) and not middleware
@@ -88,8 +89,8 @@ def compose(handler: Handler, middleware: Sequence[Middleware], *, settings: Set
     if not takes_runs:
         gates.append(singles)
     gates.append(settle)
-    gates.append(Retry(policy, metrics, observe=None if observer is None else observer.attempt))
     gates.append(Correlation())
+    gates.append(Retry(policy, metrics, observe=None if observer is None else observer.attempt))
     gates.extend(per_event(mw) for mw in middleware)
     if timeout is not None:
         gates.append(Timeout(timeout))
@@ -134,23 +135,19 @@ def per_event(mw: Middleware) -> RunMiddleware:
 
 
 def endpoint(handler: Handler | BatchHandler) -> NextRun:
-    """The chain's end: one attempt of the handler. What it emitted is
-    submitted only when it returns; a failed attempt's rows are dropped."""
+    """The chain's end: the handler, per event or per run. What it emits is
+    staged; the retry gate submits it when the attempt succeeded."""
     if is_batch_handler(handler):
         batch: BatchHandler = handler
 
         async def run_call(run: RunContext) -> None:
-            run.staged = []
             await batch(run.events, run)
-            run.submit_staged()
 
         return run_call
     per_record: Handler = handler
 
     async def event_call(run: RunContext) -> None:
-        run.staged = []
         await per_record(run.events[0], Context(run))
-        run.submit_staged()
 
     return event_call
 

@@ -18,14 +18,13 @@ from consumer.gates.instruments import GateMetrics
 from consumer.gates.ratelimit import Limiters
 from consumer.gates.retry import RetryPolicy
 from consumer.gates.settle import Settle
-from consumer.pipeline.chain import compose
+from consumer.pipeline.chain import Observer, compose
 from consumer.security import KafkaSecurity, kafka_security
 from consumer.sinks.base import Row
-from consumer.types import Done, DoneRun, Handler, Record, Sink
+from consumer.types import DoneRun, Handler, Record, Sink
 
 if TYPE_CHECKING:
     from consumer.observability.metrics import Metrics
-    from consumer.pipeline.chain import Observer
 
 #: Bound on one readiness check of the sink: inside the chart's probe timeout.
 _CHECK_WITHIN = 1.0
@@ -171,12 +170,3 @@ class Pipeline:
         await self._chain(RunContext(records, done, self._submit, self.http))
         if self.breaker.open:
             raise CircuitOpenError(f"dead-letter circuit breaker is open: {self.breaker.reason}")
-
-    async def process(self, record: Record, done: Done) -> None:
-        """`process_run` for a run of one."""
-
-        def one(records: Sequence[Record]) -> None:
-            for r in records:
-                done(r)
-
-        await self.process_run((record,), one)

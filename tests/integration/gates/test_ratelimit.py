@@ -102,7 +102,8 @@ async def test_throttled_downstream_is_respected_and_recovers(
 
     async def worker() -> None:
         while not queue.empty():
-            await processor.process(queue.get_nowait(), lambda r: done.append(r.offset))
+            await processor.process_run((queue.get_nowait(),),
+                                            lambda rs: done.extend(r.offset for r in rs))
 
     limiter = processor.limiters.get("downstream")
     rates: list[float] = []

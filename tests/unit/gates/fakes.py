@@ -4,7 +4,7 @@ publisher) — unit tests exercise the routing logic only."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from consumer.config import Settings
@@ -130,6 +130,17 @@ async def emit_handler(event: Any, ctx: Context) -> None:
 
 async def noop_handler(event: Any, ctx: Context) -> None:
     return None
+
+
+async def process(proc: Pipeline, record: Record, done: Callable[[Record], None]) -> None:
+    """`record` down the pipeline as the engine hands a per-event processor
+    one: a run of one."""
+
+    def each(records: Sequence[Record]) -> None:
+        for r in records:
+            done(r)
+
+    await proc.process_run((record,), each)
 
 
 def pipeline(handler: Handler = noop_handler, *, fail_dlq: bool = False,

@@ -17,7 +17,7 @@ from consumer.gates.ratelimit import Limiters
 from consumer.pipeline import build_processor
 from consumer.pipeline.chain import build_chain, load_middleware
 from tests.support.http import serving
-from tests.unit.gates.fakes import Done, record
+from tests.unit.gates.fakes import Done, process, record
 
 SEEN: list[str] = []
 
@@ -61,7 +61,7 @@ async def test_user_middleware_from_settings() -> None:
     processor = build_processor(settings)
     done = Done()
     rec = record(0)
-    await processor.process(rec, done)
+    await process(processor, rec, done)
     assert done.offsets == [0]
     assert SEEN[0].startswith("recorder:")
     assert SEEN[0].endswith(":1")

@@ -10,7 +10,7 @@ import pytest
 
 from consumer.errors import CircuitOpenError, FatalError, TransientError
 from consumer.gates.context import Context
-from tests.unit.gates.fakes import Done, emit_handler, pipeline, record
+from tests.unit.gates.fakes import Done, emit_handler, pipeline, process, record
 
 
 async def test_handler_without_emit_is_done_at_once() -> None:
@@ -22,7 +22,7 @@ async def test_handler_without_emit_is_done_at_once() -> None:
     proc, _, publisher = pipeline(handler)
     done = Done()
     async with proc:
-        await proc.process(record(3), done)
+        await process(proc, record(3), done)
     assert done.offsets == [3]
     assert seen[0][1:] == ("t", 3, 1)
     assert not publisher.sent
@@ -32,8 +32,8 @@ async def test_emitted_rows_gate_done() -> None:
     proc, batcher, _ = pipeline(emit_handler)
     done = Done()
     async with proc:
-        await proc.process(record(0), done)
-        await proc.process(record(1), done)
+        await process(proc, record(0), done)
+        await process(proc, record(1), done)
         assert done.offsets == []  # written by nobody yet
         batcher.write_all()
         await asyncio.sleep(0)
@@ -45,8 +45,8 @@ async def test_refused_row_is_dead_lettered_then_done() -> None:
     proc, batcher, publisher = pipeline(emit_handler)
     done = Done()
     async with proc:
-        await proc.process(record(0), done)
-        await proc.process(record(1), done)
+        await process(proc, record(0), done)
+        await process(proc, record(1), done)
         batcher.refuse(1)
         batcher.write_all()
         for _ in range(5):
@@ -67,7 +67,7 @@ async def test_invalid_event_goes_straight_to_dlq() -> None:
     proc, _, publisher = pipeline(handler)
     done = Done()
     async with proc:
-        await proc.process(record(7, value=b"{not json", key=b"kk",
+        await process(proc, record(7, value=b"{not json", key=b"kk",
                                   headers=[("trace", b"x")]), done)
     assert calls == 0
     assert done.offsets == [7]
@@ -94,7 +94,7 @@ async def test_transient_errors_recover_within_attempts() -> None:
     proc, _, publisher = pipeline(flaky, retry_max_attempts=3)
     done = Done()
     async with proc:
-        await proc.process(record(0), done)
+        await process(proc, record(0), done)
     assert attempts == [1, 2, 3]
     assert done.offsets == [0]
     assert not publisher.sent
@@ -110,7 +110,7 @@ async def test_fatal_error_is_not_retried() -> None:
     proc, _, publisher = pipeline(broken)
     done = Done()
     async with proc:
-        await proc.process(record(0), done)
+        await process(proc, record(0), done)
     assert attempts == [1]
     assert publisher.sent[0][2]["dlq.error.type"] == b"FatalError"
     assert publisher.sent[0][2]["dlq.error.message"] == b"no such customer"
@@ -124,7 +124,7 @@ async def test_exhausted_retries_carry_attempts_and_times() -> None:
     proc, _, publisher = pipeline(always, retry_max_attempts=4)
     done = Done()
     async with proc:
-        await proc.process(record(0), done)
+        await process(proc, record(0), done)
     headers = publisher.sent[0][2]
     assert headers["dlq.attempts"] == b"4"
     assert headers["dlq.error.type"] == b"ValueError"
@@ -138,7 +138,7 @@ async def test_fatal_on_setting_overrides_default() -> None:
 
     proc, _, publisher = pipeline(always, fatal_on=["KeyError"])
     async with proc:
-        await proc.process(record(0), Done())
+        await process(proc, record(0), Done())
     assert publisher.sent[0][2]["dlq.attempts"] == b"1"
 
 
@@ -150,7 +150,7 @@ async def test_timeout_is_transient() -> None:
     proc, _, publisher = pipeline(slow, handler_timeout=0.05, retry_max_attempts=2)
     done = Done()
     async with proc:
-        await proc.process(record(0), done)
+        await process(proc, record(0), done)
     assert done.offsets == [0]
     assert not publisher.sent
 
@@ -159,7 +159,7 @@ async def test_unwritable_dlq_never_calls_done() -> None:
     proc, _, publisher = pipeline(fail_dlq=True)
     done = Done()
     await proc.start()
-    task = asyncio.create_task(proc.process(record(0, value=b""), done))
+    task = asyncio.create_task(process(proc, record(0, value=b""), done))
     await asyncio.sleep(0.1)
     assert not task.done()  # the message stays in flight
     assert publisher.attempts > 1
@@ -172,15 +172,15 @@ async def test_breaker_trips_on_consecutive_dead_letters() -> None:
     proc, _, publisher = pipeline(dlq_breaker_consecutive=3)
     done = Done()
     async with proc:
-        await proc.process(record(0), done)
-        await proc.process(record(1, value=b"x"), done)
-        await proc.process(record(2, value=b"x"), done)
+        await process(proc, record(0), done)
+        await process(proc, record(1, value=b"x"), done)
+        await process(proc, record(2, value=b"x"), done)
         assert proc.healthy()
         with pytest.raises(CircuitOpenError):
-            await proc.process(record(3, value=b"x"), done)
+            await process(proc, record(3, value=b"x"), done)
         assert not proc.healthy()
         with pytest.raises(CircuitOpenError):
-            await proc.process(record(4), done)
+            await process(proc, record(4), done)
     assert done.offsets == [0, 1, 2, 3]
     assert len(publisher.sent) == 3
 
@@ -192,8 +192,8 @@ async def test_breaker_judges_good_messages_when_their_handler_returns() -> None
     done = Done()
     async with proc:
         for offset in range(0, 20, 2):
-            await proc.process(record(offset), done)
-            await proc.process(record(offset + 1, value=b"x"), done)
+            await process(proc, record(offset), done)
+            await process(proc, record(offset + 1, value=b"x"), done)
         assert proc.healthy()
         batcher.write_all()
         await asyncio.sleep(0)
@@ -220,7 +220,7 @@ async def test_user_middleware_wraps_each_attempt() -> None:
     proc = Pipeline(Settings(retry_base_delay=0.0, retry_max_delay=0.0), handler=flaky,
                     middleware=[Tag()], batcher=FakeBatcher(), publisher=FakePublisher())
     async with proc:
-        await proc.process(record(0), Done())
+        await process(proc, record(0), Done())
     assert calls == [("before", 1), ("before", 2)]
 
 
@@ -238,9 +238,9 @@ async def test_metrics_are_counted() -> None:
     proc = Pipeline(Settings(retry_base_delay=0.0, retry_max_delay=0.0, dlq_breaker_consecutive=1),
                     metrics, handler=flaky, batcher=FakeBatcher(), publisher=FakePublisher())
     async with proc:
-        await proc.process(record(0), Done())
+        await process(proc, record(0), Done())
         with pytest.raises(CircuitOpenError):
-            await proc.process(record(1, value=b""), Done())
+            await process(proc, record(1, value=b""), Done())
 
     def value(name: str, **labels: str) -> float | None:
         return metrics.registry.get_sample_value(name, labels)
@@ -262,9 +262,10 @@ async def test_a_cancelled_error_raised_by_the_handler_is_a_failure_not_a_shutdo
     proc, _, publisher = pipeline(handler)
     done = Done()
     async with proc:
-        await proc.process(record(4), done)
+        await process(proc, record(4), done)
     assert done.offsets == [4]
     assert publisher.sent[0][2]["dlq.error.type"] == b"CancelledError"
+    assert publisher.sent[0][2]["dlq.attempts"] == b"1"  # waiting would not un-cancel it
 
 
 async def test_rows_emitted_after_the_handler_returned_are_refused() -> None:
@@ -277,7 +278,7 @@ async def test_rows_emitted_after_the_handler_returned_are_refused() -> None:
     proc, batcher, _ = pipeline(handler)
     done = Done()
     async with proc:
-        await proc.process(record(2), done)
+        await process(proc, record(2), done)
         try:
             kept[0].emit()
         except RuntimeError as exc:
@@ -296,7 +297,7 @@ async def test_rows_emitted_by_a_failed_attempt_are_never_written() -> None:
     proc, batcher, publisher = pipeline(emit_then_fail_once, retry_max_attempts=3)
     done = Done()
     async with proc:
-        await proc.process(record(0), done)
+        await process(proc, record(0), done)
         assert len(batcher.rows) == 1  # the second attempt's row only
         batcher.write_all()
         await asyncio.sleep(0)
@@ -312,7 +313,48 @@ async def test_a_message_that_fails_every_attempt_is_dead_lettered_and_never_sto
     proc, batcher, publisher = pipeline(emit_then_fail)
     done = Done()
     async with proc:
-        await proc.process(record(0), done)
+        await process(proc, record(0), done)
     assert batcher.rows == []  # not both stored and dead-lettered
     assert done.offsets == [0]
     assert len(publisher.sent) == 1
+
+
+async def test_rows_of_an_attempt_that_user_middleware_failed_are_never_written() -> None:
+    """An attempt is the whole chain inside retry: a user middleware that
+    raises after the handler returned fails it, and its rows are dropped."""
+    from consumer.config import Settings
+    from consumer.pipeline import Pipeline
+    from tests.unit.gates.fakes import FakeBatcher, FakePublisher
+
+    async def fail_after(ctx: Context, call_next: Any) -> None:
+        await call_next(ctx)
+        raise FatalError("after the handler")
+
+    batcher, publisher = FakeBatcher(), FakePublisher()
+    proc = Pipeline(Settings(sink_url="none"), handler=emit_handler, middleware=[fail_after],
+                    batcher=batcher, publisher=publisher)
+    done = Done()
+    async with proc:
+        await process(proc, record(0), done)
+    assert batcher.rows == []
+    assert done.offsets == [0]
+    assert publisher.sent[0][2]["dlq.error.type"] == b"FatalError"
+
+
+async def test_a_row_refused_later_is_dead_lettered_with_the_time_of_the_refusal() -> None:
+    async def flaky(event: Any, ctx: Context) -> None:
+        ctx.emit(event)
+        if ctx.attempt == 1:
+            raise TransientError("once")
+
+    proc, batcher, publisher = pipeline(flaky)
+    done = Done()
+    async with proc:
+        await process(proc, record(0), done)
+        await asyncio.sleep(0.05)
+        batcher.refuse(0)
+        for _ in range(5):
+            await asyncio.sleep(0)
+    headers = publisher.sent[0][2]
+    assert headers["dlq.attempts"] == b"2"
+    assert headers["dlq.first_failure"] < headers["dlq.last_failure"]  # the refusal, later

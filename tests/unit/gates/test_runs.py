@@ -201,6 +201,56 @@ async def test_the_breaker_counts_a_run_in_its_order() -> None:
     assert len(publisher.sent) == 6
 
 
+async def test_a_split_run_settles_each_record_before_the_next_and_stops_at_a_trip() -> None:
+    calls: list[list[int]] = []
+
+    @batch_handler
+    async def handler(events: Sequence[Any], ctx: RunContext) -> None:
+        calls.append([r.offset for r in ctx.records])
+        if any(r.offset in (1, 2) for r in ctx.records):
+            raise FatalError("poison")
+        ctx.emit()
+
+    proc, batcher, publisher = pipeline(handler, dlq_breaker_consecutive=2)
+    done = DoneRun()
+    async with proc:
+        with pytest.raises(CircuitOpenError):
+            await proc.process_run([record(i) for i in range(6)], done)
+        batcher.write_all()
+        await settle()
+    # The run, then each record alone until the breaker trips: the rest is
+    # neither handled nor done, and none of its rows reach the sink.
+    assert calls == [[0, 1, 2, 3, 4, 5], [0], [1], [2]]
+    assert done.offsets == [0, 1, 2]
+    assert [h["dlq.original.offset"] for _, _, h in publisher.sent] == [b"1", b"2"]
+    assert [r.offset for r, _ in batcher.rows] == [0]
+
+
+async def test_an_emit_from_a_split_record_after_its_handler_returned_is_refused() -> None:
+    kept: list[RunContext] = []
+    late: list[BaseException] = []
+
+    @batch_handler
+    async def handler(events: Sequence[Any], ctx: RunContext) -> None:
+        if len(ctx.records) > 1:
+            raise TransientError("split me")
+        if ctx.records[0].offset == 0:
+            kept.append(ctx)
+            return
+        try:  # record 0's handler returned: its late rows are refused
+            kept[0].emit()
+        except RuntimeError as exc:
+            late.append(exc)
+
+    proc, batcher, _ = pipeline(handler)
+    done = DoneRun()
+    async with proc:
+        await proc.process_run([record(0), record(1)], done)
+    assert late, "a late emit must fail loudly, not be silently ignored"
+    assert batcher.rows == []
+    assert done.offsets == [0, 1]
+
+
 @given(st.lists(st.booleans(), max_size=40))
 def test_validate_run_cuts_in_order(bad: list[bool]) -> None:
     run = [record(i, value=b"x" if b else None) for i, b in enumerate(bad)]
@@ -296,10 +346,11 @@ def test_the_chain_holds_each_gate_once_in_the_documented_order(
         monkeypatch: pytest.MonkeyPatch) -> None:
     from consumer.config import Settings
     from consumer.gates.correlation import Correlation
-    from consumer.gates.instruments import GateMetrics, Timing
+    from consumer.gates.instruments import GateMetrics
     from consumer.gates.retry import Retry, RetryPolicy
     from consumer.gates.settle import Settle
     from consumer.gates.timeout import Timeout
+    from consumer.gates.timing import Timing
     from consumer.gates.validation import Validation
     from consumer.pipeline import chain
 
@@ -322,6 +373,6 @@ def test_the_chain_holds_each_gate_once_in_the_documented_order(
     assert [type(g) for g in order[:2]] == [Timing, Validation]
     assert order[2] is chain.singles
     assert order[3] is settle_gate
-    assert [type(g) for g in (order[4], order[5])] == [Retry, Correlation]
+    assert [type(g) for g in (order[4], order[5])] == [Correlation, Retry]
     assert type(order[-1]) is Timeout
     assert len(order) == 8  # the user middleware, adapted, between correlation and timeout

@@ -24,7 +24,14 @@ from consumer.observability.spans import SpanRegistry, Spans, TracedSink, build_
 from consumer.pipeline import Pipeline, build_processor
 from consumer.sinks.batcher import Batcher
 from consumer.types import Handler
-from tests.unit.gates.fakes import Done, FakeBatcher, FakePublisher, emit_handler, noop_handler
+from tests.unit.gates.fakes import (
+    Done,
+    FakeBatcher,
+    FakePublisher,
+    emit_handler,
+    noop_handler,
+)
+from tests.unit.gates.fakes import process as process_one
 from tests.unit.gates.fakes import record as make_record
 
 TRACE_ID = 0x4BF92F3577B34DA6A3CE929D0E0E4736
@@ -92,7 +99,7 @@ async def test_process_span_continues_the_producers_trace(exporter: InMemorySpan
     done = Done()
     rec = make_record(5, headers=HEADERS)
     async with proc:
-        await proc.process(rec, done)
+        await process_one(proc, rec, done)
     assert done.offsets == [5]
     assert len(registry) == 0  # ended at done
     spans = exporter.get_finished_spans()
@@ -127,7 +134,7 @@ async def test_without_headers_a_message_starts_its_own_trace(
 ) -> None:
     proc, _, _ = traced(exporter)
     async with proc:
-        await proc.process(make_record(1), Done())
+        await process_one(proc, make_record(1), Done())
     process = by_name(exporter.get_finished_spans())["process t"][0]
     assert process.parent is None
     assert process.context.trace_id != TRACE_ID
@@ -146,7 +153,7 @@ async def test_each_attempt_is_a_span_with_its_error_and_the_retry_delay(
 
     proc, _, _ = traced(exporter, flaky)
     async with proc:
-        await proc.process(make_record(2, headers=HEADERS), Done())
+        await process_one(proc, make_record(2, headers=HEADERS), Done())
     names = by_name(exporter.get_finished_spans())
     first, second = sorted(names["handle"], key=lambda s: s.start_time or 0)
     assert attrs(first)["consumer.attempt"] == 1
@@ -172,7 +179,7 @@ async def test_dead_lettered_message_has_error_status_and_a_send_span(
     proc, publisher, _ = traced(exporter, broken)
     done = Done()
     async with proc:
-        await proc.process(make_record(9, headers=HEADERS), done)
+        await process_one(proc, make_record(9, headers=HEADERS), done)
     assert done.offsets == [9]
     spans = exporter.get_finished_spans()
     names = by_name(spans)
@@ -197,7 +204,7 @@ async def test_dead_lettered_message_has_error_status_and_a_send_span(
 async def test_invalid_record_fails_its_validate_span(exporter: InMemorySpanExporter) -> None:
     proc, publisher, _ = traced(exporter)
     async with proc:
-        await proc.process(make_record(4, value=b"{not json", headers=HEADERS), Done())
+        await process_one(proc, make_record(4, value=b"{not json", headers=HEADERS), Done())
     names = by_name(exporter.get_finished_spans())
     validate = names["validate"][0]
     assert validate.status.status_code is StatusCode.ERROR
@@ -248,7 +255,9 @@ async def test_sink_write_is_one_span_linked_to_every_message_it_carries(
     done = Done()
     async with proc:
         for offset in range(3):
-            await proc.process(make_record(offset, headers=HEADERS if offset == 0 else ()), done)
+            await process_one(
+                proc, make_record(offset, headers=HEADERS if offset == 0 else ()), done
+            )
         for _ in range(100):
             if len(done.offsets) == 3:
                 break
@@ -270,14 +279,19 @@ async def test_sink_write_is_one_span_linked_to_every_message_it_carries(
 
 
 async def test_unsampled_messages_record_nothing(exporter: InMemorySpanExporter) -> None:
-    proc, sink = run_pipeline(exporter, emit_handler, {"OTEL_TRACES_SAMPLER": "always_off"},
-                              batch_max_items=2, batch_max_latency=5.0)
+    proc, sink = run_pipeline(
+        exporter,
+        emit_handler,
+        {"OTEL_TRACES_SAMPLER": "always_off"},
+        batch_max_items=2,
+        batch_max_latency=5.0,
+    )
     assert isinstance(proc.observer, Spans)
     registry = proc.observer.registry
     done = Done()
     async with proc:
         for offset in range(2):
-            await proc.process(make_record(offset), done)
+            await process_one(proc, make_record(offset), done)
         assert len(registry) == 0
         for _ in range(100):
             if len(done.offsets) == 2:
@@ -296,7 +310,7 @@ async def test_key_recorded_only_when_safe(
 ) -> None:
     proc, _, _ = traced(exporter, tracing_record_keys=record_keys)
     async with proc:
-        await proc.process(make_record(1, value=b"{}", key=key), Done())
+        await process_one(proc, make_record(1, value=b"{}", key=key), Done())
     process = by_name(exporter.get_finished_spans())["process t"][0]
     assert "messaging.kafka.message.key" not in (process.attributes or {})
 
@@ -306,7 +320,7 @@ async def test_messages_left_in_flight_end_their_spans_at_close(
 ) -> None:
     proc, _, registry = traced(exporter, emit_handler)
     async with proc:
-        await proc.process(make_record(1), Done())
+        await process_one(proc, make_record(1), Done())
         assert len(registry) == 1  # its row is never written
     process = by_name(exporter.get_finished_spans())["process t"][0]
     assert process.attributes is not None
@@ -469,4 +483,29 @@ async def test_an_unsampled_run_records_nothing(exporter: InMemorySpanExporter) 
         await wait_done(done, 3)
     assert sorted(done.offsets) == [0, 1, 2]
     assert sink.batches
+    assert exporter.get_finished_spans() == ()
+
+
+async def test_an_unsampled_split_record_carries_its_producers_context_on(
+        exporter: InMemorySpanExporter) -> None:
+    """Not sampled, its handler's own calls still propagate the producer's
+    trace — also for a record handled alone after its run was split."""
+    from opentelemetry import trace
+
+    from consumer.gates.context import RunContext, batch_handler
+
+    seen: list[tuple[int, int]] = []
+
+    @batch_handler
+    async def handler(events: Sequence[Any], ctx: RunContext) -> None:
+        seen.append((len(ctx.records), trace.get_current_span().get_span_context().trace_id))
+        if len(ctx.records) > 1:
+            raise TransientError("split me")
+
+    proc, _ = run_pipeline(exporter, handler, {"OTEL_TRACES_SAMPLER": "always_off"})
+    done = RunDone()
+    async with proc:
+        await proc.process_run([make_record(i, headers=HEADERS) for i in range(2)], done)
+    assert sorted(done.offsets) == [0, 1]
+    assert seen == [(2, 0), (1, TRACE_ID), (1, TRACE_ID)]
     assert exporter.get_finished_spans() == ()
