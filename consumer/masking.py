@@ -44,9 +44,10 @@ def is_secret_key(key: str) -> bool:
 
 def _userinfo_span(text: str) -> tuple[int, int] | None:
     """The password of `user:password@`: after the user's `:` up to the
-    last `@` (a host never holds one)."""
-    scheme = text.find("://")
-    start = scheme + 3 if scheme >= 0 else 0
+    last `@` (a host never holds one). Only a scheme at the start is one: a
+    `://` further on may be inside the password."""
+    scheme = _URL.match(text)
+    start = scheme.end() if scheme else 0
     at = text.rfind("@", start)
     if at < 0:
         return None
