@@ -19,11 +19,12 @@ settings.load_profile("ci")
 #: What a test needs, told by the fixtures it uses (directly or not).
 _NEEDS = {"kafka_bootstrap": "kafka", "kafka_admin": "kafka", "secured": "kafka",
           "node_kafka": "kafka", "pg_dsn": "postgres", "node_pg": "postgres",
-          "docker_engine": "docker", "tools": "k8s"}
+          "docker_engine": "docker", "tools": "k8s", "schema_registry": "registry",
+          "own_registry": "registry"}
 #: ... and by where it lives: the real-node tests bring up a kubelet with
 #: its iptables rules, bridges and mounts.
 _NEEDS_BY_FOLDER = {"tests/chart/node/": ("host", "k8s"), "tests/chart/": ("k8s",)}
-_SERVERS = {"kafka", "postgres", "docker", "k8s", "host"}
+_SERVERS = {"kafka", "postgres", "registry", "docker", "k8s", "host"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -21,6 +21,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from devtools.docker import ping
 from devtools.kafka import LocalKafka
 from devtools.postgres import LocalPostgres
+from devtools.registry import LocalSchemaRegistry
 from tests.support.kafka import NewTopicFactory
 
 
@@ -101,6 +102,30 @@ def own_postgres() -> Iterator[LocalPostgres]:
     server = LocalPostgres()
     server.start()
     try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def schema_registry() -> Iterator[LocalSchemaRegistry]:
+    """A real Schema Registry (Apicurio, `devtools.registry`) for the session;
+    stopped by its pid afterwards, also when a test failed."""
+    server = LocalSchemaRegistry()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def own_registry() -> Iterator[LocalSchemaRegistry]:
+    """A Schema Registry of the test's own, which it may halt and start again
+    (same port, same schemas); stopped by its pid afterwards."""
+    server = LocalSchemaRegistry()
+    try:
+        server.start()
         yield server
     finally:
         server.stop()
