@@ -37,6 +37,7 @@ from consumer.errors import (
     ConsumerError,
     DeadLetterError,
 )
+from consumer.formats import ValueFormat, build_value_format, prepare_until_ready
 from consumer.gates.breaker import CircuitBreaker
 from consumer.gates.context import Context
 from consumer.gates.dlq import DeadLetterPublisher, Publisher, dead_letter_headers
@@ -102,8 +103,11 @@ class Pipeline:
                  batcher: Any = None, sink: Any = None,
                  publisher: Publisher | None = None,
                  limiters: Limiters | None = None, handler_timeout: bool = True,
-                 security: KafkaSecurity | None = None) -> None:
+                 security: KafkaSecurity | None = None,
+                 value_format: ValueFormat | None = None) -> None:
         self.settings = settings
+        # Value formats hook (consumer.formats): None = plain JSON, as before.
+        self.value_format = value_format
         self.metrics = GateMetrics(metrics)
         self.sink = sink
         self.batcher = batcher
@@ -143,10 +147,11 @@ class Pipeline:
 
     # What a traced pipeline replaces by its own (consumer.gates.tracing).
     def _validate_run(self, records: Sequence[Record]) -> list[Segment]:
-        return validate_run(records, allow_unknown=self.settings.allow_unknown_types)
+        return validate_run(records, allow_unknown=self.settings.allow_unknown_types,
+                            value_format=self.value_format)
 
     def _validation(self, allow_unknown: bool) -> Middleware:
-        return ValidationMiddleware(allow_unknown)
+        return ValidationMiddleware(allow_unknown, value_format=self.value_format)
 
     def _retry(self, policy: RetryPolicy, *, on_retry: Callable[[Context], None]) -> Middleware:
         return RetryMiddleware(policy, on_retry=on_retry)
@@ -158,6 +163,8 @@ class Pipeline:
             return
         self._started = True
         try:
+            if self.value_format is not None:  # value formats hook: the registry answers
+                await self.value_format.start()
             if self.sink is not None:
                 await self.sink.open()
             if self.batcher is not None:
@@ -190,6 +197,8 @@ class Pipeline:
                 reasons.append(f"sink {self.batcher.sink.name}: cannot write")
         if not self.publisher.writing_ok:
             reasons.append(f"dead-letter topic {self.publisher.topic}: sends failing")
+        if self.value_format is not None:  # value formats hook: the registry is down
+            reasons.extend(self.value_format.unready())
         return reasons
 
     @property
@@ -223,6 +232,8 @@ class Pipeline:
             await self.limiters.close()
             if self.sink is not None:
                 await self.sink.close()
+            if self.value_format is not None:  # value formats hook
+                await self.value_format.close()
 
     async def __aenter__(self) -> Pipeline:
         await self.start()
@@ -272,6 +283,8 @@ class Pipeline:
         if self.breaker.open:
             raise CircuitOpenError(f"dead-letter circuit breaker is open: {self.breaker.reason}")
         started = time.perf_counter()
+        if self.value_format is not None:  # value formats hook: writer schemas first
+            await prepare_until_ready(self.value_format, [r.value for r in records])
         for segment in self._validate_run(records):
             if self.breaker.open:
                 break  # the rest stays undone, as after a per-record trip
@@ -428,6 +441,8 @@ class Parts:
     #: awaits (emit only buffers), so a timer per message would cost time
     #: and bound nothing.
     bounded: bool
+    #: Value formats hook: None for plain JSON.
+    value_format: ValueFormat | None = None
 
 
 def load_parts(settings: Settings, metrics: Metrics | None = None, *,
@@ -441,7 +456,8 @@ def load_parts(settings: Settings, metrics: Metrics | None = None, *,
     return Parts(handler=load_handler(settings.handler or STORE_HANDLER), middleware=middleware,
                  sink=open_sink(settings.sink_url, settings=settings, metrics=metrics,
                                 security=security),
-                 security=security, bounded=settings.handler is not None or bool(middleware))
+                 security=security, bounded=settings.handler is not None or bool(middleware),
+                 value_format=build_value_format(settings, metrics))
 
 
 def build_processor(settings: Settings, metrics: Metrics | None = None, *,
@@ -453,4 +469,5 @@ def build_processor(settings: Settings, metrics: Metrics | None = None, *,
     parts = load_parts(settings, metrics, security=security)
     return Pipeline(settings, metrics, handler=parts.handler, middleware=parts.middleware,
                     batcher=Batcher(parts.sink, settings, metrics), sink=parts.sink,
-                    handler_timeout=parts.bounded, security=parts.security)
+                    handler_timeout=parts.bounded, security=parts.security,
+                    value_format=parts.value_format)

@@ -16,9 +16,10 @@ import inspect
 import logging
 import time
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 from consumer.errors import ConfigError, TransientError
+from consumer.formats import ValueFormat, prepare_until_ready
 from consumer.gates.context import Context, Next
 from consumer.gates.instruments import GateMetrics
 from consumer.observability.logging import correlation_id
@@ -115,15 +116,32 @@ class MetricsMiddleware:
 class ValidationMiddleware:
     """Bytes → event (`schemas.validate`). `InvalidEvent` is never retriable,
     and this runs outside the retry gate, so invalid records go straight to
-    the dead-letter topic."""
+    the dead-letter topic. With a `value_format` (consumer.formats) the
+    writer's schema is fetched first (retried while the registry cannot
+    answer: the message stays in flight) and the format decodes."""
 
-    def __init__(self, allow_unknown: bool = False) -> None:
+    def __init__(self, allow_unknown: bool = False, *,
+                 value_format: ValueFormat | None = None) -> None:
         from consumer.gates.runs import validate_value
 
-        self._validate = validate_value
+        self._validate: Callable[..., Any] = validate_value
         self._allow_unknown = allow_unknown
+        # Value formats hook: the format decodes and validates instead.
+        self._format = value_format
+        if value_format is not None:
+            decode = value_format.decode
+
+            def decoded(value: Any, *, allow_unknown: bool = False) -> Any:
+                return decode(value)  # the format knows allow_unknown itself
+
+            self._validate = decoded
+
+    async def _prepare(self, ctx: Context) -> None:
+        if self._format is not None:  # value formats hook
+            await prepare_until_ready(self._format, (ctx.record.value,))
 
     async def __call__(self, ctx: Context, call_next: Next) -> None:
+        await self._prepare(ctx)
         ctx.event = self._validate(ctx.record.value, allow_unknown=self._allow_unknown)
         await call_next(ctx)
 

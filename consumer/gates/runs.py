@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 from consumer.errors import ConsumerError
+from consumer.formats import ValueFormat, decode_all
 from consumer.sinks.base import Row
 from consumer.sinks.batcher import RowsRefused
 from consumer.types import Handler, Record, Undecodable
@@ -168,12 +169,17 @@ def validate_value(raw: bytes | Undecodable | None, *, allow_unknown: bool = Fal
     return validate(raw, allow_unknown=allow_unknown)  # type: ignore[arg-type]
 
 
-def validate_run(records: Sequence[Record], *, allow_unknown: bool = False) -> list[Segment]:
+def validate_run(records: Sequence[Record], *, allow_unknown: bool = False,
+                 value_format: ValueFormat | None = None) -> list[Segment]:
     """Validate a run in one pass and cut it, in order, into segments of
     valid records and single invalid ones: the pipeline handles them in that
     order, so the handler, the dead-letter topic and the breaker see the
-    records in the order a per-record pass would."""
-    results = validate_many([r.value for r in records], allow_unknown=allow_unknown)
+    records in the order a per-record pass would. With a `value_format`
+    (consumer.formats; its `prepare` of these values done) it decodes."""
+    if value_format is None:
+        results = validate_many([r.value for r in records], allow_unknown=allow_unknown)
+    else:  # value formats hook
+        results = decode_all(value_format, [r.value for r in records])
     if results and InvalidEvent not in map(type, results):  # all valid: checked in C
         return [Segment(list(records), results)]
     segments: list[Segment] = []

@@ -33,6 +33,7 @@ from opentelemetry.context import Context as OtelContext
 from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode, Tracer
 
 from consumer.config import Settings
+from consumer.formats import ValueFormat
 from consumer.gates.context import Context, Next
 from consumer.gates.middleware import Middleware, ValidationMiddleware
 from consumer.gates.retry import RetryMiddleware, RetryPolicy
@@ -207,11 +208,13 @@ class MessageSpans:
 class TracedValidation(ValidationMiddleware):
     """Validation inside a `validate` span (when the message is sampled)."""
 
-    def __init__(self, tracer: Tracer, allow_unknown: bool = False) -> None:
-        super().__init__(allow_unknown)
+    def __init__(self, tracer: Tracer, allow_unknown: bool = False,
+                 value_format: ValueFormat | None = None) -> None:
+        super().__init__(allow_unknown, value_format=value_format)
         self._tracer = tracer
 
     async def __call__(self, ctx: Context, call_next: Next) -> None:
+        await self._prepare(ctx)  # value formats hook
         message = trace.get_current_span()
         if message.is_recording():
             with self._tracer.start_as_current_span("validate"):
@@ -302,7 +305,7 @@ class TracedPipeline(Pipeline):
             self._run_handler = self._traced_run_handler(self._run_handler)
 
     def _validation(self, allow_unknown: bool) -> Middleware:
-        return TracedValidation(self._tracer, allow_unknown)
+        return TracedValidation(self._tracer, allow_unknown, value_format=self.value_format)
 
     def _retry(self, policy: RetryPolicy, *, on_retry: Callable[[Context], None]) -> Middleware:
         return TracedRetry(self._tracer, policy, on_retry=on_retry)
@@ -403,4 +406,4 @@ def build_traced_processor(settings: Settings, tracing: Tracing,
     return TracedPipeline(settings, metrics, tracer=tracing.tracer, registry=registry,
                           handler=parts.handler, middleware=parts.middleware, batcher=batcher,
                           sink=parts.sink, handler_timeout=parts.bounded,
-                          security=parts.security)
+                          security=parts.security, value_format=parts.value_format)
