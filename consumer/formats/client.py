@@ -90,8 +90,11 @@ class RegistryClient:
         body = await self._request("GET", f"/schemas/ids/{schema_id}", not_found_ok=True)
         if body is None:
             return None
+        if not isinstance(body, dict) or not isinstance(body.get("schema"), str):
+            raise RegistryError(f"schema registry {self.shown}: schema {schema_id}: an answer "
+                                "without a schema")
         return RegisteredSchema(schema_id, str(body.get("schemaType") or "AVRO"),
-                                str(body["schema"]), tuple(body.get("references") or ()))
+                                body["schema"], tuple(body.get("references") or ()))
 
     async def register(self, subject: str, schema: str, schema_type: str = "AVRO") -> int:
         """Register `schema` under `subject` (or find it registered); its id."""
@@ -99,7 +102,9 @@ class RegistryClient:
         if schema_type != "AVRO":
             payload["schemaType"] = schema_type
         body = await self._request("POST", f"/subjects/{subject}/versions", json=payload)
-        assert body is not None  # not_found_ok is off
+        if not isinstance(body, dict) or not isinstance(body.get("id"), int):
+            raise RegistryError(f"schema registry {self.shown}: registering {subject}: an "
+                                "answer without an id")
         return int(body["id"])
 
     async def _request(self, method: str, path: str, *, json: Any = None,
@@ -123,8 +128,14 @@ class RegistryClient:
             raise RegistryError(f"schema registry {self.shown}: unreachable: "
                                 f"{type(exc).__name__}: {exc}") from None
         if status < 300:
+            try:
+                body = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                self._on_request("status")
+                raise RegistryError(f"schema registry {self.shown}: HTTP {status} for {method} "
+                                    f"{path} is not JSON") from None
             self._on_request("ok")
-            return orjson.loads(raw)
+            return body
         text = raw.decode("utf-8", "replace").replace("\n", " ")
         if status == 404 and not_found_ok and _error_code(raw) == SCHEMA_NOT_FOUND:
             self._on_request("not_found")

@@ -64,8 +64,12 @@ class RegistryFormat:
         await self.client.check()
 
     async def close(self) -> None:
-        for task in list(self._inflight.values()):
+        """Safe twice: cancels the fetches under way, closes the client."""
+        tasks = list(self._inflight.values())
+        for task in tasks:
             task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
         await self.client.close()
 
     def unready(self) -> list[str]:
