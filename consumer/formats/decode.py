@@ -78,6 +78,9 @@ def decode(value: bytes, writer: WriterSchema, *, allow_unknown: bool) -> Event:
         doc = _read_avro(value, writer)
         return validate_decoded_with(REGISTRY, doc, allow_unknown=allow_unknown)
     except InvalidEvent as exc:
+        if exc.reason == Reason.INVALID_JSON:  # a corrupt payload, as for Avro
+            raise InvalidEvent(Reason.UNDECODABLE, f"not JSON: {exc.detail}",
+                               schema_id=sid) from None
         exc.schema_id = sid
         raise
 

@@ -162,3 +162,21 @@ def test_a_schema_of_a_type_not_read_makes_its_values_undecodable() -> None:
     assert caught.value.reason == "undecodable"
     assert "schema 9 is PROTOBUF" in caught.value.detail
     assert caught.value.schema_id == 9
+
+
+def test_json_schema_values_are_json_after_the_prefix() -> None:
+    event = validate_dict(sample_event(0, type="order.cancelled"))
+    json_writer = parse(RegisteredSchema(5, JSON, "{}"), ACCEPT)
+    value = frame(5, event.model_dump_json().encode())
+    assert decode(value, json_writer, allow_unknown=False) == event
+    with pytest.raises(InvalidEvent) as caught:
+        decode(frame(5, b"{not json"), json_writer, allow_unknown=False)
+    assert (caught.value.reason, caught.value.schema_id) == ("undecodable", 5)
+
+
+def test_json_schema_does_not_read_avro_schemas() -> None:
+    avro_writer = parse(RegisteredSchema(6, AVRO, json.dumps(envelope(PAID))), frozenset({JSON}))
+    with pytest.raises(InvalidEvent) as caught:
+        decode(encode(envelope(PAID), paid(), schema_id=6), avro_writer, allow_unknown=False)
+    assert caught.value.reason == "undecodable"
+    assert "schema 6 is AVRO; this service reads JSON" in caught.value.detail
