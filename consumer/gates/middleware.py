@@ -141,7 +141,8 @@ class ValidationMiddleware:
             await prepare_until_ready(self._format, (ctx.record.value,))
 
     async def __call__(self, ctx: Context, call_next: Next) -> None:
-        await self._prepare(ctx)
+        if self._format is not None:  # value formats hook (no await at all for json)
+            await prepare_until_ready(self._format, (ctx.record.value,))
         ctx.event = self._validate(ctx.record.value, allow_unknown=self._allow_unknown)
         await call_next(ctx)
 

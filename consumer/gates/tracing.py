@@ -214,7 +214,8 @@ class TracedValidation(ValidationMiddleware):
         self._tracer = tracer
 
     async def __call__(self, ctx: Context, call_next: Next) -> None:
-        await self._prepare(ctx)  # value formats hook
+        if self._format is not None:  # value formats hook
+            await self._prepare(ctx)
         message = trace.get_current_span()
         if message.is_recording():
             with self._tracer.start_as_current_span("validate"):

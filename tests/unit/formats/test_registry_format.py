@@ -164,3 +164,34 @@ async def test_start_fails_with_one_line_when_nothing_listens() -> None:
             await fmt.start()
     finally:
         await fmt.close()
+
+
+async def test_the_validation_middleware_fetches_then_decodes_per_record(
+        registry: tuple[Registry, str]) -> None:
+    from consumer.gates.context import Context
+    from consumer.gates.middleware import ValidationMiddleware
+    from consumer.gates.runs import validate_run
+    from tests.unit.gates.fakes import record
+
+    answers, url = registry
+    fmt = RegistryFormat(RegistryClient(url), value_format="avro")
+    await fmt.start()
+    try:
+        seen: list[Any] = []
+
+        async def handler(ctx: Context) -> None:
+            seen.append(ctx.event)
+
+        ctx = Context(record(0, value=avro_value()))
+        await ValidationMiddleware(value_format=fmt)(ctx, handler)
+        assert [type(e).__name__ for e in seen] == ["OrderPaidV1"]
+        assert answers.requests == [1]
+        # The run path: prepared values, then one pass cut into segments.
+        records = [record(1, value=avro_value()), record(2, value=avro_value(7)),
+                   record(3, value=avro_value())]
+        await prepare_until_ready(fmt, [r.value for r in records])
+        segments = validate_run(records, value_format=fmt)
+        assert [(len(s.records), s.error and s.error.reason) for s in segments] == [
+            (1, None), (1, "unknown_schema"), (1, None)]
+    finally:
+        await fmt.close()
