@@ -6,18 +6,18 @@ STAMP := $(VENV)/.installed
 export PIP_CACHE_DIR := $(CURDIR)/.cache/pip
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: run test lint unit integration setup system jars k8s-tools jaeger wire-producer bench chaos clean format dashboard
+.PHONY: run test lint unit integration setup system jars k8s-tools jaeger wire-producer schema-registry bench chaos clean format dashboard
 
 run: setup
 	$(BIN)/python -m devtools demo
 
-test: setup k8s-tools jaeger wire-producer lint
+test: setup k8s-tools jaeger wire-producer schema-registry lint
 	$(BIN)/pytest tests
 
 unit: setup
 	$(BIN)/pytest tests/unit
 
-integration: setup jaeger wire-producer
+integration: setup jaeger wire-producer schema-registry
 	$(BIN)/pytest tests/integration
 
 lint: $(STAMP)
@@ -59,6 +59,13 @@ jaeger:
 # (about a minute on 2 cores), then instant.
 wire-producer:
 	@nice -n 10 bash scripts/build-wire-producer.sh
+
+# Apicurio Registry 2.4.2.Final, the Schema Registry of the value-format
+# tests (Confluent-compatible API): built once with Maven from the wrapper
+# project scripts/schema-registry/ into ~/.cache/consumer/, keyed by a hash of
+# the wrapper's sources (about a minute), then instant.
+schema-registry:
+	@nice -n 10 bash scripts/build-schema-registry.sh
 
 # The Grafana dashboard is generated; commit the result (a unit test compares).
 dashboard: $(STAMP)

@@ -1,14 +1,16 @@
 """The peers, written as a new user of each would: run by the peers'
 interpreter (`bench/peers_env.py`), one contender per process.
 
-    python bench/peer_apps.py {confluent,quix,faust} --bootstrap B --topic T
-        --group G --count N [--dsn DSN]
+    python bench/peer_apps.py {confluent,quix,quix_avro,faust} --bootstrap B --topic T
+        --group G --count N [--dsn DSN] [--registry URL]
 
 Each validates with the service's own models (`schemas.validate`: the same
 pydantic work), writes rows to PostgreSQL table `events` with ON CONFLICT
 (id) DO NOTHING, commits offsets, stops after N messages and prints one JSON
 line: messages, seconds (first message to last write), cpu (process CPU
-seconds over the same span).
+seconds over the same span). `quix_avro` reads Avro values in the Schema
+Registry's wire format with quixstreams' own Schema Registry deserializer
+and validates the decoded records with the same models.
 """
 
 from __future__ import annotations
@@ -98,13 +100,16 @@ def confluent(args: argparse.Namespace) -> None:
 
 def quix(args: argparse.Namespace) -> None:
     """A quixstreams application: validate in `apply`, a `BatchingSink`
-    writing each checkpoint's batch with psycopg2's `execute_values`."""
+    writing each checkpoint's batch with psycopg2's `execute_values`. With
+    `--registry` (peer `quix_avro`) values are Avro in the Schema Registry's
+    wire format: quixstreams' `AvroDeserializer` decodes them with the
+    writer's schema, and the decoded records are validated with the models."""
     import psycopg2
     from psycopg2.extras import execute_values
     from quixstreams import Application
     from quixstreams.sinks import BatchingSink, SinkBatch
 
-    from schemas import validate
+    from schemas import REGISTRY, validate, validate_decoded_with
 
     clock = Clock()
     # Checkpoints (when a BatchingSink writes) every second, like the
@@ -134,8 +139,20 @@ def quix(args: argparse.Namespace) -> None:
         clock.first()
         return validate(raw)
 
+    def validated_avro(doc: dict[str, Any]) -> Any:
+        clock.first()
+        return validate_decoded_with(REGISTRY, doc)
+
     sink = PostgresSink()
-    topic = app.topic(args.topic, value_deserializer="bytes", key_deserializer="bytes")
+    deserializer: Any = "bytes"
+    if args.registry:
+        from quixstreams.models.serializers.avro import AvroDeserializer
+        from quixstreams.models.serializers.schema_registry import SchemaRegistryClientConfig
+
+        deserializer = AvroDeserializer(
+            schema_registry_client_config=SchemaRegistryClientConfig(url=args.registry))
+        validated = validated_avro  # type: ignore[assignment]
+    topic = app.topic(args.topic, value_deserializer=deserializer, key_deserializer="bytes")
     app.dataframe(topic).apply(validated).sink(sink)
     app.run()
     clock.report(sink.written)
@@ -191,14 +208,16 @@ def faust_agent(args: argparse.Namespace) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("peer", choices=["confluent", "quix", "faust"])
+    parser.add_argument("peer", choices=["confluent", "quix", "quix_avro", "faust"])
     parser.add_argument("--bootstrap", required=True)
     parser.add_argument("--topic", required=True)
     parser.add_argument("--group", required=True)
     parser.add_argument("--count", type=int, required=True)
     parser.add_argument("--dsn")
+    parser.add_argument("--registry", help="Schema Registry URL (quix_avro)")
     args = parser.parse_args()
-    {"confluent": confluent, "quix": quix, "faust": faust_agent}[args.peer](args)
+    {"confluent": confluent, "quix": quix, "quix_avro": quix,
+     "faust": faust_agent}[args.peer](args)
 
 
 if __name__ == "__main__":

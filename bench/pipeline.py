@@ -12,7 +12,12 @@ a fresh group, all reading the same pre-produced topic of sample events:
   a real Jaeger on 127.0.0.1 (`bench/tracing.py`);
 * quix_postgres — a quixstreams application, faust_postgres — a
   faust-streaming agent (`bench/peer_apps.py`, in their own virtualenv):
-  validate with the same models, write batches with ON CONFLICT.
+  validate with the same models, write batches with ON CONFLICT;
+* pipeline_postgres_avro / quix_postgres_avro — the same events as Avro in
+  the Schema Registry's wire format (written by confluent-kafka's
+  AvroSerializer, a real Apicurio registry on 127.0.0.1): `consumer run`
+  with CONSUMER_VALUE_FORMAT=avro, and the quixstreams application with its
+  own Schema Registry AvroDeserializer.
 
 Every PostgreSQL contender writes to a database of its own; afterwards its
 rows are counted and its group's committed offsets summed. Rates exclude
@@ -47,11 +52,14 @@ from bench.tracing import TRACED, Receiver
 from consumer.sinks.postgres import PostgresSink
 from devtools.kafka import LocalKafka, create_topics
 from devtools.postgres import LocalPostgres
+from devtools.registry import LocalSchemaRegistry
 from schemas.samples import sample_event
 
 PARTITIONS = 6
 PIPELINE_AND_RAW = {"raw_aiokafka", "pipeline_none", "pipeline_postgres", "pipeline_sqlite",
-                    *TRACED}
+                    "pipeline_postgres_avro", *TRACED}
+#: The contenders that read the Avro topic (a schema registry is started for them).
+AVRO = {"pipeline_postgres_avro", "quix_postgres_avro"}
 
 
 def produce(bootstrap: str, topic: str, count: int, *, keys: int | None = None,
@@ -80,6 +88,47 @@ def produce(bootstrap: str, topic: str, count: int, *, keys: int | None = None,
             except BufferError:
                 producer.poll(0.05)
         producer.poll(0)
+    if producer.flush(120):
+        raise RuntimeError(f"{topic}: not every event was produced")
+
+
+def produce_avro(bootstrap: str, registry_url: str, topic: str, count: int) -> None:
+    """The same sample events as `produce`, as Avro in the wire format, by
+    confluent-kafka's own AvroSerializer with the shipped schemas."""
+    import json
+
+    from confluent_kafka import Producer
+    from confluent_kafka.schema_registry import (
+        SchemaRegistryClient,
+        topic_record_subject_name_strategy,
+    )
+    from confluent_kafka.schema_registry.avro import AvroSerializer
+    from confluent_kafka.serialization import MessageField, SerializationContext
+
+    from schemas import validate_dict
+    from schemas.avro_schemas import avro_record, avro_schema
+
+    asyncio.run(create_topics(bootstrap, {topic: PARTITIONS, f"{topic}.dlq": 1}))
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20,
+                         "batch.size": 512 * 1024, "queue.buffering.max.messages": 200_000})
+    ctx = SerializationContext(topic, MessageField.VALUE)
+    with SchemaRegistryClient({"url": registry_url}) as client:
+        serializers: dict[tuple[str, int], AvroSerializer] = {}
+        for i in range(count):
+            event = validate_dict(sample_event(i))
+            key = (event.type, event.version)
+            if key not in serializers:
+                serializers[key] = AvroSerializer(
+                    client, json.dumps(avro_schema(*key)), lambda obj, _ctx: obj,
+                    conf={"subject.name.strategy": topic_record_subject_name_strategy})
+            value = serializers[key](avro_record(event), ctx)
+            while True:
+                try:
+                    producer.produce(topic, value, event.key().encode())
+                    break
+                except BufferError:
+                    producer.poll(0.05)
+            producer.poll(0)
     if producer.flush(120):
         raise RuntimeError(f"{topic}: not every event was produced")
 
@@ -133,6 +182,9 @@ class Bench:
         self.bootstrap, self.admin_dsn, self.topic, self.events = (bootstrap, admin_dsn, topic,
                                                                    events)
         self.db_pid = db_pid
+        #: The Avro contenders' topic and registry (`avro()` sets them up).
+        self.avro_topic = ""
+        self.registry_url = ""
         self.results: dict[str, Result] = {}
         self.receiver = Receiver()
 
@@ -157,16 +209,26 @@ class Bench:
         _verify(result, self.bootstrap, group, self.topic, None)
         self._record(result)
 
-    def peer(self, name: str, which: str, database: bool) -> None:
+    def avro(self, registry_url: str) -> None:
+        """Produce the Avro topic (once) for the Avro contenders."""
+        if not self.avro_topic:
+            self.registry_url = registry_url
+            self.avro_topic = f"{self.topic}-avro"
+            produce_avro(self.bootstrap, registry_url, self.avro_topic, self.events)
+
+    def peer(self, name: str, which: str, database: bool, *, avro: bool = False) -> None:
         group = self._group(which)
+        topic = self.avro_topic if avro else self.topic
         dsn = asyncio.run(_database(self.admin_dsn, name)) if database else None
         argv = [str(peer_python()), "bench/peer_apps.py", which, "--bootstrap", self.bootstrap,
-                "--topic", self.topic, "--group", group, "--count", str(self.events)]
+                "--topic", topic, "--group", group, "--count", str(self.events)]
         if dsn is not None:
             argv += ["--dsn", dsn]
+        if avro:
+            argv += ["--registry", self.registry_url]
         db_before = tree_cpu(self.db_pid)
         result = child(name, argv, env=peer_env())
-        _verify(result, self.bootstrap, group, self.topic,
+        _verify(result, self.bootstrap, group, topic,
                 None if dsn is None else asyncio.run(_rows(dsn)))
         if dsn is not None:
             self._db_cpu(result, db_before)
@@ -175,8 +237,13 @@ class Bench:
     def traced(self, name: str, share: str) -> None:
         self.pipeline(name, "none", self.receiver.env(share))
 
-    def pipeline(self, name: str, sink: str, env: dict[str, str] | None = None) -> None:
+    def pipeline(self, name: str, sink: str, env: dict[str, str] | None = None, *,
+                 avro: bool = False) -> None:
         group = self._group(name)
+        topic = self.avro_topic if avro else self.topic
+        if avro:
+            env = {**(env or {}), "CONSUMER_VALUE_FORMAT": "avro",
+                   "CONSUMER_SCHEMA_REGISTRY_URL": self.registry_url}
         with tempfile.TemporaryDirectory() as tmp:
             db = Path(tmp) / "bench.db"
             url = {"none": "none", "sqlite": f"sqlite:///{db}"}.get(sink)
@@ -184,11 +251,11 @@ class Bench:
                 url = asyncio.run(_database(self.admin_dsn, name))
             db_before = tree_cpu(self.db_pid)
             result = service(name, {"CONSUMER_BOOTSTRAP_SERVERS": self.bootstrap,
-                                    "CONSUMER_TOPICS": self.topic, "CONSUMER_GROUP_ID": group,
+                                    "CONSUMER_TOPICS": topic, "CONSUMER_GROUP_ID": group,
                                     "CONSUMER_SINK_URL": url, **(env or {})}, self.events)
             rows = (None if sink == "none" else _sqlite_rows(db) if sink == "sqlite"
                     else asyncio.run(_rows(url)))
-        _verify(result, self.bootstrap, group, self.topic, rows)
+        _verify(result, self.bootstrap, group, topic, rows)
         if sink == "postgres":
             self._db_cpu(result, db_before)
         self._record(result)
@@ -224,16 +291,21 @@ def main(argv: list[str] | None = None) -> None:
         return
     if not args.no_peers:
         peer_python()  # made before anything is timed
-    broker, pg = LocalKafka(heap="1g"), LocalPostgres()
+    broker, pg, registry = LocalKafka(heap="1g"), LocalPostgres(), LocalSchemaRegistry()
     bootstrap = broker.start()
     try:
-        report(bootstrap, pg.start(), args, pg.pid)
+        only = set(args.only.split(",")) if args.only else None
+        # The registry only for the Avro contenders (~210 MB, a few seconds).
+        url = registry.start() if only is None or only & AVRO else None
+        report(bootstrap, pg.start(), args, pg.pid, url)
     finally:
+        registry.stop()
         pg.stop()
         broker.stop()
 
 
-def report(bootstrap: str, dsn: str, args: argparse.Namespace, db_pid: int | None) -> None:
+def report(bootstrap: str, dsn: str, args: argparse.Namespace, db_pid: int | None,
+           registry_url: str | None = None) -> None:
     events = args.events
     topic = f"bench-pipeline-{uuid.uuid4().hex[:6]}"
     produce(bootstrap, topic, events)
@@ -251,12 +323,19 @@ def report(bootstrap: str, dsn: str, args: argparse.Namespace, db_pid: int | Non
         "pipeline_sqlite": lambda: bench.pipeline("pipeline_sqlite", "sqlite"),
         **{name: functools.partial(bench.traced, name, share) for name, share in TRACED.items()},
         "quix_postgres": lambda: bench.peer("quix_postgres", "quix", database=True),
+        "pipeline_postgres_avro": lambda: bench.pipeline("pipeline_postgres_avro", "postgres",
+                                                         avro=True),
+        "quix_postgres_avro": lambda: bench.peer("quix_postgres_avro", "quix_avro",
+                                                 database=True, avro=True),
         "faust_postgres": lambda: bench.peer("faust_postgres", "faust", database=True),
     }
     only = set(args.only.split(",")) if args.only else None
     try:
         for name, run in runs.items():
             if (only is None or name in only) and (peers or name in PIPELINE_AND_RAW):
+                if name in AVRO:
+                    assert registry_url is not None
+                    bench.avro(registry_url)
                 run()
     finally:
         bench.receiver.stop()
@@ -267,10 +346,16 @@ def report(bootstrap: str, dsn: str, args: argparse.Namespace, db_pid: int | Non
     ratio("pipeline_none/raw_aiokafka", r("pipeline_none"), r("raw_aiokafka"))
     ratio("pipeline_sqlite/raw_aiokafka", r("pipeline_sqlite"), r("raw_aiokafka"))
     ratio("pipeline_postgres/raw_confluent", r("pipeline_postgres"), r("raw_confluent"))
+    ratio("pipeline_postgres_avro/pipeline_postgres", r("pipeline_postgres_avro"),
+          r("pipeline_postgres"))
+    ratio("pipeline_postgres_avro/quix_postgres_avro", r("pipeline_postgres_avro"),
+          r("quix_postgres_avro"))
     for name in TRACED:
         ratio(f"{name}/pipeline_none", r(name), r("pipeline_none"))
     if (pg := r("pipeline_postgres")) is not None:
         print(f"pipeline_postgres CPU per message: {pg.cpu_us:.1f} µs (goal ≤ 30)")
+    if (avro := r("pipeline_postgres_avro")) is not None:
+        print(f"pipeline_postgres_avro CPU per message: {avro.cpu_us:.1f} µs")
     for name in ("pipeline_none", "pipeline_postgres"):
         for path, samples in getattr(r(name), "latency", {}).items():
             print(f"{name} {path} latency under a full backlog: {percentiles(samples)}")

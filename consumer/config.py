@@ -47,6 +47,14 @@ class SecurityProtocol(StrEnum):
     SASL_SSL = "SASL_SSL"
 
 
+class ValueFormat(StrEnum):
+    JSON = "json"  # the envelope as JSON (no registry)
+    AVRO = "avro"  # Confluent wire format: 0x00, schema id, Avro binary (writer's schema)
+    JSON_SCHEMA = "json_schema"  # Confluent wire format: 0x00, schema id, JSON
+    AUTO = "auto"  # the wire format when a value starts with 0x00, plain JSON otherwise
+    PROTOBUF = "protobuf"  # refused at start (see README: Protobuf)
+
+
 class SaslMechanism(StrEnum):
     PLAIN = "PLAIN"
     SCRAM_SHA_256 = "SCRAM-SHA-256"
@@ -54,10 +62,10 @@ class SaslMechanism(StrEnum):
 
 
 #: Settings whose values are never printed, not even when they are invalid.
-SECRET_FIELDS = frozenset({"sasl_password", "ssl_key_password"})
+SECRET_FIELDS = frozenset({"sasl_password", "ssl_key_password", "schema_registry_password"})
 #: Settings that may hold a URL or DSN with a password: printed masked
 #: (`consumer.masking.mask_url`).
-URL_FIELDS = frozenset({"sink_url"})
+URL_FIELDS = frozenset({"sink_url", "schema_registry_url"})
 
 
 def _bad(field: str, message: str) -> PydanticCustomError:
@@ -166,6 +174,19 @@ class Settings(BaseSettings):
     #: Bound on one dead-letter send attempt; a failed send is retried forever.
     dlq_send_timeout: float = Field(10.0, gt=0.0)
 
+    # Record values: plain JSON, or a Schema Registry's wire format (consumer/formats/)
+    value_format: ValueFormat = ValueFormat.JSON
+    #: Base URL of a Confluent-compatible registry (Apicurio: .../apis/ccompat/v7).
+    schema_registry_url: str | None = None
+    schema_registry_user: str | None = None
+    schema_registry_password: SecretStr | None = None
+    #: A mounted secret file holding the registry password.
+    schema_registry_password_file: Path | None = None
+    #: CA bundle that signed the registry's certificate (https only).
+    schema_registry_ca: Path | None = None
+    #: Bound on one registry request; a slow registry is retried, never skipped.
+    schema_registry_timeout: float = Field(5.0, gt=0.0)
+
     # Tracing (the `otel` extra); endpoint, sampler, service name: the OTEL_* variables
     tracing: Tracing = Tracing.NONE
     #: Record a message's key on its span when it is short UTF-8 text.
@@ -223,19 +244,9 @@ class Settings(BaseSettings):
     @model_validator(mode="before")
     @classmethod
     def _password_file(cls, values: Any) -> Any:
-        if not isinstance(values, dict) or not values.get("sasl_password_file"):
-            return values
-        if values.get("sasl_password"):
-            raise _bad("sasl_password_file", "set either CONSUMER_SASL_PASSWORD or "
-                       "CONSUMER_SASL_PASSWORD_FILE, not both")
-        path = Path(values["sasl_password_file"])
-        try:
-            secret = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise _bad("sasl_password_file", f"cannot read {path}: "
-                       f"{getattr(exc, 'strerror', None) or type(exc).__name__}") from None
-        # Secret files written with `echo` or by editors end in a newline.
-        return {**values, "sasl_password": secret.removesuffix("\n").removesuffix("\r")}
+        for name in ("sasl_password", "schema_registry_password"):
+            values = _read_secret_file(values, name)
+        return values
 
     @model_validator(mode="after")
     def _kafka_security(self) -> Self:
@@ -273,6 +284,44 @@ class Settings(BaseSettings):
             raise _bad("ssl_keyfile", "needs CONSUMER_SSL_CERTFILE (the certificate of this key)")
         if self.ssl_key_password is not None and self.ssl_certfile is None:
             raise _bad("ssl_key_password", "needs CONSUMER_SSL_CERTFILE")
+
+    @model_validator(mode="after")
+    def _registry(self) -> Self:
+        fmt = f"CONSUMER_VALUE_FORMAT={self.value_format.value}"
+        if self.value_format is ValueFormat.PROTOBUF:
+            raise _bad("value_format", "protobuf is not supported: its values cannot be decoded "
+                       "honestly from the registry's schema at run time here (see the README); "
+                       "use avro, json_schema, auto or json")
+        needs = self.value_format is not ValueFormat.JSON
+        if needs and not self.schema_registry_url:
+            raise _bad("schema_registry_url", f"required with {fmt}")
+        registry = ("schema_registry_url", "schema_registry_user", "schema_registry_password",
+                    "schema_registry_ca")
+        if not needs:
+            for name in registry:
+                if getattr(self, name):
+                    raise _bad(name, f"only used with a registry format (avro, json_schema, "
+                               f"auto), not {fmt}")
+            return self
+        url = urlsplit(str(self.schema_registry_url))
+        if url.scheme not in ("http", "https") or not url.hostname:
+            raise _bad("schema_registry_url", "expected http(s)://host[:port][/path]")
+        if url.username or url.password:
+            raise _bad("schema_registry_url", "put the credentials in "
+                       "CONSUMER_SCHEMA_REGISTRY_USER and _PASSWORD, not in the URL")
+        if bool(self.schema_registry_user) != bool(self.schema_registry_password):
+            name = "schema_registry_password" if self.schema_registry_user else \
+                "schema_registry_user"
+            raise _bad(name, "the registry's basic auth needs both "
+                       "CONSUMER_SCHEMA_REGISTRY_USER and CONSUMER_SCHEMA_REGISTRY_PASSWORD "
+                       "(or _PASSWORD_FILE)")
+        if self.schema_registry_ca is not None:
+            if url.scheme != "https":
+                raise _bad("schema_registry_ca", "only used with an https:// registry URL")
+            path = self.schema_registry_ca
+            if not os.access(path, os.R_OK) or not path.is_file():
+                raise _bad("schema_registry_ca", f"{path} is not a readable file")
+        return self
 
     @model_validator(mode="after")
     def _no_cycle(self) -> Self:
@@ -330,6 +379,25 @@ class Settings(BaseSettings):
         return (env_settings, init_settings)
 
 
+def _read_secret_file(values: Any, name: str) -> Any:
+    """`<name>_file` read into `<name>`: a mounted secret (one trailing
+    newline dropped); both set is an error naming the file setting."""
+    file_field = f"{name}_file"
+    if not isinstance(values, dict) or not values.get(file_field):
+        return values
+    if values.get(name):
+        env = f"{ENV_PREFIX}{name.upper()}"
+        raise _bad(file_field, f"set either {env} or {env}_FILE, not both")
+    path = Path(values[file_field])
+    try:
+        secret = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise _bad(file_field, f"cannot read {path}: "
+                   f"{getattr(exc, 'strerror', None) or type(exc).__name__}") from None
+    # Secret files written with `echo` or by editors end in a newline.
+    return {**values, name: secret.removesuffix("\n").removesuffix("\r")}
+
+
 def load_settings(config: Path | None = None, **overrides: Any) -> Settings:
     """Build `Settings` from env, `config` (TOML, keys as field names) and overrides.
 
@@ -382,6 +450,7 @@ def kafka_topic(url: str) -> str:
 def secrets_of(settings: Settings) -> list[str]:
     """Every secret value in `settings`, for log redaction: as written and
     percent-decoded."""
-    found = [s.get_secret_value() for s in (settings.sasl_password, settings.ssl_key_password)
+    found = [s.get_secret_value() for s in (settings.sasl_password, settings.ssl_key_password,
+                                            settings.schema_registry_password)
              if s is not None]
     return [s for s in [*found, *sink_secrets(settings.sink_url)] if s]

@@ -69,3 +69,11 @@ class DeadLetterError(ConsumerError):
 class CircuitOpenError(ConsumerError):
     """Too many messages were dead-lettered recently: stop consuming."""
 
+
+
+class RegistryError(ConsumerError):
+    """The schema registry cannot answer (unreachable, slow, refusing us, an
+    error status). Retriable: the records that need it stay in flight. At
+    start-up the message is the one line the service exits 1 with."""
+
+    retriable = True

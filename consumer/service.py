@@ -20,7 +20,7 @@ from aiokafka.errors import KafkaError
 from consumer.config import Settings, secrets_of
 from consumer.engine.engine import Engine
 from consumer.engine.wire import check_codecs
-from consumer.errors import BrokerError, ConsumerError
+from consumer.errors import BrokerError, ConsumerError, RegistryError
 from consumer.masking import mask_url
 from consumer.observability.http import HttpServer
 from consumer.observability.logging import setup_logging
@@ -89,7 +89,7 @@ async def serve(settings: Settings) -> int:
         # Broker or sink unreachable at start: exit 1 and let the supervisor
         # restart us with its back-off (outages after start are ridden out).
         reason = not_authorized(exc, settings, security) or (
-            str(exc) if isinstance(exc, BrokerError) else repr(exc))
+            str(exc) if isinstance(exc, BrokerError | RegistryError) else repr(exc))
         log.error("cannot run: %s", reason)  # noqa: TRY400 - the reason is the message
         code = 1
         await engine.close()  # it may never have started: release its client

@@ -26,6 +26,8 @@ CHART_MANAGED = frozenset({
     # kafka.security: the chart mounts the files and points these at them.
     "security_protocol", "sasl_mechanism", "sasl_username", "sasl_password_file",
     "ssl_cafile", "ssl_certfile", "ssl_keyfile", "ssl_check_hostname",
+    # schemaRegistry: the user in the Secret, the password and CA files mounted.
+    "schema_registry_user", "schema_registry_password_file", "schema_registry_ca",
 })
 #: Settings the chart keeps in its Secret (or an existing one).
 CHART_SECRET = frozenset({"sink_url"}) | SECRET_FIELDS

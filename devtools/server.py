@@ -8,7 +8,7 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,13 +35,15 @@ class LocalServer:
         self._dir = Path(tempfile.mkdtemp(prefix=f"consumer-{self.kind}-"))
         return self._dir
 
-    def _run(self, argv: Sequence[str], ready: Callable[[], bool], timeout: float) -> None:
+    def _run(self, argv: Sequence[str], ready: Callable[[], bool], timeout: float,
+             env: Mapping[str, str] | None = None) -> None:
         """Start `argv` in the working directory, its output to the log; return
-        once `ready()`, raise (after stopping it) if it exits or times out."""
+        once `ready()`, raise (after stopping it) if it exits or times out.
+        `env` is the child's whole environment (default: ours)."""
         assert self._dir is not None
         with (self._dir / f"{self.kind}.log").open("wb") as log:
             self._proc = subprocess.Popen(list(argv), stdout=log, stderr=subprocess.STDOUT,
-                                          cwd=self._dir)
+                                          cwd=self._dir, env=env)
         deadline = time.monotonic() + timeout
         while not ready():
             if self._proc.poll() is not None:

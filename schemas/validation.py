@@ -39,7 +39,8 @@ class Reason(StrEnum):
     UNKNOWN_VERSION = "unknown_version"
     SCHEMA_VIOLATION = "schema_violation"
     UNREADABLE = "unreadable"  # not bytes at all, or a failure we did not foresee
-    UNDECODABLE = "undecodable"  # the Kafka client could not decode the record itself
+    UNDECODABLE = "undecodable"  # the Kafka client, or the value's format, could not decode it
+    UNKNOWN_SCHEMA = "unknown_schema"  # the schema registry does not know the value's schema id
 
 
 def truncate(text: str, limit: int = MAX_DETAIL_BYTES) -> str:
@@ -56,14 +57,16 @@ class InvalidEvent(SchemaError):
 
     `reason` is a `Reason` value (a short machine word); `detail` is human text
     (pydantic's messages, no input values), at most ~1 KiB of UTF-8, safe for a
-    Kafka header.
+    Kafka header. `schema_id` is the registry schema id of a wire-format
+    value (None for plain JSON): the dead letter carries it in a header.
     """
 
     retriable = False
 
-    def __init__(self, reason: str, detail: str = "") -> None:
+    def __init__(self, reason: str, detail: str = "", *, schema_id: int | None = None) -> None:
         self.reason = str(reason)
         self.detail = truncate(detail)
+        self.schema_id = schema_id
         super().__init__(f"{self.reason}: {self.detail}" if self.detail else self.reason)
 
 
@@ -188,6 +191,30 @@ def validate_many_with(
         except InvalidEvent as exc:
             append(exc)
     return out
+
+
+def validate_decoded_with(
+    registry: Registry, doc: Any, *, allow_unknown: bool = False
+) -> Event:
+    """Validate a document a binary format decoded (Avro: dicts, lists,
+    strings, ints, `datetime`s for timestamp logical types) with the same
+    models, in Python mode: strict as for JSON, except that a datetime field
+    takes a `datetime` (Python mode's strict form) instead of a string. Same
+    contract: `Event` or `InvalidEvent` (reasons as for JSON, never
+    `invalid_json`)."""
+    try:
+        return registry.adapter.validate_python(doc)
+    except ValidationError as exc:
+        reason, detail = _classify(exc, b"-", registry)
+    except Exception as exc:  # backstop for the contract: only InvalidEvent escapes
+        raise InvalidEvent(Reason.UNREADABLE, f"{type(exc).__name__}: {exc}") from exc
+    if allow_unknown and reason in (Reason.UNKNOWN_TYPE, Reason.UNKNOWN_VERSION):
+        try:
+            return registry.generic.validate_python(doc)
+        except ValidationError as exc:
+            errors = exc.errors(include_url=False, include_input=False, include_context=False)
+            raise InvalidEvent(Reason.SCHEMA_VIOLATION, _describe(errors, registry)) from None
+    raise InvalidEvent(reason, detail)
 
 
 def validate_dict_with(

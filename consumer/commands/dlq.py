@@ -103,7 +103,8 @@ def inspect(  # noqa: PLR0917 - typer maps each option to a parameter
     from_offset: FromOffsetOpt = None, to_offset: ToOffsetOpt = None,
     partition: PartitionOpt = None, limit: LimitOpt = None,
 ) -> None:
-    """Show dead-lettered records: offset, time, error, original coordinates."""
+    """Show dead-lettered records: offset, time, error, original coordinates,
+    and the registry schema id of a wire-format value."""
     from rich.console import Console
     from rich.table import Table
 
@@ -113,7 +114,7 @@ def inspect(  # noqa: PLR0917 - typer maps each option to a parameter
     found, scanned = _read(target, dlq_topic, selection, limit)
     table = Table(title=f"{dlq_topic}: {len(found)} of {scanned} records", expand=False)
     for name in ("partition", "offset", "dead-lettered at", "error type", "error message",
-                 "original", "attempts", "replays"):
+                 "original", "attempts", "replays", "schema id"):
         table.add_column(name, overflow="fold")
     for dl in found:
         original = (f"{dl.original_topic}[{dl.original_partition}]@{dl.original_offset}"
@@ -123,7 +124,7 @@ def inspect(  # noqa: PLR0917 - typer maps each option to a parameter
                       dl.time.isoformat(timespec="seconds"), dl.error_type,
                       message if len(message) <= 120 else message[:117] + "...", original,
                       str(dl.attempts if dl.attempts is not None else "?"),
-                      str(dl.replay_count))
+                      str(dl.replay_count), dl.schema_id or "")
     Console(width=max(160, Console().width)).print(table)
 
 

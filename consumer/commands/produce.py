@@ -5,6 +5,10 @@ ids, keyed by order id. NDJSON (`--from FILE` or `--from -`): every line is
 validated first; if any is invalid, the command lists them by line number and
 sends nothing, unless `--allow-invalid` (then invalid lines go out as they are,
 unkeyed — handy for exercising the dead-letter path).
+
+`--format avro|json_schema` registers the shipped schemas of the events with
+the Schema Registry (`--schema-registry-url`, or CONSUMER_SCHEMA_REGISTRY_URL
+with its user and password settings) and writes the Confluent wire format.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import random
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -26,7 +31,14 @@ from consumer.observability.tracing import start_tracing
 from consumer.produce import KeyValue, ProduceError, ProduceSummary, produce_events
 
 if TYPE_CHECKING:
+    from consumer.formats.encode import Encoder
     from consumer.observability.otel import Tracing
+
+
+class WriteFormat(StrEnum):
+    JSON = "json"
+    AVRO = "avro"
+    JSON_SCHEMA = "json_schema"
 
 
 @dataclass(slots=True)
@@ -60,6 +72,44 @@ def _samples(count: int, type_: str | None, seed: int | None) -> Iterator[KeyVal
     rng = random.Random(seed)
     for i in range(count):
         yield sample_bytes(i, type=type_, rng=rng)
+
+
+def _encoded(records: Iterator[KeyValue] | list[KeyValue], encode: Encoder,
+             ) -> Iterator[KeyValue]:
+    """Each valid value as the wire format; invalid ones (--allow-invalid) as they are."""
+    from schemas import InvalidEvent, validate
+
+    for key, value in records:
+        try:
+            event = validate(value, allow_unknown=False)
+        except InvalidEvent:
+            yield key, value
+            continue
+        yield key, encode(event)
+
+
+def _encoder(target: Target, topic: str, value_format: str, url: str) -> Encoder:
+    """Register the shipped schemas; exit 1 when the registry cannot answer."""
+    from consumer.errors import RegistryError
+    from consumer.formats.client import RegistryClient
+    from consumer.formats.encode import registered_encoder
+
+    settings = target.settings
+    password = settings.schema_registry_password
+
+    async def register() -> Encoder:
+        async with RegistryClient(
+                url, user=settings.schema_registry_user,
+                password=None if password is None else password.get_secret_value(),
+                ca=settings.schema_registry_ca,
+                timeout=settings.schema_registry_timeout) as client:
+            return await registered_encoder(client, topic, value_format)
+
+    try:
+        return asyncio.run(register())
+    except RegistryError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
 
 
 def _run(target: Target, topic: str, records: Iterator[KeyValue] | list[KeyValue], total: int,
@@ -116,6 +166,14 @@ def produce(
         "--bootstrap-servers", help="Kafka bootstrap servers (default: "
         "CONSUMER_BOOTSTRAP_SERVERS or localhost:9092).",
     )] = None,
+    value_format: Annotated[WriteFormat, typer.Option(
+        "--format", help="json: the envelope as JSON; avro or json_schema: registered with "
+        "the Schema Registry, in Confluent's wire format.",
+    )] = WriteFormat.JSON,
+    registry_url: Annotated[str | None, typer.Option(
+        "--schema-registry-url", help="Schema Registry API base URL (default: "
+        "CONSUMER_SCHEMA_REGISTRY_URL).",
+    )] = None,
     tracing_kind: Annotated[TracingKind, typer.Option(
         "--tracing", envvar="CONSUMER_TRACING",
         help="otlp: a send span per event, its traceparent in the record's headers "
@@ -150,7 +208,16 @@ def produce(
             raise typer.Exit(2)
         total = 10 if count is None else count
         records = _samples(total, type_, seed)
+    registry_url = registry_url or target.settings.schema_registry_url
+    if value_format is not WriteFormat.JSON and not registry_url:
+        typer.echo(f"--format {value_format.value} needs --schema-registry-url (or "
+                   "CONSUMER_SCHEMA_REGISTRY_URL)", err=True)
+        raise typer.Exit(2)
     check_or_exit(target)
+    if value_format is not WriteFormat.JSON:
+        assert registry_url is not None
+        encode = _encoder(target, topic, value_format.value, registry_url)
+        records = _encoded(records, encode)
     try:
         tracing = start_tracing(tracing_kind)
     except ConfigError as exc:

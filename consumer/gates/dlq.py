@@ -48,6 +48,9 @@ H_GROUP = "dlq.consumer.group"
 H_STACK = "dlq.error.stack"
 H_FIRST_FAILURE = "dlq.first_failure"
 H_LAST_FAILURE = "dlq.last_failure"
+#: The registry schema id of a wire-format value that failed to decode or
+#: validate (consumer.formats); absent for plain JSON.
+H_SCHEMA_ID = "dlq.schema.id"
 #: Added by `consumer dlq replay`, kept on the record through later failures.
 H_REPLAY_COUNT = "dlq.replay.count"
 #: Set when the record was too large for the dead-letter topic and its value
@@ -101,7 +104,14 @@ def dead_letter_headers(record: Record, exc: BaseException, *, attempts: int, gr
             (H_GROUP, group.encode()),
             (H_STACK, _truncate(stack, MAX_STACK_BYTES, keep_tail=True)),
             (H_FIRST_FAILURE, iso(first_failure).encode()),
-            (H_LAST_FAILURE, iso(last_failure).encode())]
+            (H_LAST_FAILURE, iso(last_failure).encode()),
+            # Value formats hook: the schema id the refusal names, if any.
+            *_schema_id(exc)]
+
+
+def _schema_id(exc: BaseException) -> DlqHeaders:
+    schema_id = getattr(exc, "schema_id", None)
+    return [] if schema_id is None else [(H_SCHEMA_ID, str(schema_id).encode())]
 
 
 #: Set when the key had to be left out (the dead-letter topic refused the

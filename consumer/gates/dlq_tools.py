@@ -115,6 +115,11 @@ class DeadLetter:
     def replay_count(self) -> int:
         return self._int(h.H_REPLAY_COUNT, 0) or 0
 
+    @property
+    def schema_id(self) -> str | None:
+        """The registry schema id of a wire-format value (consumer.formats)."""
+        return self.header(h.H_SCHEMA_ID)
+
 
 @dataclass(frozen=True, slots=True)
 class Selection:

@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
+from consumer.formats import ValueFormat, decode_all, prepare_until_ready
 from consumer.gates.context import NextRun, RunContext
 from consumer.types import Record, Undecodable
 from schemas import InvalidEvent, Reason, validate_many
@@ -40,10 +41,15 @@ def _undecodable(value: object) -> InvalidEvent | None:
     return InvalidEvent(Reason.UNDECODABLE, value.reason) if type(value) is Undecodable else None
 
 
-def validate_run(records: Sequence[Record], *, allow_unknown: bool = False) -> list[Segment]:
+def validate_run(records: Sequence[Record], *, allow_unknown: bool = False,
+                 value_format: ValueFormat | None = None) -> list[Segment]:
     """Validate a run in one pass and cut it, in order, into segments of
-    valid records and single invalid ones."""
-    results = validate_many([r.value for r in records], allow_unknown=allow_unknown)
+    valid records and single invalid ones. With a `value_format` (its
+    `prepare` of these values done) the format decodes and validates."""
+    if value_format is None:
+        results = validate_many([r.value for r in records], allow_unknown=allow_unknown)
+    else:
+        results = decode_all(value_format, [r.value for r in records])
     if results and InvalidEvent not in map(type, results):  # all valid: checked in C
         return [Segment(list(records), results)]
     segments: list[Segment] = []
@@ -63,21 +69,32 @@ def validate_run(records: Sequence[Record], *, allow_unknown: bool = False) -> l
 
 
 class Validation:
-    """The gate. `on_validated` (tracing) is told of each run's segments with
-    the time the pass took; without it no clock is read."""
+    """The gate. With a `value_format` (consumer.formats: a Schema Registry
+    format) the writer schemas the run needs are fetched first — retried
+    with backoff while the registry cannot answer, the records staying in
+    flight — and the format decodes. `on_validated` (tracing) is told of
+    each run's segments with the time the pass took; without it no clock is
+    read."""
 
     def __init__(self, allow_unknown: bool = False, *,
+                 value_format: ValueFormat | None = None,
                  on_validated: OnValidated | None = None) -> None:
         self._allow_unknown = allow_unknown
+        self._format = value_format
         self._on_validated = on_validated
 
     async def __call__(self, run: RunContext, call_next: NextRun) -> None:
         records = run.records
+        fmt = self._format
+        if fmt is not None:
+            await prepare_until_ready(fmt, [r.value for r in records])
         if self._on_validated is None:
-            segments = validate_run(records, allow_unknown=self._allow_unknown)
+            segments = validate_run(records, allow_unknown=self._allow_unknown,
+                                    value_format=fmt)
         else:
             started = time.time_ns()
-            segments = validate_run(records, allow_unknown=self._allow_unknown)
+            segments = validate_run(records, allow_unknown=self._allow_unknown,
+                                    value_format=fmt)
             self._on_validated(segments, started, time.time_ns(), len(records))
         if len(segments) == 1 and segments[0].error is None:
             run.events = segments[0].events

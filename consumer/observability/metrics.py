@@ -25,6 +25,8 @@ PREFIX = "consumer"
 
 #: Final outcomes of a message (`consumer_messages_total{outcome}`).
 OUTCOMES = ("ok", "dead_lettered", "invalid")
+#: `consumer_schema_registry_requests_total{outcome}`.
+REGISTRY_OUTCOMES = ("ok", "not_found", "unreachable", "timeout", "refused", "status")
 #: `consumer_rebalances_total{kind}`.
 REBALANCE_KINDS = ("assigned", "revoked")
 #: Age buckets (seconds) of `consumer_record_age_seconds`: from a live
@@ -146,6 +148,17 @@ class Metrics:
         self.ratelimit_throttled = Counter(f"{PREFIX}_ratelimit_throttled", "429/503 answers "
                                            "from a downstream.", ["downstream", "status"],
                                            registry=r)
+        # Schema registry (consumer/formats/, only with CONSUMER_VALUE_FORMAT != json)
+        self.schema_registry_requests = Counter(
+            f"{PREFIX}_schema_registry_requests", "Requests to the schema registry by outcome: "
+            "ok, not_found, and the errors unreachable, timeout, refused, status.",
+            ["outcome"], registry=r)
+        self.schema_cache_hits = Counter(
+            f"{PREFIX}_schema_cache_hits", "Wire-format values whose writer schema (or "
+            "its absence) was already known.", registry=r)
+        self.schema_cache_misses = Counter(
+            f"{PREFIX}_schema_cache_misses", "Schema ids fetched from the registry (one per "
+            "id, however many values wanted it at once).", registry=r)
         # Event loop (consumer/observability/loop.py)
         self.event_loop_lag = Histogram(
             f"{PREFIX}_event_loop_lag_seconds", "How late a 100 ms timer fires: the longest "
@@ -178,6 +191,8 @@ class Metrics:
         self.sink_poison_rows.labels(sink)
         for retriable in ("true", "false"):
             self.sink_errors.labels(sink, retriable)
+        for outcome in REGISTRY_OUTCOMES:
+            self.schema_registry_requests.labels(outcome)
 
 
 def _version(distribution: str) -> str:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from consumer.config import Settings
+from consumer.formats import ValueFormat, build_value_format
 from consumer.gates.context import Middleware
 from consumer.pipeline.chain import Observer, load_handler, load_middleware
 from consumer.pipeline.processor import Pipeline
@@ -32,6 +33,8 @@ class Parts:
     #: awaits (emit only buffers), so a timer per run would cost time and
     #: bound nothing.
     bounded: bool
+    #: How record values are decoded; None for plain JSON.
+    value_format: ValueFormat | None = None
 
 
 def load_parts(settings: Settings, metrics: Metrics | None = None, *,
@@ -45,7 +48,8 @@ def load_parts(settings: Settings, metrics: Metrics | None = None, *,
     return Parts(handler=load_handler(settings.handler or STORE_HANDLER), middleware=middleware,
                  sink=open_sink(settings.sink_url, settings=settings, metrics=metrics,
                                 security=security),
-                 security=security, bounded=settings.handler is not None or bool(middleware))
+                 security=security, bounded=settings.handler is not None or bool(middleware),
+                 value_format=build_value_format(settings, metrics))
 
 
 def build_processor(settings: Settings, metrics: Metrics | None = None, *,
@@ -60,4 +64,5 @@ def build_processor(settings: Settings, metrics: Metrics | None = None, *,
     written = parts.sink if observer is None else observer.sink(parts.sink)
     return Pipeline(settings, metrics, handler=parts.handler, middleware=parts.middleware,
                     batcher=Batcher(written, settings, metrics), sink=parts.sink,
-                    handler_timeout=parts.bounded, security=parts.security, observer=observer)
+                    handler_timeout=parts.bounded, security=parts.security, observer=observer,
+                    value_format=parts.value_format)

@@ -20,6 +20,7 @@ from typing import Protocol
 
 from consumer.config import Settings
 from consumer.errors import ConfigError
+from consumer.formats import ValueFormat
 from consumer.gates.context import (
     BatchHandler,
     Context,
@@ -67,7 +68,8 @@ class Observer(Protocol):
 
 def compose(handler: Handler, middleware: Sequence[Middleware], *, settings: Settings,
             metrics: GateMetrics, settle: Settle, policy: RetryPolicy,
-            timeout: float | None, observer: Observer | None = None) -> tuple[bool, NextRun]:
+            timeout: float | None, observer: Observer | None = None,
+            value_format: ValueFormat | None = None) -> tuple[bool, NextRun]:
     """The chain, outermost first:
 
         [tracing] → timing → validation → [singles] → settle → correlation
@@ -84,7 +86,7 @@ def compose(handler: Handler, middleware: Sequence[Middleware], *, settings: Set
     if observer is not None:
         gates.append(observer.middleware())
     gates.append(Timing(metrics))
-    gates.append(Validation(settings.allow_unknown_types,
+    gates.append(Validation(settings.allow_unknown_types, value_format=value_format,
                             on_validated=None if observer is None else observer.validated))
     if not takes_runs:
         gates.append(singles)

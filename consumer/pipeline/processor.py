@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from consumer.config import Settings
 from consumer.errors import CircuitOpenError
+from consumer.formats import ValueFormat
 from consumer.gates.breaker import CircuitBreaker
 from consumer.gates.context import Middleware, RunContext
 from consumer.gates.dlq import DeadLetterPublisher, Publisher
@@ -61,8 +62,11 @@ class Pipeline:
                  batcher: Rows | None = None, sink: Sink | None = None,
                  publisher: Publisher | None = None, limiters: Limiters | None = None,
                  handler_timeout: bool = True, security: KafkaSecurity | None = None,
-                 observer: Observer | None = None) -> None:
+                 observer: Observer | None = None,
+                 value_format: ValueFormat | None = None) -> None:
         self.settings = settings
+        #: How record values are decoded (consumer.formats); None: plain JSON.
+        self.value_format = value_format
         self.metrics = GateMetrics(metrics)
         self.sink = sink
         self.batcher = batcher
@@ -83,7 +87,8 @@ class Pipeline:
         self.takes_runs, self._chain = compose(
             handler, middleware, settings=settings, metrics=self.metrics, settle=self.settle,
             policy=RetryPolicy.from_settings(settings),
-            timeout=settings.handler_timeout if handler_timeout else None, observer=observer)
+            timeout=settings.handler_timeout if handler_timeout else None, observer=observer,
+            value_format=value_format)
         self._submit = None if batcher is None else batcher.submit_many
         self._started = False
         self._closed = False
@@ -93,6 +98,8 @@ class Pipeline:
             return
         self._started = True
         try:
+            if self.value_format is not None:  # the registry answers and lets us in
+                await self.value_format.start()
             if self.sink is not None:
                 await self.sink.open()
             if self.batcher is not None:
@@ -129,6 +136,8 @@ class Pipeline:
                 reasons.append(f"sink {self.batcher.sink.name}: cannot write")
         if not self.publisher.writing_ok:
             reasons.append(f"dead-letter topic {self.publisher.topic}: sends failing")
+        if self.value_format is not None:
+            reasons.extend(self.value_format.unready())
         return reasons
 
     async def flush(self) -> None:
@@ -152,6 +161,8 @@ class Pipeline:
             await self.limiters.close()
             if self.sink is not None:
                 await self.sink.close()
+            if self.value_format is not None:
+                await self.value_format.close()
             if self.observer is not None:
                 self.observer.close()
 

@@ -52,6 +52,15 @@ FEATURES: dict[str, dict[str, Any]] = {
         "kafka.security.sasl.mechanism": "PLAIN",
         "kafka.security.sasl.username": "consumer",
         "kafka.security.sasl.passwordSecret.name": "kafka-password"},
+    "schema-registry": {
+        **SINK, "config": {"value_format": "avro",
+                           "schema_registry_url": "https://registry:8081"},
+        "schemaRegistry.user": "reader", "schemaRegistry.password": "sr-s3cret",
+        "schemaRegistry.caSecret.name": "registry-ca"},
+    "schema-registry-password-file": {
+        **SINK, "config": {"value_format": "auto", "schema_registry_url": "http://registry:8081"},
+        "schemaRegistry.user": "reader",
+        "schemaRegistry.passwordSecret.name": "registry-password"},
 }
 #: Kinds from CRDs: no offline schema; the install test applies them to the real CRDs.
 CRD_KINDS = {"ScaledObject", "TriggerAuthentication", "ServiceMonitor", "PrometheusRule"}
@@ -224,8 +233,9 @@ def test_security_context_is_restricted(helm: Helm, feature: str) -> None:
 def test_env_names_are_known_settings(helm: Helm, feature: str, tmp_path: Path,
                                       monkeypatch: pytest.MonkeyPatch) -> None:
     values = {**FEATURES[feature], "config": {
-        "ordering": "partition", "concurrency": 32, "max_in_flight_bytes": 52428800,
-        "retry_on": ["TimeoutError", "ConnectionError"], "allow_unknown_types": True}}
+        **FEATURES[feature].get("config", {}), "ordering": "partition", "concurrency": 32,
+        "max_in_flight_bytes": 52428800, "retry_on": ["TimeoutError", "ConnectionError"],
+        "allow_unknown_types": True}}
     manifests = helm.template(values)
     known = {f"CONSUMER_{name.upper()}" for name in Settings.model_fields}
     assert env_names(manifests) <= known, env_names(manifests) - known
@@ -337,6 +347,30 @@ def test_kafka_credentials_stay_in_secrets(helm: Helm) -> None:
                     "password": ("rel-consumer", "CONSUMER_SASL_PASSWORD"),
                     "ca": ("kafka-tls", "ca.crt"), "cert": ("kafka-tls", "tls.crt"),
                     "key": ("kafka-tls", "tls.key")}
+
+
+def test_registry_credentials_stay_in_secrets(helm: Helm, tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    manifests = helm.template(FEATURES["schema-registry"])
+    config = settings_map(manifests)["data"]
+    secret = one(manifests, "Secret")["stringData"]
+    assert "sr-s3cret" not in json.dumps(config)
+    assert secret["CONSUMER_SCHEMA_REGISTRY_USER"] == "reader"
+    assert secret["CONSUMER_SCHEMA_REGISTRY_PASSWORD"] == "sr-s3cret"
+    assert config["CONSUMER_SCHEMA_REGISTRY_CA"] == "/etc/consumer/registry-ca/ca.crt"
+    settings = settings_from(manifests, monkeypatch, tmp_path)
+    assert settings.value_format.value == "avro"
+    assert settings.schema_registry_password is not None
+
+    manifests = helm.template(FEATURES["schema-registry-password-file"])
+    assert "CONSUMER_SCHEMA_REGISTRY_PASSWORD" not in one(manifests, "Secret")["stringData"]
+    config = settings_map(manifests)["data"]
+    assert config["CONSUMER_SCHEMA_REGISTRY_PASSWORD_FILE"] == \
+        "/etc/consumer/registry-password/password"
+    volumes = workload(manifests)["spec"]["template"]["spec"]["volumes"]
+    assert {"name": "registry-password", "secret": {
+        "secretName": "registry-password", "defaultMode": 0o440,
+        "items": [{"key": "password", "path": "password"}]}} in volumes
 
 
 def test_security_choices_are_the_service_choices() -> None:

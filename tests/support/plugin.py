@@ -25,6 +25,7 @@ from devtools.docker import DockerEngine, ping
 from devtools.images import build_service_image
 from devtools.kafka import LocalKafka
 from devtools.postgres import LocalPostgres
+from devtools.registry import LocalSchemaRegistry
 from tests.support.kafka import NewTopicFactory
 
 # Property tests run in CI on a 2-core machine: bound them by examples, not time.
@@ -36,11 +37,12 @@ settings.load_profile("ci")
 #: What a test needs, told by the fixtures it uses (directly or not).
 _NEEDS = {"kafka_bootstrap": "kafka", "kafka_admin": "kafka", "secured": "kafka",
           "node_kafka": "kafka", "pg_dsn": "postgres", "node_pg": "postgres",
-          "docker_engine": "docker", "tools": "k8s"}
+          "docker_engine": "docker", "tools": "k8s", "schema_registry": "registry",
+          "own_registry": "registry"}
 #: ... and by where it lives: the real-node tests bring up a kubelet with
 #: its iptables rules, bridges and mounts.
 _NEEDS_BY_FOLDER = {"tests/chart/node/": ("host", "k8s"), "tests/chart/": ("k8s",)}
-_SERVERS = {"kafka", "postgres", "docker", "k8s", "host"}
+_SERVERS = {"kafka", "postgres", "registry", "docker", "k8s", "host"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -155,6 +157,30 @@ def own_postgres() -> Iterator[LocalPostgres]:
     server = LocalPostgres()
     server.start()
     try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def schema_registry() -> Iterator[LocalSchemaRegistry]:
+    """A real Schema Registry (Apicurio, `devtools.registry`) for the session;
+    stopped by its pid afterwards, also when a test failed."""
+    server = LocalSchemaRegistry()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def own_registry() -> Iterator[LocalSchemaRegistry]:
+    """A Schema Registry of the test's own, which it may halt and start again
+    (same port, same schemas); stopped by its pid afterwards."""
+    server = LocalSchemaRegistry()
+    try:
+        server.start()
         yield server
     finally:
         server.stop()

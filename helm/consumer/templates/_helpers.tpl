@@ -179,6 +179,9 @@ exponent Go prints for large floats (values files parse numbers as float64).
 {{/* Where the Kafka TLS and SASL password Secrets are mounted. */}}
 {{- define "consumer.tlsDir" -}}/etc/consumer/kafka-tls{{- end }}
 {{- define "consumer.saslDir" -}}/etc/consumer/kafka-sasl{{- end }}
+{{/* Where the schema registry's password and CA Secrets are mounted. */}}
+{{- define "consumer.registrySecretDir" -}}/etc/consumer/registry-password{{- end }}
+{{- define "consumer.registryCaDir" -}}/etc/consumer/registry-ca{{- end }}
 
 {{/*
 Labels of the `helm test` pod: the release's, under a name of its own, so the
