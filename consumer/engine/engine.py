@@ -478,6 +478,8 @@ class Engine:
         committed = {f"{s.tp.topic}[{s.tp.partition}]": s.committed for s in states}
         for state in states:
             state.fence()
+            if self._offsets is not None:
+                state.write_off()  # its rows will be fenced: they never complete
             self._retired += state.completed
             self._flow.revoke(state.tp)
             del self._states[state.tp]

@@ -176,6 +176,17 @@ class PartitionState:
             self.tracker.done_many(offsets)
             self.completed += len(records)
 
+    def write_off(self) -> None:
+        """Exactly-once, once revoked: release the budget of every record
+        still in flight. Their rows are refused by the sink (`Fenced`), so
+        they never complete, and their budget would be held for good; the
+        few that still complete (a handler still running, a dead-letter
+        send) release into a detached account instead of twice."""
+        load = self.load
+        self._flow.release(load, load.messages, load.bytes)
+        self._flow = FlowControl(1, 1, 0.5)  # nobody's: absorbs late completions
+        self.load = self._flow.assign(self.tp)
+
     def drop(self, records: Sequence[Record]) -> None:
         """Records that will never be processed here (revoked, stopping): free
         their budget; their offsets stay uncommitted, so they are redelivered."""

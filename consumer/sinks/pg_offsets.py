@@ -9,10 +9,10 @@ upsert that raises the epoch by one and returns what is stored), and every
 write transaction locks the rows of its partitions (`lock_partitions`, `FOR
 UPDATE`, in one fixed order so two writes never deadlock on them), compares
 the epochs with the ones its member claimed, and stores the merged progress
-(`store_progress`) before it commits. A write whose epoch is lower than the row's — a member that lost the
-partition while frozen or slow — rolls back whole. Writes of the owner run
-two at a time: the row lock orders them, and each merges what it finds, so
-none loses the other's offsets.
+(`store_progress`) before it commits. A write whose epoch is lower than the
+row's — a member that lost the partition while frozen or slow — rolls back
+whole. Writes of the owner run two at a time: the row lock orders them, and
+each merges what it finds, so none loses the other's offsets.
 """
 
 from __future__ import annotations
