@@ -367,7 +367,9 @@ class Engine:
         """Let partitions with nothing pending commit up to the consumer's
         position (past transaction markers and aborted records)."""
         for tp, state in list(self._states.items()):
-            if state.accepting and state.tracker.oldest_pending is None:
+            # A partition being claimed (exactly-once) has had its fetched
+            # records dropped: the consumer's position is past undone work.
+            if state.accepting and not state.claiming and state.tracker.oldest_pending is None:
                 position = await self._position(tp)
                 if position is not None:
                     state.tracker.skip_to(position)

@@ -113,6 +113,8 @@ async def test_records_fetched_while_claiming_are_fetched_again() -> None:
         assert processor.handled == []
         assert store.positions is not None
         assert store.positions(TP0) is None  # not claimed: nothing may be written
+        await engine._skip_idle()  # the periodic commit's step meanwhile
+        assert engine._states[TP0].tracker.committable is None  # not past the dropped records
         store.gate.set()
         await assigning
         assert fake.seeks == [(TP0, 0)]
