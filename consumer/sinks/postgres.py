@@ -272,6 +272,7 @@ class PostgresSink:
         positions = self._positions
         owned: dict[TP, Position] = {}
         fenced: list[TP] = []
+        superseded: list[TP] = []  # refused by the database: a newer epoch
         for tp in by_tp:
             position = positions(tp) if positions is not None else None
             if position is None:
@@ -285,6 +286,7 @@ class PostgresSink:
                 break
             except _Stale as stale:
                 fenced.extend(stale.tps)
+                superseded.extend(stale.tps)
                 for tp in stale.tps:
                     del owned[tp]
             except asyncio.CancelledError:
@@ -292,8 +294,10 @@ class PostgresSink:
             except Exception as exc:
                 raise classify(exc) from exc
         if fenced:
-            names = ", ".join(sorted(f"{tp.topic}[{tp.partition}]" for tp in fenced))
-            log.warning("rows of partitions no longer ours not written (fenced): %s", names)
+            names = _names(fenced)
+            log.warning("rows of partitions no longer ours not written (fenced): %s; of "
+                        "which claimed by another member since our claim: %s", names,
+                        _names(superseded) or "none")
             raise Fenced(f"postgresql: fenced partitions {names}",
                          written=[i for tp in owned for i in by_tp[tp]],
                          fenced=[i for tp in fenced for i in by_tp[tp]])
@@ -360,6 +364,10 @@ class PostgresSink:
                 return bool(await self._pool.fetchval("SELECT 1") == 1)
         except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
             return False
+
+
+def _names(tps: list[TP]) -> str:
+    return ", ".join(sorted(f"{tp.topic}[{tp.partition}]" for tp in tps))
 
 
 def _jsonb(data: bytes) -> bytes:

@@ -1,8 +1,10 @@
 """`CONSUMER_SINK_APPLY` hooks the exactly-once tests run inside the sink's
-write transaction: a non-idempotent counter per key."""
+write transaction (a non-idempotent counter per key), and a handler."""
 
 from __future__ import annotations
 
+import asyncio
+import os
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any
@@ -22,3 +24,10 @@ async def count_keys(conn: Any, rows: Sequence[Row]) -> None:
         "INSERT INTO counters (key, n) SELECT * FROM unnest($1::bytea[], $2::bigint[]) "
         "ON CONFLICT (key) DO UPDATE SET n = counters.n + EXCLUDED.n",
         keys, [counts[k] for k in keys])
+
+
+async def slow_store(event: Any, ctx: Any) -> None:
+    """A handler that stores each event after `TEST_HANDLER_SLEEP` seconds, so
+    a member has work in flight when it is frozen."""
+    await asyncio.sleep(float(os.environ.get("TEST_HANDLER_SLEEP", "0")))
+    ctx.emit(event)
