@@ -6,13 +6,14 @@ above it as `[start, stop)` bounds (`consumer.engine.progress.Progress`).
 
 Fencing: a member taking a partition over claims it (`claim_partitions`: an
 upsert that raises the epoch by one and returns what is stored), and every
-write transaction locks the rows of its partitions (`lock_partitions`, `FOR
-UPDATE`, in one fixed order so two writes never deadlock on them), compares
-the epochs with the ones its member claimed, and stores the merged progress
-(`store_progress`) before it commits. A write whose epoch is lower than the
-row's — a member that lost the partition while frozen or slow — rolls back
-whole. Writes of the owner run two at a time: the row lock orders them, and
-each merges what it finds, so none loses the other's offsets.
+write transaction, last thing before its commit, locks the rows of its
+partitions (`read_partitions(lock=True)`, `FOR UPDATE`, in one fixed order
+so two writes never deadlock on them), compares the epochs with the ones its
+member claimed, and stores the merged progress (`store_progress`). A write
+whose epoch is lower than the row's — a member that lost the partition while
+frozen or slow — rolls back whole. Writes of the owner run two at a time:
+the row lock orders their ends, and each merges what it finds, so none loses
+the other's offsets; locked only at the end, they overlap everything else.
 """
 
 from __future__ import annotations
@@ -49,14 +50,14 @@ DO UPDATE SET epoch = o.epoch + 1, updated_at = now()
 RETURNING topic, partition, epoch, position, done
 """
 
-# The sort runs below the row locks, so rows are locked in this order.
-_LOCK = """
+_READ = """
 SELECT topic, partition, epoch, position, done FROM consumer_offsets
 WHERE group_id = $1
   AND (topic, partition) IN (SELECT * FROM unnest($2::text[], $3::integer[]))
 ORDER BY topic, partition
-FOR UPDATE
 """
+# The sort runs below the row locks, so rows are locked in this order.
+_LOCK = _READ + "FOR UPDATE\n"
 
 _STORE = """
 UPDATE consumer_offsets AS o SET position = x.position, done = x.done::bigint[],
@@ -89,13 +90,16 @@ async def claim_partitions(conn: asyncpg.Connection[Any] | Any, group: str,
     return out
 
 
-async def lock_partitions(conn: asyncpg.Connection[Any] | Any, group: str,
-               tps: Collection[TP]) -> dict[TP, tuple[int, Progress]]:
-    """Inside a transaction: lock the partitions' rows until it ends; their
-    (epoch, progress). A partition never claimed has no row (and no entry)."""
+async def read_partitions(conn: asyncpg.Connection[Any] | Any, group: str,
+                          tps: Collection[TP], *, lock: bool = False,
+                          ) -> dict[TP, tuple[int, Progress]]:
+    """The partitions' (epoch, progress); with `lock`, inside a transaction,
+    their rows stay locked until it ends. A partition never claimed has no
+    row (and no entry)."""
     topics, partitions = _columns(tps)
     return {tp: (epoch, progress) for tp, epoch, progress in
-            map(_stored, await conn.fetch(_LOCK, group, topics, partitions))}
+            map(_stored, await conn.fetch(_LOCK if lock else _READ, group, topics,
+                                          partitions))}
 
 
 async def store_progress(conn: asyncpg.Connection[Any] | Any, group: str,

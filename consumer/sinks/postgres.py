@@ -45,13 +45,14 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 
 import asyncpg
 
+from consumer.engine.progress import Progress
 from consumer.errors import ConfigError, Fenced, SinkError
 from consumer.masking import mask_url
 from consumer.sinks.base import COLUMNS, Row
 from consumer.sinks.pg_offsets import (
     OFFSETS_MIGRATION,
     claim_partitions,
-    lock_partitions,
+    read_partitions,
     store_progress,
 )
 from consumer.types import TP, Claim, Position, Positions
@@ -120,6 +121,10 @@ def load_apply(spec: str | None) -> Apply | None:
 
 class _Conflict(Exception):
     """The direct COPY met a stored id: roll back, write the idempotent way."""
+
+
+class _Raced(Exception):
+    """Another transaction stored some of these records meanwhile: roll back, again."""
 
 
 class _Stale(Exception):
@@ -233,6 +238,8 @@ class PostgresSink:
                     return await body(conn, *args)
             except _Conflict:
                 self._direct = False
+            except _Raced:
+                continue
 
     async def _store_and_apply(self, conn: _Conn, rows: Sequence[Row]) -> None:
         """Inside a transaction: the rows into `events`, then the user's hook."""
@@ -304,24 +311,27 @@ class PostgresSink:
 
     async def _write_owned(self, conn: _Conn, rows: Sequence[Row], by_tp: dict[TP, list[int]],
                            owned: dict[TP, Position]) -> None:
-        """Inside the transaction: lock and check the partitions, write the
-        rows not done yet (and the hook), store the merged progress."""
+        """Inside the transaction: write the rows not done yet (and the
+        hook), then lock the partitions' rows, check the epochs again and
+        that no other transaction stored these records meanwhile, and store
+        the merged progress. Locking last keeps the lock to the end of the
+        transaction, so the sink's two writes overlap all but that: locked
+        first, the second write would wait for the whole of the first."""
         assert self._group is not None
-        stored = await lock_partitions(conn, self._group, owned)
-        stale = [tp for tp, position in owned.items()
-                 if tp not in stored or stored[tp][0] != position.epoch]
-        if stale:
-            raise _Stale(stale)  # rolls the transaction back: nothing of it stays
-        new: list[Row] = []
-        progress = {}
-        for tp, position in owned.items():
-            before = stored[tp][1]
-            mine = [row for row in (rows[i] for i in by_tp[tp]) if row.offset not in before]
-            new.extend(mine)
-            progress[tp] = before.merge(position.committable,
-                                        chain(position.done, (row.offset for row in mine)))
+        seen = _check(await read_partitions(conn, self._group, owned), owned)
+        mine = {tp: [row for row in (rows[i] for i in by_tp[tp]) if row.offset not in seen[tp]]
+                for tp in owned}
+        new = [row for tp_rows in mine.values() for row in tp_rows]
         if new:
             await self._store_and_apply(conn, new)
+        stored = _check(await read_partitions(conn, self._group, owned, lock=True), owned)
+        progress = {}
+        for tp, position in owned.items():
+            offsets = [row.offset for row in mine[tp]]
+            if any(offset in stored[tp] for offset in offsets):
+                raise _Raced  # stored meanwhile: again, without those rows
+            progress[tp] = stored[tp].merge(position.committable,
+                                            chain(position.done, offsets))
         await store_progress(conn, self._group, progress)
 
     async def _copy_direct(self, conn: _Conn, rows: Sequence[Row]) -> bool:
@@ -364,6 +374,17 @@ class PostgresSink:
                 return bool(await self._pool.fetchval("SELECT 1") == 1)
         except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
             return False
+
+
+def _check(stored: dict[TP, tuple[int, Progress]],
+           owned: dict[TP, Position]) -> dict[TP, Progress]:
+    """The stored progress of `owned`; raises `_Stale` (the transaction rolls
+    back whole) for partitions whose stored epoch is not the one we claimed."""
+    stale = [tp for tp, position in owned.items()
+             if tp not in stored or stored[tp][0] != position.epoch]
+    if stale:
+        raise _Stale(stale)
+    return {tp: stored[tp][1] for tp in owned}
 
 
 def _names(tps: list[TP]) -> str:

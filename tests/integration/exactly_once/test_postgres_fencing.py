@@ -141,3 +141,24 @@ async def test_concurrent_writes_keep_every_offset(pg_dsn: str) -> None:
     finally:
         for owner in owners:
             await owner.sink.close()
+
+
+async def test_one_record_written_by_two_writes_at_once_is_applied_once(pg_dsn: str) -> None:
+    """Two copies of one record's rows (say, an old assignment's batch still
+    buffered and the new one's) in two transactions at once: whichever
+    commits second finds the record stored and applies nothing."""
+    dsn = await fresh_database(pg_dsn, "race")
+    await fetch(dsn, COUNTERS)
+    owners = [await open_owner(dsn) for _ in range(2)]
+    try:
+        await owners[0].claim(T0)
+        owners[1].epochs = dict(owners[0].epochs)
+        for round_ in range(10):
+            first = row(T0, round_)._replace(id=f"a{round_}")
+            second = row(T0, round_)._replace(id=f"b{round_}")  # another id: no key conflict
+            await asyncio.gather(owners[0].sink.write([first]), owners[1].sink.write([second]))
+        assert await counted(dsn) == 10
+        assert (await stored(dsn))[T0][1] == Progress(None, ((0, 10),))
+    finally:
+        for owner in owners:
+            await owner.sink.close()
