@@ -281,11 +281,11 @@ class Engine:
                 state = self._states.get(tp)
                 if state is None or not state.accepting:
                     continue  # no longer ours: the next owner fetches them again
-                fetched.labels(tp.topic).inc(len(records))
                 if state.claiming:  # exactly-once: `resume` seeks back here
                     if state.unfetched is None:
                         state.unfetched = records[0].offset
                     continue
+                fetched.labels(tp.topic).inc(len(records))
                 state.deliver(records)
                 todo = self._skip_done(state, records) if state.skip is not None else records
                 if todo:

@@ -19,11 +19,14 @@ by a tracker's committable offset, which knows which offsets were delivered).
 
 from __future__ import annotations
 
+import math
+from bisect import bisect_right
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 
 _Range = tuple[int, int]
+_INF = math.inf
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,8 +40,10 @@ class Progress:
             return False
         if self.position is not None and offset < self.position:
             return True
-        # Few ranges (a gap each): a scan is simpler than a bisect and as fast.
-        return any(start <= offset < stop for start, stop in self.ranges)
+        # The last range starting at or before `offset` (key ordering behind a
+        # stuck record can leave thousands: the sink asks once per row).
+        i = bisect_right(self.ranges, (offset, _INF)) - 1
+        return i >= 0 and offset < self.ranges[i][1]
 
     @property
     def end(self) -> int | None:

@@ -79,3 +79,11 @@ def test_the_position_moves_over_ranges_that_touch_it_only() -> None:
 def test_a_broken_array_is_refused() -> None:
     with pytest.raises(ValueError, match="odd"):
         Progress.from_array(3, [5, 6, 7])
+
+
+@given(POSITION, OFFSETS)
+def test_membership_matches_the_model_everywhere(position: int | None,
+                                                 offsets: list[int]) -> None:
+    progress = Progress().merge(position, offsets)
+    expected = model(position, offsets)
+    assert all((o in progress) == (o in expected) for o in range(262))
