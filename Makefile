@@ -76,9 +76,10 @@ bench: setup
 	$(BIN)/python -m bench
 
 # A consumer group under a seeded storm of faults, every event counted
-# (on demand, 5-8 minutes). Replay a run: make chaos SEED=<seed>.
+# (on demand, 5-8 minutes). Replay a run: make chaos SEED=<seed>; the
+# exactly-once mode with its per-key counters: make chaos DELIVERY=exactly_once.
 chaos: setup
-	$(BIN)/python -m chaos $(if $(SEED),--seed $(SEED)) $(CHAOS_ARGS)
+	$(BIN)/python -m chaos $(if $(SEED),--seed $(SEED)) $(if $(DELIVERY),--delivery $(DELIVERY)) $(CHAOS_ARGS)
 
 clean:
 	rm -rf $(VENV) .cache .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -50,11 +50,11 @@ class Result:
         return self.cpu_active / self.messages * 1e6 if self.messages else 0.0
 
     def line(self) -> str:
-        return (f"{self.name:<22} {self.rate:>9,.0f} {self.messages:>10,} {self.seconds:>8.1f} "
+        return (f"{self.name:<30} {self.rate:>9,.0f} {self.messages:>10,} {self.seconds:>8.1f} "
                 f"{self.cpu_total:>7.1f} {self.cpu_us:>8.1f} {self.rss_mib:>9.0f}  {self.verified}")
 
 
-HEADER = (f"{'contender':<22} {'msg/s':>9} {'messages':>10} {'seconds':>8} {'CPU s':>7} "
+HEADER = (f"{'contender':<30} {'msg/s':>9} {'messages':>10} {'seconds':>8} {'CPU s':>7} "
           f"{'µs/msg':>8} {'peak RSS':>9}  verified")
 
 

@@ -6,6 +6,8 @@ a fresh group, all reading the same pre-produced topic of sample events:
 * raw_confluent — a bare confluent-kafka `consume` loop, a second ceiling;
 * pipeline_none / _postgres / _sqlite — `consumer run` as deployed (validate,
   store handler, sink, commit), sink `none`, PostgreSQL, SQLite;
+* pipeline_postgres_exactly_once — pipeline_postgres with
+  CONSUMER_DELIVERY=exactly_once (offsets and fencing in each write);
 * pipeline_none_traced_1pct / _100pct — pipeline_none with
   CONSUMER_TRACING=otlp sampling 1 % and 100 % of the messages (no
   traceparent on the events: the service's own ratio decides), exporting to
@@ -56,8 +58,9 @@ from devtools.registry import LocalSchemaRegistry
 from schemas.samples import sample_event
 
 PARTITIONS = 6
-PIPELINE_AND_RAW = {"raw_aiokafka", "pipeline_none", "pipeline_postgres", "pipeline_sqlite",
-                    "pipeline_postgres_avro", *TRACED}
+PIPELINE_AND_RAW = {"raw_aiokafka", "pipeline_none", "pipeline_postgres",
+                    "pipeline_postgres_exactly_once", "pipeline_sqlite", "pipeline_postgres_avro",
+                    *TRACED}
 #: The contenders that read the Avro topic (a schema registry is started for them).
 AVRO = {"pipeline_postgres_avro", "quix_postgres_avro"}
 
@@ -320,6 +323,9 @@ def report(bootstrap: str, dsn: str, args: argparse.Namespace, db_pid: int | Non
         "raw_confluent": lambda: bench.peer("raw_confluent", "confluent", database=False),
         "pipeline_none": lambda: bench.pipeline("pipeline_none", "none"),
         "pipeline_postgres": lambda: bench.pipeline("pipeline_postgres", "postgres"),
+        # The same job with offsets and fencing in each write transaction.
+        "pipeline_postgres_exactly_once": lambda: bench.pipeline(
+            "pipeline_postgres_exactly_once", "postgres", {"CONSUMER_DELIVERY": "exactly_once"}),
         "pipeline_sqlite": lambda: bench.pipeline("pipeline_sqlite", "sqlite"),
         **{name: functools.partial(bench.traced, name, share) for name, share in TRACED.items()},
         "quix_postgres": lambda: bench.peer("quix_postgres", "quix", database=True),
@@ -343,6 +349,8 @@ def report(bootstrap: str, dsn: str, args: argparse.Namespace, db_pid: int | Non
     ratio("pipeline_postgres/quix_postgres", r("pipeline_postgres"), r("quix_postgres"))
     ratio("pipeline_postgres/faust_postgres", r("pipeline_postgres"), r("faust_postgres"))
     ratio("pipeline_postgres/raw_aiokafka", r("pipeline_postgres"), r("raw_aiokafka"))
+    ratio("pipeline_postgres_exactly_once/pipeline_postgres", r("pipeline_postgres_exactly_once"),
+          r("pipeline_postgres"))
     ratio("pipeline_none/raw_aiokafka", r("pipeline_none"), r("raw_aiokafka"))
     ratio("pipeline_sqlite/raw_aiokafka", r("pipeline_sqlite"), r("raw_aiokafka"))
     ratio("pipeline_postgres/raw_confluent", r("pipeline_postgres"), r("raw_confluent"))

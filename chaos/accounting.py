@@ -12,6 +12,8 @@ of ids never produced; dlq = dead-letter records whose origin is an invalid
 record. `redone` = valid events handled in more than one delivery — an
 invocation with attempt 1 starts a delivery; attempts 2+ are in-place retries
 of the same delivery and are counted as `retried`, not as redone.
+`overcount` = the sum of the per-key counters (`chaos.counters`) minus the
+valid events; `keys_off` = keys whose counter differs from their valid events.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import asyncio
 import itertools
 import time
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +30,7 @@ from typing import Any
 import asyncpg
 from aiokafka import AIOKafkaConsumer
 
+from chaos.counters import read as read_counters
 from devtools.harness import dlq_origins, read_topic
 from schemas import InvalidEvent, validate
 
@@ -40,6 +43,8 @@ class Produced:
 
     valid: dict[Coord, str]
     invalid: frozenset[Coord]
+    #: Valid events per record key (text), what the counters must end at.
+    keys: Counter[str] = field(default_factory=Counter)
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +78,8 @@ class Accounts:
     dlq_repeated: int  # extra dead-letter copies of the same record
     valid_dead_lettered: int
     redone: int  # valid events delivered to the handler more than once
+    overcount: int  # sum of the per-key counters minus the valid events
+    keys_off: int  # keys whose counter differs from their valid events
     redeliveries: int  # the extra deliveries themselves
     retried: int  # in-place retry attempts (attempt > 1)
     never_handled: int  # valid events with a row but no ledger line (must be 0)
@@ -87,7 +94,7 @@ class Accounts:
 
 
 def account(produced: Produced, row_ids: Sequence[str], dlq_origins: Sequence[Coord],
-            invocations: Iterable[Invocation]) -> Accounts:
+            invocations: Iterable[Invocation], counters: Mapping[str, int]) -> Accounts:
     """Pure: the figures from what was read back."""
     valid_ids = set(produced.valid.values())
     rows = Counter(row_ids)
@@ -115,6 +122,9 @@ def account(produced: Produced, row_ids: Sequence[str], dlq_origins: Sequence[Co
         dlq_repeated=sum(n - 1 for c, n in dead.items() if c in produced.invalid),
         valid_dead_lettered=sum(1 for c in dead if c in produced.valid),
         redone=sum(1 for times in deliveries.values() if len(times) > 1),
+        overcount=sum(counters.values()) - len(produced.valid),
+        keys_off=sum(1 for k in set(counters) | set(produced.keys)
+                     if counters.get(k, 0) != produced.keys.get(k, 0)),
         redeliveries=len(extra), retried=retried,
         never_handled=len(stored & valid_ids - set(deliveries)),
         redeliveries_seen=extra, lost_sample=sorted(lost)[:5])
@@ -126,6 +136,7 @@ async def read_produced(bootstrap: str, topic: str, idle: float = 3.0) -> Produc
                                 auto_offset_reset="earliest", max_poll_records=10_000)
     valid: dict[Coord, str] = {}
     invalid: set[Coord] = set()
+    keys: Counter[str] = Counter()
     await consumer.start()
     try:
         quiet_since = time.monotonic()
@@ -139,9 +150,11 @@ async def read_produced(bootstrap: str, topic: str, idle: float = 3.0) -> Produc
                         valid[coord] = validate(rec.value or b"").id
                     except InvalidEvent:
                         invalid.add(coord)
+                    else:
+                        keys[(rec.key or b"").decode("utf-8", "replace")] += 1
     finally:
         await consumer.stop()
-    return Produced(valid, frozenset(invalid))
+    return Produced(valid, frozenset(invalid), keys)
 
 
 async def read_row_ids(dsn: str) -> list[str]:
@@ -168,8 +181,8 @@ def read_ledger(paths: Iterable[Path]) -> list[Invocation]:
 
 async def gather_inputs(bootstrap: str, topic: str, dlq_topic: str, dsn: str,
                         ledgers: Iterable[Path]) -> tuple[Produced, list[str], list[Coord],
-                                                          list[Invocation]]:
-    produced, rows, dead = await asyncio.gather(
+                                                          list[Invocation], dict[str, int]]:
+    produced, rows, dead, counters = await asyncio.gather(
         read_produced(bootstrap, topic), read_row_ids(dsn),
-        read_topic(bootstrap, dlq_topic, idle=3.0))
-    return produced, rows, dlq_origins(dead), read_ledger(ledgers)
+        read_topic(bootstrap, dlq_topic, idle=3.0), read_counters(dsn))
+    return produced, rows, dlq_origins(dead), read_ledger(ledgers), counters

@@ -108,7 +108,8 @@ def explain(exits: Sequence[Exit], outcomes: Sequence[Outcome], drain: float) ->
 
 def verdict(*, seed: int, outcomes: Sequence[Outcome], exits: Sequence[Exit],
             lag: Sequence[LagSample], threshold: int, accounts: Accounts,
-            extra: Sequence[Extra], drain: float, drained: bool) -> Verdict:
+            extra: Sequence[Extra], drain: float, drained: bool,
+            exactly_once: bool = False) -> Verdict:
     per_fault = attribute(outcomes, extra)
     codes: dict[str, list[str]] = {}
     for e in exits:
@@ -141,7 +142,9 @@ def verdict(*, seed: int, outcomes: Sequence[Outcome], exits: Sequence[Exit],
                 f"extra deliveries {a.redeliveries}, in-place retries {a.retried}")
     done = sum(1 for o in outcomes if o.started is not None)
     line = (f"chaos: faults={done} produced={a.produced} valid={a.valid} rows={a.rows} "
-            f"lost={a.lost} doubled={a.doubled} dlq={a.dlq} redone={a.redone} seed={seed}")
+            f"lost={a.lost} doubled={a.doubled} dlq={a.dlq} redone={a.redone} "
+            f"overcount={a.overcount} keys_off={a.keys_off} "
+            f"delivery={'exactly_once' if exactly_once else 'at_least_once'} seed={seed}")
     problems = explain(exits, outcomes, drain)
     if not drained:
         problems.append("the group did not drain: lag not 0 within the drain limit, or "
@@ -154,6 +157,9 @@ def verdict(*, seed: int, outcomes: Sequence[Outcome], exits: Sequence[Exit],
         problems.append(f"{a.valid_dead_lettered} valid events dead-lettered")
     if a.dlq_missing:
         problems.append(f"{a.dlq_missing} invalid events missing from the dead-letter topic")
+    if exactly_once and (a.overcount or a.keys_off):
+        problems.append(f"exactly-once counters off: overcount {a.overcount}, "
+                        f"{a.keys_off} keys differ")
     if a.never_handled:
         problems.append(f"{a.never_handled} rows without a handler invocation in the ledger")
     problems += [f"fault {o.index} {o.note}" for o in outcomes if o.note]

@@ -28,6 +28,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from chaos import counters
 from chaos.accounting import account, gather_inputs
 from chaos.downstream import Downstream
 from chaos.faults import Injector
@@ -60,6 +61,7 @@ class Config:
     drain_limit: float = 900.0  # after production stops (and the lag must keep falling)
     warmup: float = 15.0  # no fault before this
     workdir: Path | None = None
+    delivery: str = "at_least_once"
 
     @property
     def timing(self) -> Timing:
@@ -88,6 +90,9 @@ def member_settings(cfg: Config, bootstrap: str, dsn: str) -> dict[str, str]:
         "retry_max_attempts": "1000", "retry_deadline": "600", "retry_max_delay": "2",
         "sink_retry_max_delay": "2",
         "handler_timeout": "10",
+        # The per-key counters (chaos.counters) in the write transaction, in
+        # either mode: at-least-once shows what redeliveries cost them.
+        "delivery": cfg.delivery, "sink_apply": "chaos.counters:apply",
     }
 
 
@@ -125,9 +130,9 @@ async def scenario(cfg: Config, *, kafka: LocalKafka, pg: LocalPostgres, downstr
             out.writelines(f"{t:.1f},{'' if v is None else v}\n" for t, v in lag.samples)
     await supervisor.stop_all(cfg.shutdown_timeout + 15)
     ledgers = [workdir / f"{name}.ledger" for name in supervisor.members]
-    produced, rows, dead, invocations = await gather_inputs(
+    produced, rows, dead, invocations, counters = await gather_inputs(
         kafka.bootstrap, TOPIC, f"{TOPIC}.dlq", pg.dsn, ledgers)
-    accounts = account(produced, rows, dead, invocations)
+    accounts = account(produced, rows, dead, invocations, counters)
     print(f"chaos: producer {summary}; downstream answers {downstream.stats()}", flush=True)
     extra = [(clock.of_ns(r.previous_ns), r.previous_member, clock.of_ns(r.at_ns))
              for r in accounts.redeliveries_seen]
@@ -137,7 +142,8 @@ async def scenario(cfg: Config, *, kafka: LocalKafka, pg: LocalPostgres, downstr
                        for (p, m, a), i in zip(extra, blame(outcomes, extra), strict=True))
     return verdict(seed=cfg.seed, outcomes=outcomes, exits=supervisor.exits, lag=lag.samples,
                    threshold=cfg.lag_threshold, accounts=accounts, extra=extra,
-                   drain=cfg.shutdown_timeout, drained=drained)
+                   drain=cfg.shutdown_timeout, drained=drained,
+                   exactly_once=cfg.delivery == "exactly_once")
 
 
 async def _bounded(seconds: float, run: Coroutine[Any, Any, Verdict]) -> Verdict:
@@ -177,6 +183,7 @@ def run(cfg: Config) -> int:
         with _infrastructure(workdir) as (kafka, pg, downstream):
             asyncio.run(create_topics(kafka.bootstrap, {TOPIC: cfg.partitions,
                                                         f"{TOPIC}.dlq": 3}))
+            asyncio.run(counters.create(pg.dsn))
             clock = Clock()
 
             def make(name: str) -> Member:
@@ -221,11 +228,14 @@ def parse(argv: list[str]) -> Config:
                         help="seconds after production; the lag must also keep falling")
     parser.add_argument("--warmup", type=float, default=15.0, help="seconds without faults")
     parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument("--delivery", choices=["at_least_once", "exactly_once"],
+                        default="at_least_once", help="CONSUMER_DELIVERY of the members")
     args = parser.parse_args(argv)
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1, 10**6)
     return Config(seed=seed, duration=args.duration, rate=args.rate, faults=args.faults,
                   members=args.members, session_timeout=args.session_timeout,
-                  drain_limit=args.drain_limit, warmup=args.warmup, workdir=args.workdir)
+                  drain_limit=args.drain_limit, warmup=args.warmup, workdir=args.workdir,
+                  delivery=args.delivery)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -40,6 +40,21 @@ class Ordering(StrEnum):
     UNORDERED = "unordered"  # fully parallel
 
 
+class Delivery(StrEnum):
+    AT_LEAST_ONCE = "at_least_once"  # offsets in Kafka only; redeliveries absorbed by upserts
+    EXACTLY_ONCE = "exactly_once"  # offsets stored with the rows (PostgreSQL sink only)
+
+
+#: Why a sink cannot take CONSUMER_DELIVERY=exactly_once (the start-up refusal).
+_NO_EXACTLY_ONCE = {
+    "sqlite": "SQLite is single-writer on one file per pod; its sink does not store offsets",
+    "kafka": "the Kafka sink would need Kafka transactions (sendOffsetsToTransaction), "
+             "which the service does not use",
+    "http": "an HTTP endpoint has no transaction the offsets could join",
+    "none": "nothing is written, so there is no transaction to store offsets in",
+}
+
+
 class SecurityProtocol(StrEnum):
     PLAINTEXT = "PLAINTEXT"
     SSL = "SSL"
@@ -159,6 +174,13 @@ class Settings(BaseSettings):
     #: is down): their own settings, apart from the handler's retries.
     sink_retry_base_delay: float = Field(0.1, gt=0.0)
     sink_retry_max_delay: float = Field(5.0, gt=0.0)
+    #: at_least_once: offsets in Kafka only. exactly_once (PostgreSQL sink):
+    #: each write transaction also stores the partitions' progress and checks
+    #: their fencing epoch; see "Delivery guarantees" in the README.
+    delivery: Delivery = Delivery.AT_LEAST_ONCE
+    #: "module:function": `await apply(connection, rows)` inside each write
+    #: transaction of the PostgreSQL sink, for the user's own tables.
+    sink_apply: str | None = None
 
     # Retry and dead-letter
     retry_max_attempts: int = Field(5, ge=1)
@@ -240,6 +262,27 @@ class Settings(BaseSettings):
         if value is not None and value != "store" and ":" not in value:
             raise ValueError("expected 'module:function'")
         return None if value == "store" else value
+
+    @field_validator("sink_apply")
+    @classmethod
+    def _apply_form(cls, value: str | None) -> str | None:
+        if value is not None and ":" not in value:
+            raise ValueError("expected 'module:function'")
+        return value or None
+
+    @model_validator(mode="after")
+    def _delivery(self) -> Self:
+        postgres = self.sink_url.startswith(("postgresql://", "postgres://"))
+        if self.delivery is Delivery.EXACTLY_ONCE and not postgres:
+            kind = self.sink_url.partition(":")[0].removesuffix("s")
+            why = _NO_EXACTLY_ONCE.get(kind, "only the PostgreSQL sink stores offsets with "
+                                             "its rows")
+            raise _bad("delivery", f"exactly_once needs the PostgreSQL sink "
+                       f"(CONSUMER_SINK_URL=postgresql://…): {why}")
+        if self.sink_apply is not None and not postgres:
+            raise _bad("sink_apply", "needs the PostgreSQL sink (CONSUMER_SINK_URL=postgresql://…)"
+                       ": it runs inside its write transaction")
+        return self
 
     @model_validator(mode="before")
     @classmethod

@@ -77,3 +77,16 @@ class RegistryError(ConsumerError):
     start-up the message is the one line the service exits 1 with."""
 
     retriable = True
+
+
+class Fenced(PartlyWritten):
+    """Rows of partitions this member no longer owns — another member claimed
+    them (a higher fencing epoch in the database), or the engine revoked
+    them — were not written and must never be: `fenced` are their positions
+    in the batch; `written` are the rows stored meanwhile. Retriable, so the
+    messages of the fenced rows stay in flight (never dead-lettered, never
+    done); the batcher does not write those rows again."""
+
+    def __init__(self, message: str, written: Iterable[int], fenced: Iterable[int]) -> None:
+        super().__init__(message, written, retriable=True)
+        self.fenced = tuple(sorted(set(fenced)))

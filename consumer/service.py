@@ -1,6 +1,8 @@
 """Composition root: builds everything from `Settings` and owns the lifecycle.
 
-settings → Kafka security → metrics → processor (consumer.pipeline) → engine →
+settings → Kafka security → metrics → processor (consumer.pipeline) → engine
+(with exactly-once delivery, the PostgreSQL sink is the engine's offset store
+and reads the engine's positions) →
 HTTP probes → signals → broker check (TLS handshake, authentication) → start.
 SIGTERM/SIGINT drain and exit 0; a second signal stops at once after
 committing what is done; a drain past `shutdown_timeout`, a fatal processing
@@ -14,21 +16,26 @@ import contextlib
 import gc
 import logging
 import signal
+from typing import TYPE_CHECKING
 
 from aiokafka.errors import KafkaError
 
-from consumer.config import Settings, secrets_of
+from consumer.config import Delivery, Settings, secrets_of
 from consumer.engine.engine import Engine
 from consumer.engine.wire import check_codecs
-from consumer.errors import BrokerError, ConsumerError, RegistryError
+from consumer.errors import BrokerError, ConfigError, ConsumerError, RegistryError
 from consumer.masking import mask_url
 from consumer.observability.http import HttpServer
 from consumer.observability.logging import setup_logging
 from consumer.observability.loop import LoopLagMonitor
 from consumer.observability.metrics import Metrics
 from consumer.observability.tracing import start_tracing
-from consumer.pipeline import build_processor
-from consumer.security import check_broker, kafka_security, not_authorized
+from consumer.pipeline import Pipeline, build_processor
+from consumer.security import KafkaSecurity, check_broker, kafka_security, not_authorized
+from consumer.types import OffsetStore
+
+if TYPE_CHECKING:
+    from consumer.observability.otel import Tracing
 
 log = logging.getLogger("consumer")
 
@@ -42,17 +49,15 @@ async def serve(settings: Settings) -> int:
         "kafka_identity": security.identity(), "sink": mask_url(settings.sink_url)})
     metrics = Metrics()
     tracing = start_tracing(settings.tracing)  # an invalid OTEL_* variable: exit 2
-    if tracing is None:  # nothing of tracing is loaded
-        processor = build_processor(settings, metrics, security=security)
-    else:
-        from consumer.observability.spans import build_traced_processor
-
-        processor = build_traced_processor(settings, tracing, metrics, security=security)
+    processor = _processor(settings, metrics, security, tracing)
     metrics.declare(topics=settings.topics, sink=processor.sink_name,
                     max_in_flight=settings.max_in_flight,
                     max_in_flight_bytes=settings.max_in_flight_bytes,
                     concurrency=settings.concurrency)
-    engine = Engine(settings, processor, metrics, security=security)
+    offsets = offset_store(settings, processor.sink)
+    engine = Engine(settings, processor, metrics, security=security, offsets=offsets)
+    if offsets is not None:
+        offsets.bind(engine.position)  # each write reads the trackers' progress
 
     async def readiness() -> list[str]:
         reason = engine.unready_reason()
@@ -104,6 +109,27 @@ async def serve(settings: Settings) -> int:
             await asyncio.to_thread(tracing.shutdown)
     log.info("stopped", extra={"exit_code": code})
     return code
+
+
+def _processor(settings: Settings, metrics: Metrics, security: KafkaSecurity,
+               tracing: Tracing | None) -> Pipeline:
+    if tracing is None:  # nothing of tracing is loaded
+        return build_processor(settings, metrics, security=security)
+    from consumer.observability.spans import build_traced_processor
+
+    return build_traced_processor(settings, tracing, metrics, security=security)
+
+
+def offset_store(settings: Settings, sink: object) -> OffsetStore | None:
+    """The sink as the engine's offset store under exactly-once delivery
+    (`Settings` already refused it for any sink but PostgreSQL)."""
+    if settings.delivery is not Delivery.EXACTLY_ONCE:
+        return None
+    from consumer.sinks.postgres import PostgresSink
+
+    if not isinstance(sink, PostgresSink):
+        raise ConfigError("CONSUMER_DELIVERY: exactly_once needs the PostgreSQL sink")
+    return sink
 
 
 async def _linger(seconds: float, signalled: asyncio.Event) -> None:

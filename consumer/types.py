@@ -8,10 +8,12 @@ these few shapes.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Protocol, TypeAlias
+from collections.abc import Awaitable, Callable, Collection, Sequence
+from typing import Any, NamedTuple, Protocol, TypeAlias
 
 from aiokafka.structs import ConsumerRecord, TopicPartition
+
+from consumer.engine.progress import Progress
 
 #: A record as fetched from Kafka: raw bytes, never decoded by the engine.
 Record: TypeAlias = ConsumerRecord[bytes, bytes]
@@ -137,6 +139,43 @@ class Sink(Protocol):
     async def close(self) -> None: ...
 
     async def healthy(self) -> bool: ...
+
+
+class Position(NamedTuple):
+    """What the engine knows of one partition it owns, for exactly-once
+    writes: the fencing `epoch` it claimed on assignment, the tracker's
+    committable offset (None: nothing done yet) and the offsets done above
+    it, ascending."""
+
+    epoch: int
+    committable: int | None
+    done: Sequence[int]
+
+
+#: The engine's read-only view for the sink: the `Position` of a partition
+#: this member owns, or None when it does not (revoked, or never claimed).
+#: Synchronous and cheap: called inside every write.
+Positions: TypeAlias = Callable[[TP], Position | None]
+
+
+class Claim(NamedTuple):
+    """A partition taken over on assignment: the new fencing `epoch` and what
+    the database says is done."""
+
+    epoch: int
+    progress: Progress
+
+
+class OffsetStore(Protocol):
+    """Where exactly-once delivery keeps each partition's progress: the
+    PostgreSQL sink. `claim` raises the epoch of every partition (taking the
+    partition from any previous owner: their writes are refused from now
+    on) and returns what is stored; raises `SinkError` (retriable) when the
+    database cannot be reached."""
+
+    async def claim(self, partitions: Collection[TP]) -> dict[TP, Claim]: ...
+
+    def bind(self, positions: Positions) -> None: ...
 
 
 #: The user handler contract: `await handle(event, ctx)`.

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import KafkaError, TopicAuthorizationFailedError
@@ -21,11 +21,12 @@ from consumer.engine.committer import Committer
 from consumer.engine.dispatch import Dispatcher
 from consumer.engine.flow import FlowControl
 from consumer.engine.partition import PartitionState
+from consumer.engine.resume import claim, position_of, resume
 from consumer.engine.source import Consumer, KafkaConsumer
 from consumer.observability.metrics import Metrics
 from consumer.observability.partitions import PartitionGauges
 from consumer.security import NOT_AUTHORIZED, KafkaSecurity
-from consumer.types import TP, Processor
+from consumer.types import TP, OffsetStore, Position, Processor, Record
 
 log = logging.getLogger("consumer.engine")
 
@@ -56,10 +57,15 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
 class Engine:
     def __init__(self, settings: Settings, processor: Processor, metrics: Metrics, *,
                  security: KafkaSecurity | None = None,
-                 consumer: Consumer | None = None) -> None:
+                 consumer: Consumer | None = None,
+                 offsets: OffsetStore | None = None) -> None:
         """`consumer` is the Kafka client (the service's default: aiokafka
-        from `settings` and `security`; tests give a fake)."""
+        from `settings` and `security`; tests give a fake). `offsets` is the
+        store of exactly-once delivery (see `consumer.engine.resume`): given,
+        each assignment is claimed there and resumed where it says, and the
+        store reads each partition's progress through `position`."""
         self._settings = settings
+        self._offsets = offsets
         self._processor = processor
         self._metrics = metrics
         self._gauges = PartitionGauges(metrics)
@@ -275,11 +281,30 @@ class Engine:
                 state = self._states.get(tp)
                 if state is None or not state.accepting:
                     continue  # no longer ours: the next owner fetches them again
-                state.deliver(records)
-                dispatcher.submit(state, records)
+                if state.claiming:  # exactly-once: `resume` seeks back here
+                    if state.unfetched is None:
+                        state.unfetched = records[0].offset
+                    continue
                 fetched.labels(tp.topic).inc(len(records))
+                state.deliver(records)
+                todo = self._skip_done(state, records) if state.skip is not None else records
+                if todo:
+                    dispatcher.submit(state, todo)
             if batch:
                 await self._let_workers_start()
+
+    @staticmethod
+    def _skip_done(state: PartitionState, records: Sequence[Record]) -> Sequence[Record]:
+        """Exactly-once: complete at once the delivered records the database
+        says are done; return the others, to handle."""
+        skipped, rest = state.split_done(records)
+        if skipped:
+            state.done_run(skipped)
+        return rest
+
+    def position(self, tp: TP) -> Position | None:
+        """The sink's read-only view of a partition (exactly-once delivery)."""
+        return position_of(self._states.get(tp))
 
     def _check_topics_readable(self) -> None:
         """Raise `TopicAuthorizationFailedError` for a subscribed topic the
@@ -342,7 +367,9 @@ class Engine:
         """Let partitions with nothing pending commit up to the consumer's
         position (past transaction markers and aborted records)."""
         for tp, state in list(self._states.items()):
-            if state.accepting and state.tracker.oldest_pending is None:
+            # A partition being claimed (exactly-once) has had its fetched
+            # records dropped: the consumer's position is past undone work.
+            if state.accepting and not state.claiming and state.tracker.oldest_pending is None:
                 position = await self._position(tp)
                 if position is not None:
                     state.tracker.skip_to(position)
@@ -453,6 +480,8 @@ class Engine:
         committed = {f"{s.tp.topic}[{s.tp.partition}]": s.committed for s in states}
         for state in states:
             state.fence()
+            if self._offsets is not None:
+                state.write_off()  # its rows will be fenced: they never complete
             self._retired += state.completed
             self._flow.revoke(state.tp)
             del self._states[state.tp]
@@ -463,14 +492,25 @@ class Engine:
 
     async def on_assigned(self, assigned: set[TP]) -> None:
         self._metrics.rebalances.labels("assigned").inc()
+        new: list[PartitionState] = []
         for tp in assigned:
             if tp not in self._states:
-                self._states[tp] = PartitionState(tp, self._flow,
-                                                  self._metrics.record_ages.labels(tp.topic))
+                state = PartitionState(tp, self._flow, self._metrics.record_ages.labels(tp.topic))
+                state.claiming = self._offsets is not None
+                self._states[tp] = state
+                new.append(state)
         # aiokafka forgets pauses on every rebalance: decide again from scratch.
         self._paused = set()
         self._apply_flow()
         log.info("partitions assigned", extra={"partitions": _names(assigned)})
+        if self._offsets is not None and new:
+            claims = await claim(self._offsets, [s.tp for s in new], self._stop.is_set)
+            for state in new:
+                if state.tp in claims and self._states.get(state.tp) is state:
+                    await resume(self._consumer, state, claims[state.tp],
+                                 self._settings.commit_timeout)
+            # Kafka catches up with the database (lag tools, KEDA read Kafka).
+            await self._committer.commit(new, self._consumer.assignment())
 
 
 def _log_flush_failure(flush: asyncio.Task[None]) -> None:

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from enum import IntEnum
 
 from consumer.engine.flow import FlowControl, Load
+from consumer.engine.progress import Progress
 from consumer.engine.tracker import OffsetTracker
 from consumer.observability.age import AgeBuckets
 from consumer.types import TP, Record
@@ -60,8 +61,8 @@ class Phase(IntEnum):
 
 
 class PartitionState:
-    __slots__ = ("_ages", "_batches", "_flow", "committed", "completed", "load", "phase", "tp",
-                 "tracker")
+    __slots__ = ("_ages", "_batches", "_flow", "claiming", "committed", "completed", "epoch",
+                 "load", "phase", "skip", "tp", "tracker", "unfetched")
 
     def __init__(self, tp: TP, flow: FlowControl, ages: AgeBuckets | None = None) -> None:
         self.tp = tp
@@ -77,6 +78,16 @@ class PartitionState:
         self.committed: int | None = None  # last offset we committed for it
         self.completed = 0  # messages done, for the commit policy
         self.phase = Phase.ACTIVE
+        #: Exactly-once delivery only: the fencing epoch claimed for this
+        #: assignment (None: not claimed, so no write may carry its rows),
+        #: and what the database says is done above where we resumed.
+        self.epoch: int | None = None
+        self.skip: Progress | None = None
+        #: While the claim is under way its fetched records are dropped (the
+        #: engine seeks once it knows where to resume); `unfetched` is the
+        #: first offset dropped, where to seek back to if nothing else says.
+        self.claiming = False
+        self.unfetched: int | None = None
 
     # -- lifecycle: forward only -------------------------------------------
 
@@ -110,6 +121,22 @@ class PartitionState:
         self.tracker.deliver(offsets)
         self._batches.append((array("q", offsets), array("q", stamps)))
         self._forget_done_batches()
+
+    def split_done(self, records: Sequence[Record]) -> tuple[list[Record], Sequence[Record]]:
+        """Exactly-once resume: (records the stored progress marks done,
+        the others), each in offset order. Once the records pass the end of
+        what is stored, the stored progress is forgotten."""
+        skip = self.skip
+        if skip is None or not records:
+            return [], records
+        end = skip.end
+        if end is None or records[0].offset >= end:
+            self.skip = None
+            return [], records
+        done = [r for r in records if r.offset in skip]
+        if not done:
+            return done, records
+        return done, [r for r in records if r.offset not in skip]
 
     def done(self, record: Record) -> None:
         """The processor's completion callback: exactly once per record.
@@ -148,6 +175,17 @@ class PartitionState:
         if not self.revoked:
             self.tracker.done_many(offsets)
             self.completed += len(records)
+
+    def write_off(self) -> None:
+        """Exactly-once, once revoked: release the budget of every record
+        still in flight. Their rows are refused by the sink (`Fenced`), so
+        they never complete, and their budget would be held for good; the
+        few that still complete (a handler still running, a dead-letter
+        send) release into a detached account instead of twice."""
+        load = self.load
+        self._flow.release(load, load.messages, load.bytes)
+        self._flow = FlowControl(1, 1, 0.5)  # nobody's: absorbs late completions
+        self.load = self._flow.assign(self.tp)
 
     def drop(self, records: Sequence[Record]) -> None:
         """Records that will never be processed here (revoked, stopping): free

@@ -51,6 +51,10 @@ class Consumer(Protocol):
 
     async def position(self, tp: TP) -> int: ...
 
+    async def committed_offset(self, tp: TP) -> int | None: ...
+
+    def seek(self, tp: TP, offset: int) -> None: ...
+
     async def end_offsets(self, partitions: Sequence[TP]) -> Mapping[TP, int]: ...
 
     async def commit(self, offsets: Mapping[TP, int]) -> None: ...
@@ -120,6 +124,13 @@ class KafkaConsumer:
     async def position(self, tp: TP) -> int:
         position: int = await self._client.position(tp)
         return position
+
+    async def committed_offset(self, tp: TP) -> int | None:
+        offset: int | None = await self._client.committed(tp)
+        return offset
+
+    def seek(self, tp: TP, offset: int) -> None:
+        self._client.seek(tp, offset)
 
     async def end_offsets(self, partitions: Sequence[TP]) -> Mapping[TP, int]:
         ends: Mapping[TP, int] = await self._client.end_offsets(list(partitions))

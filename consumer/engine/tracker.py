@@ -131,6 +131,12 @@ class OffsetTracker:
         """The offset to commit (next to consume), or None if nothing is done yet."""
         return self._committable
 
+    def done_above(self) -> list[int]:
+        """The offsets done but not yet committable (behind an unfinished
+        one), ascending: what exactly-once delivery stores beside the
+        committable offset, so a restart does not do them again."""
+        return sorted(self._done)
+
     @property
     def oldest_pending(self) -> int | None:
         """The lowest delivered offset not yet done, or None if all are done."""

@@ -8,13 +8,16 @@
 | `kafka://topic` | `KafkaSink` (idempotent producer, key kept) | at-least-once |
 | `http://…`, `https://…` | `HttpSink` (one POST of a JSON array per batch) | at-least-once |
 | `none` | `NullSink` | — |
+
+Only `PostgresSink` takes `CONSUMER_DELIVERY=exactly_once` (`Settings`
+refuses it for the others, saying why).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from consumer.config import kafka_topic
+from consumer.config import Delivery, kafka_topic
 from consumer.errors import ConfigError
 from consumer.masking import mask_url
 from consumer.sinks.base import Row
@@ -25,6 +28,16 @@ if TYPE_CHECKING:
     from consumer.security import KafkaSecurity
 
 __all__ = ["Row", "open_sink"]
+
+
+def _postgres(url: str, settings: Any) -> Sink:
+    from consumer.sinks.postgres import PostgresSink, load_apply
+
+    if settings is None:
+        return PostgresSink(url)
+    exactly_once = settings.delivery is Delivery.EXACTLY_ONCE
+    return PostgresSink(url, group=settings.group_id if exactly_once else None,
+                        apply=load_apply(settings.sink_apply))
 
 
 def open_sink(url: str, *, settings: Any = None, metrics: Metrics | None = None,
@@ -38,9 +51,7 @@ def open_sink(url: str, *, settings: Any = None, metrics: Metrics | None = None,
 
         return NullSink()
     if url.startswith(("postgresql://", "postgres://")):
-        from consumer.sinks.postgres import PostgresSink
-
-        return PostgresSink(url)
+        return _postgres(url, settings)
     if url.startswith("sqlite:"):
         from consumer.sinks.sqlite import SqliteSink, sqlite_path
 

@@ -17,7 +17,11 @@ their units' futures fail with `RowsRefused` (non-retriable, naming the
 refused rows' indexes in the unit; the pipeline dead-letters those messages),
 the rest are written. A sink that stores rows one by one says which rows of
 a failed batch it stored (`PartlyWritten`): those are settled and never sent
-again; only the rest is retried or bisected. Any other exception is retried
+again; only the rest is retried or bisected. Rows of partitions the sink says
+are no longer ours (`Fenced`, exactly-once delivery) are never written: their
+units' futures fail with it (retriable, so their messages stay in flight) and
+the rest of the batch is written at once. With exactly-once delivery a
+record's rows are never split over two batches (`whole_records`). Any other exception is retried
 `retry_max_attempts` times, then treated as a data error.
 """
 
@@ -33,10 +37,10 @@ from itertools import repeat
 from typing import TYPE_CHECKING
 
 from consumer.backoff import Backoff
-from consumer.config import Settings
-from consumer.errors import PartlyWritten, SinkError
+from consumer.config import Delivery, Settings
+from consumer.errors import Fenced, PartlyWritten, SinkError
 from consumer.sinks.base import Row
-from consumer.sinks.trigger import BatchTrigger, split
+from consumer.sinks.trigger import BatchTrigger, split, whole_records
 from consumer.types import Sink
 
 if TYPE_CHECKING:
@@ -76,18 +80,21 @@ class RowsRefused(SinkError):
 class _Unit:
     """Rows submitted together: one future, resolved once all are settled."""
 
-    __slots__ = ("future", "refused", "remaining", "why")
+    __slots__ = ("fenced", "future", "refused", "remaining", "why")
 
     def __init__(self, future: asyncio.Future[None], count: int) -> None:
         self.future = future
         self.remaining = count
         self.refused: list[int] = []
         self.why = ""
+        self.fenced: Fenced | None = None
 
     def settle(self, count: int) -> None:
         self.remaining -= count
         if self.remaining <= 0 and not self.future.done():
-            if self.refused:
+            if self.fenced is not None:  # not ours any more: left in flight
+                self.future.set_exception(self.fenced)
+            elif self.refused:
                 self.future.set_exception(RowsRefused(self.why, self.refused))
             else:
                 self.future.set_result(None)
@@ -126,6 +133,7 @@ class Batcher:
         self._backoff = Backoff(settings.sink_retry_base_delay, settings.sink_retry_max_delay,
                                 min_delay=_MIN_DELAY)
         self._max_attempts = settings.retry_max_attempts
+        self._whole_records = settings.delivery is Delivery.EXACTLY_ONCE
         self._clock = clock
         self._metrics = _SinkMetrics(metrics, sink.name)
         # Buffered rows, with parallel lists: each row's unit, its index in
@@ -265,7 +273,11 @@ class Batcher:
                 rows, owners, index, sizes = self._take()
                 self._serving, self._flush_waiters = self._flush_waiters, []
                 self._taken = list(dict.fromkeys(owners))
-                for start, stop in split(sizes, self._max_items, self._max_bytes):
+                chunks = split(sizes, self._max_items, self._max_bytes)
+                if self._whole_records and len(chunks) > 1:
+                    chunks = whole_records([(r.topic, r.partition, r.offset) for r in rows],
+                                           chunks)
+                for start, stop in chunks:
                     while len(self._writes) >= self._max_writes:
                         await self._settle(asyncio.FIRST_COMPLETED)
                     self._start_write(rows[start:stop], owners[start:stop], index[start:stop])
@@ -317,7 +329,8 @@ class Batcher:
         self._trigger.reset()
         return taken
 
-    async def _write(self, rows: list[Row], owners: list[_Unit], index: list[int]) -> None:
+    async def _write(self, rows: list[Row], owners: list[_Unit],  # noqa: PLR0912 - one loop, read top to bottom
+                     index: list[int]) -> None:
         """Write `rows` as one batch: retry, or bisect on a data error."""
         attempt = 0
         failing = False  # counted in `_failing` while its failures are retried
@@ -345,6 +358,8 @@ class Batcher:
             if not rows:
                 self._failing -= failing
                 return
+            if isinstance(failure, Fenced) and failure.fenced:
+                continue  # the rest was neither written nor fenced: write it now
             attempt += 1
             if (failure.retriable if isinstance(failure, SinkError)
                     else attempt < self._max_attempts):
@@ -379,11 +394,19 @@ class Batcher:
                      index: list[int], seconds: float,
                      ) -> tuple[list[Row], list[_Unit], list[int]]:
         """Settle the rows of a failed batch that `failure` says were stored
-        (`PartlyWritten`); return the others."""
-        if not isinstance(failure, PartlyWritten) or not failure.written:
+        (`PartlyWritten`) or must never be (`Fenced`); return the others."""
+        fenced = set(failure.fenced) if isinstance(failure, Fenced) else set()
+        if not isinstance(failure, PartlyWritten) or not (failure.written or fenced):
             return rows, owners, index
         done = set(failure.written)
-        self._written([u for i, u in enumerate(owners) if i in done], seconds)
+        if done:
+            self._written([u for i, u in enumerate(owners) if i in done], seconds)
+        if fenced:
+            assert isinstance(failure, Fenced)
+            for unit, count in Counter(owners[i] for i in fenced).items():
+                unit.fenced = failure
+                unit.settle(count)
+            done |= fenced
         keep = [i for i in range(len(rows)) if i not in done]
         return [rows[i] for i in keep], [owners[i] for i in keep], [index[i] for i in keep]
 

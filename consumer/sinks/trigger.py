@@ -6,6 +6,7 @@ batch is due and when it will be due at the latest. Property-tested.
 
 from __future__ import annotations
 
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 
 
@@ -87,3 +88,23 @@ def split(sizes: list[int], max_items: int, max_bytes: int) -> list[tuple[int, i
     if start < len(sizes):
         chunks.append((start, len(sizes)))
     return chunks
+
+
+def whole_records(keys: Sequence[Hashable], chunks: list[tuple[int, int]],
+                  ) -> list[tuple[int, int]]:
+    """Join consecutive `chunks` so that every record's rows (equal `keys`:
+    topic, partition, offset) fall in one chunk. Exactly-once delivery stores
+    a record as done with the batch that writes its rows: split over two
+    batches, a crash between them would lose the second part."""
+    last: dict[Hashable, int] = {}
+    for i, key in enumerate(keys):
+        last[key] = i
+    out: list[tuple[int, int]] = []
+    reach = 0  # the chunk under way must extend past this index
+    for start, stop in chunks:
+        first = start
+        if out and start < reach:
+            first = out.pop()[0]  # a record of the previous chunk continues here
+        reach = max(reach, max(last[keys[i]] for i in range(start, stop)) + 1)
+        out.append((first, stop))
+    return out

@@ -26,6 +26,8 @@ class FakeConsumer:
         self.committed: dict[TP, int] = {}
         self.commit_failures = 0  # the next this many commits raise
         self.commits = 0
+        self.seeks: list[tuple[TP, int]] = []
+        self.history: dict[TP, list[Record]] = {}
         self.lost = False
         self.listener: ConsumerRebalanceListener | None = None
         self._paused: set[TP] = set()
@@ -45,6 +47,7 @@ class FakeConsumer:
         for record in records:
             tp = TP(record.topic, record.partition)
             self.queued.setdefault(tp, []).append(record)
+            self.history.setdefault(tp, []).append(record)
             self.ends[tp] = max(self.ends.get(tp, 0), record.offset + 1)
 
     # -- the Consumer protocol --------------------------------------------
@@ -89,6 +92,16 @@ class FakeConsumer:
 
     async def position(self, tp: TP) -> int:
         return self.positions.get(tp, 0)
+
+    async def committed_offset(self, tp: TP) -> int | None:
+        return self.committed.get(tp)
+
+    def seek(self, tp: TP, offset: int) -> None:
+        """Fetch from `offset` on: every record queued so far from there is
+        handed out again, none below it."""
+        self.seeks.append((tp, offset))
+        self.queued[tp] = [r for r in self.history.get(tp, []) if r.offset >= offset]
+        self.positions[tp] = offset
 
     async def end_offsets(self, partitions: Sequence[TP]) -> Mapping[TP, int]:
         return {tp: self.ends.get(tp, 0) for tp in partitions}

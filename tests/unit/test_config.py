@@ -187,3 +187,31 @@ def test_a_sink_url_a_client_would_misread_exits_2_naming_the_setting(
     assert "not a valid URL" in message
     for secret in (":pw@", "p/ss", "12/3"):
         assert secret not in message
+
+
+@pytest.mark.parametrize(("url", "why"), [
+    ("sqlite:///./x.db", "SQLite"), ("kafka://out", "Kafka transactions"),
+    ("http://127.0.0.1/in", "HTTP endpoint"), ("none", "nothing is written")])
+def test_exactly_once_is_refused_for_sinks_that_cannot_store_offsets(
+        monkeypatch: pytest.MonkeyPatch, url: str, why: str) -> None:
+    _no_delivery_env(monkeypatch)
+    with pytest.raises(ConfigError) as refused:
+        load_settings(sink_url=url, delivery="exactly_once")
+    assert "CONSUMER_DELIVERY" in str(refused.value)
+    assert why in str(refused.value)
+
+
+def test_exactly_once_and_the_apply_hook_take_the_postgres_sink(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    _no_delivery_env(monkeypatch)
+    settings = load_settings(sink_url="postgresql://u@127.0.0.1/db", delivery="exactly_once",
+                             sink_apply="chaos.counters:apply")
+    assert (settings.delivery, settings.sink_apply) == ("exactly_once", "chaos.counters:apply")
+    assert load_settings().delivery == "at_least_once"  # the default
+    with pytest.raises(ConfigError, match="CONSUMER_SINK_APPLY"):
+        load_settings(sink_apply="chaos.counters:apply")  # the SQLite default
+
+
+def _no_delivery_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("CONSUMER_SINK_URL", "CONSUMER_DELIVERY", "CONSUMER_SINK_APPLY"):
+        monkeypatch.delenv(name, raising=False)

@@ -1,7 +1,8 @@
 """A short `make chaos`: the same scenario and checks, fewer events and
 faults — one of each kind (SIGKILL, SIGTERM, SIGSTOP past the session
 timeout, a member joining and leaving, a broker crash and restart, a
-PostgreSQL outage, a downstream answering 429 and 500).
+PostgreSQL outage, a downstream answering 429 and 500) — in both delivery
+modes; with `exactly_once` the per-key counters must end exact.
 
 The run starts its own broker and PostgreSQL (it restarts them) and exits
 non-zero on anything lost, doubled, wrongly dead-lettered or an exit its
@@ -26,10 +27,12 @@ pytestmark = pytest.mark.integration
 SEED = 20_261_129
 
 
-def test_short_chaos_run_loses_nothing_and_explains_every_exit(tmp_path: Path) -> None:
+@pytest.mark.parametrize("delivery", ["at_least_once", "exactly_once"])
+def test_short_chaos_run_loses_nothing_and_explains_every_exit(tmp_path: Path,
+                                                               delivery: str) -> None:
     argv = [sys.executable, "-m", "chaos", "--seed", str(SEED), "--faults", str(len(Kind)),
             "--duration", "50", "--rate", "150", "--warmup", "8", "--session-timeout", "6",
-            "--drain-limit", "120", "--workdir", str(tmp_path)]
+            "--drain-limit", "120", "--workdir", str(tmp_path), "--delivery", delivery]
     proc = subprocess.Popen(argv, cwd=project_root(), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     try:
@@ -48,5 +51,8 @@ def test_short_chaos_run_loses_nothing_and_explains_every_exit(tmp_path: Path) -
     assert figures["lost"] == figures["doubled"] == "0"
     assert int(figures["rows"]) == int(figures["valid"]) > 1_000
     assert int(figures["dlq"]) == int(figures["produced"]) - int(figures["valid"]) > 0
+    assert f"delivery={delivery}" in line
+    if delivery == "exactly_once":
+        assert figures["overcount"] == figures["keys_off"] == "0"
     table = out[out.index(" # fault"):]
     assert all(f" {kind.value} " in table for kind in Kind)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 from chaos.accounting import Invocation, Produced, account
 from chaos.faults import Outcome
 from chaos.report import attribute, explain
@@ -9,7 +11,8 @@ from chaos.schedule import Fault, Kind
 from chaos.supervisor import CANNOT_RUN, DEADLINE, EARLY, Exit
 
 PRODUCED = Produced(valid={(0, 0): "a", (0, 1): "b", (1, 0): "c"},
-                    invalid=frozenset({(0, 2), (1, 1)}))
+                    invalid=frozenset({(0, 2), (1, 1)}), keys=Counter({"k1": 2, "k2": 1}))
+EXACT = {"k1": 2, "k2": 1}  # the per-key counters of a run that counted each event once
 
 
 def inv(event: str, attempt: int, at: int, member: str = "m1") -> Invocation:
@@ -18,7 +21,7 @@ def inv(event: str, attempt: int, at: int, member: str = "m1") -> Invocation:
 
 def test_a_clean_run_counts_nothing_lost_doubled_or_redone() -> None:
     ledger = [inv("a", 1, 1), inv("b", 1, 2), inv("c", 1, 3)]
-    acc = account(PRODUCED, ["a", "b", "c"], [(0, 2), (1, 1)], ledger)
+    acc = account(PRODUCED, ["a", "b", "c"], [(0, 2), (1, 1)], ledger, EXACT)
     assert (acc.produced, acc.valid, acc.invalid, acc.rows) == (5, 3, 2, 3)
     assert (acc.lost, acc.doubled, acc.dlq, acc.redone, acc.retried) == (0, 0, 2, 0, 0)
     assert acc.ok
@@ -26,7 +29,7 @@ def test_a_clean_run_counts_nothing_lost_doubled_or_redone() -> None:
 
 def test_lost_doubled_and_dead_letter_mistakes_are_counted() -> None:
     acc = account(PRODUCED, ["a", "a", "zz"], [(0, 0), (0, 2), (0, 2)],
-                  [inv("a", 1, 1)])
+                  [inv("a", 1, 1)], EXACT)
     assert acc.lost == 2  # b and c
     assert acc.lost_sample == ["b", "c"]
     assert acc.doubled == 2  # a twice, zz never produced
@@ -39,7 +42,7 @@ def test_redone_counts_deliveries_not_in_place_retries() -> None:
     ledger = [inv("a", 1, 10, "m1"), inv("a", 2, 11, "m1"), inv("a", 3, 12, "m1"),
               inv("b", 1, 20, "m1"), inv("b", 1, 50, "m2"), inv("b", 1, 90, "m3"),
               inv("c", 1, 5)]
-    acc = account(PRODUCED, ["a", "b", "c"], [(0, 2), (1, 1)], ledger)
+    acc = account(PRODUCED, ["a", "b", "c"], [(0, 2), (1, 1)], ledger, EXACT)
     assert acc.retried == 2
     assert acc.redone == 1  # b
     assert acc.redeliveries == 2
@@ -47,8 +50,15 @@ def test_redone_counts_deliveries_not_in_place_retries() -> None:
         (20, "m1", 50), (50, "m2", 90)]
 
 
+def test_counters_off_are_overcount_and_keys_off() -> None:
+    acc = account(PRODUCED, ["a", "b", "c"], [(0, 2), (1, 1)], [], {"k1": 3, "k2": 1, "k3": 1})
+    assert (acc.overcount, acc.keys_off) == (2, 2)  # k1 once too often, k3 never produced
+    exact = account(PRODUCED, ["a", "b", "c"], [(0, 2), (1, 1)], [], EXACT)
+    assert (exact.overcount, exact.keys_off) == (0, 0)
+
+
 def test_a_row_without_a_ledger_line_is_flagged() -> None:
-    acc = account(PRODUCED, ["a", "b", "c"], [(0, 2), (1, 1)], [inv("a", 1, 1)])
+    acc = account(PRODUCED, ["a", "b", "c"], [(0, 2), (1, 1)], [inv("a", 1, 1)], EXACT)
     assert acc.never_handled == 2
     assert not acc.ok
 

@@ -122,3 +122,23 @@ def test_the_lifecycle_only_moves_forward(steps: list[str]) -> None:
     elif "revoke" in steps:
         assert not state.accepting
         assert not state.revoking
+
+
+def test_a_written_off_state_frees_its_budget_once() -> None:
+    """Exactly-once: a revoked partition's fenced rows never complete; writing
+    the state off frees their budget, and a late completion does not free it
+    a second time."""
+    flow = FlowControl(100, 10**6)
+    old = PartitionState(TP("t", 0), flow)
+    other = PartitionState(TP("t", 1), flow)
+    records = [consumer_record(i) for i in range(4)]
+    old.deliver(records)
+    other.deliver([consumer_record(0, partition=1)])
+    old.done_run(records[:1])
+    old.fence()
+    old.write_off()
+    assert (flow.messages, flow.bytes) == (other.load.messages, other.load.bytes)
+    old.done(records[1])  # a handler still running when the partition was lost
+    old.done_run(records[2:])
+    assert (flow.messages, flow.bytes) == (other.load.messages, other.load.bytes)
+    assert old.pending_commit() is None

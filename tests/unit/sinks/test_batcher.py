@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import pytest
 
 from consumer.config import Settings
-from consumer.errors import PartlyWritten, SinkError
+from consumer.errors import Fenced, PartlyWritten, SinkError
 from consumer.sinks.base import Row
 from consumer.sinks.batcher import Batcher, RowsRefused
 
@@ -478,4 +478,50 @@ async def test_ready_again_only_when_no_write_is_failing() -> None:
     async with asyncio.timeout(2):
         await stuck
     assert batcher.writing_ok
+    await batcher.close()
+
+
+class FencingSink(FakeSink):
+    """Exactly-once: writes the rows of partition 0 and fences partition 1's,
+    like the PostgreSQL sink when another member claimed partition 1."""
+
+    async def write(self, rows: Sequence[Row]) -> None:
+        self.attempts += 1
+        await asyncio.sleep(0)
+        fenced = [i for i, r in enumerate(rows) if r.partition == 1]
+        written = [i for i, r in enumerate(rows) if r.partition != 1]
+        self.batches.append([rows[i].id for i in written])
+        if fenced:
+            raise Fenced("fenced", written=written, fenced=fenced)
+
+
+async def test_fenced_rows_are_never_written_and_their_units_stay_in_flight() -> None:
+    sink = FencingSink()
+    batcher = await started(sink, batch_max_items=10)
+    ours = batcher.submit_many([row(i) for i in range(3)])
+    theirs = batcher.submit_many([row(i)._replace(partition=1, id=f"p1-{i}") for i in range(3)])
+    async with asyncio.timeout(5):
+        await batcher.flush()
+        await asyncio.wait([ours, theirs])
+    assert ours.result() is None
+    exc = theirs.exception()
+    assert isinstance(exc, Fenced)
+    assert exc.retriable  # left in flight by the pipeline, never dead-lettered
+    assert sink.written == ["e0", "e1", "e2"]
+    assert sink.attempts == 1  # the fenced rows are not tried again
+    await batcher.close()
+
+
+async def test_exactly_once_keeps_a_records_rows_in_one_batch() -> None:
+    sink = FakeSink()
+    batcher = Batcher(sink, settings(batch_max_items=2, sink_url="postgresql://u@h/db",
+                                     delivery="exactly_once"))
+    await batcher.start()
+    # Two units of one run, emitted one after the other: record 0's rows sit apart.
+    first = batcher.submit_many([row(0), row(1)])
+    second = batcher.submit_many([row(0)._replace(id="e0-b"), row(2)])
+    async with asyncio.timeout(5):
+        await batcher.flush()
+        await asyncio.gather(first, second)
+    assert [sorted(b) for b in sink.batches] == [["e0", "e0-b", "e1", "e2"]]
     await batcher.close()

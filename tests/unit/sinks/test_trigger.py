@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from consumer.sinks.trigger import BatchTrigger, split
+from consumer.sinks.trigger import BatchTrigger, split, whole_records
 
 limits = st.tuples(st.integers(1, 50), st.integers(1, 5_000), st.floats(0.001, 10.0))
 steps = st.lists(st.tuples(st.integers(0, 2_000), st.floats(0.0, 3.0)), max_size=100)
@@ -75,3 +75,23 @@ def test_add_many_is_add_for_each_row(lim: tuple[int, int, float],
         assert (bulk.items, bulk.bytes, bulk.deadline()) == (
             single.items, single.bytes, single.deadline())
         assert bulk.due(now) == single.due(now)
+
+
+@given(st.lists(st.integers(0, 9), min_size=1, max_size=80), st.integers(1, 12))
+def test_whole_records_keep_each_records_rows_in_one_chunk(owners: list[int],
+                                                           max_items: int) -> None:
+    """Rows of one record may sit apart (two units of one run): however the
+    chunks were cut, every record ends in exactly one chunk, and the chunks
+    still cover every row once, in order."""
+    chunks = whole_records(owners, split([1] * len(owners), max_items, 10**9))
+    assert [i for a, b in chunks for i in range(a, b)] == list(range(len(owners)))
+    where: dict[int, set[int]] = {}
+    for n, (a, b) in enumerate(chunks):
+        for i in range(a, b):
+            where.setdefault(owners[i], set()).add(n)
+    assert all(len(chunk) == 1 for chunk in where.values())
+
+
+def test_whole_records_leaves_chunks_of_whole_records_alone() -> None:
+    assert whole_records([1, 1, 2, 2, 3], [(0, 2), (2, 4), (4, 5)]) == [(0, 2), (2, 4), (4, 5)]
+    assert whole_records([1, 2, 2, 3], [(0, 2), (2, 4)]) == [(0, 4)]
