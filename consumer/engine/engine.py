@@ -279,12 +279,14 @@ class Engine:
             self._check_topics_readable()
             for tp, records in batch.items():
                 state = self._states.get(tp)
-                if state is None or not state.accepting:
+                if state is None:
                     continue  # no longer ours: the next owner fetches them again
                 if state.claiming:  # exactly-once: `resume` seeks back here
                     if state.unfetched is None:
                         state.unfetched = records[0].offset
                     continue
+                if not state.accepting:
+                    continue  # revoked: the next owner fetches them again
                 fetched.labels(tp.topic).inc(len(records))
                 state.deliver(records)
                 todo = self._skip_done(state, records) if state.skip is not None else records
@@ -367,9 +369,9 @@ class Engine:
         """Let partitions with nothing pending commit up to the consumer's
         position (past transaction markers and aborted records)."""
         for tp, state in list(self._states.items()):
-            # A partition being claimed (exactly-once) has had its fetched
-            # records dropped: the consumer's position is past undone work.
-            if state.accepting and not state.claiming and state.tracker.oldest_pending is None:
+            # Not while claiming (exactly-once), which drops what it fetches:
+            # the consumer's position is then past undone work.
+            if state.accepting and state.tracker.oldest_pending is None:
                 position = await self._position(tp)
                 if position is not None:
                     state.tracker.skip_to(position)
@@ -495,8 +497,8 @@ class Engine:
         new: list[PartitionState] = []
         for tp in assigned:
             if tp not in self._states:
-                state = PartitionState(tp, self._flow, self._metrics.record_ages.labels(tp.topic))
-                state.claiming = self._offsets is not None
+                state = PartitionState(tp, self._flow, self._metrics.record_ages.labels(tp.topic),
+                                       claiming=self._offsets is not None)
                 self._states[tp] = state
                 new.append(state)
         # aiokafka forgets pauses on every rebalance: decide again from scratch.

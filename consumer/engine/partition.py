@@ -54,6 +54,9 @@ class Phase(IntEnum):
     """Where a partition is in its assignment; each phase includes the
     restrictions of the ones before it."""
 
+    #: Exactly-once delivery: its epoch is being claimed in the database;
+    #: what is fetched meanwhile is dropped (fetched again from where it resumes).
+    CLAIMING = -1
     ACTIVE = 0  # the fetch loop delivers its records, workers process them
     DRAINING = 1  # revoked: nothing new is delivered; what was fetched finishes
     ABANDONING = 2  # past the drain deadline: workers stop starting its records
@@ -61,10 +64,11 @@ class Phase(IntEnum):
 
 
 class PartitionState:
-    __slots__ = ("_ages", "_batches", "_flow", "claiming", "committed", "completed", "epoch",
-                 "load", "phase", "skip", "tp", "tracker", "unfetched")
+    __slots__ = ("_ages", "_batches", "_flow", "committed", "completed", "epoch", "load",
+                 "phase", "skip", "tp", "tracker", "unfetched")
 
-    def __init__(self, tp: TP, flow: FlowControl, ages: AgeBuckets | None = None) -> None:
+    def __init__(self, tp: TP, flow: FlowControl, ages: AgeBuckets | None = None, *,
+                 claiming: bool = False) -> None:
         self.tp = tp
         self._flow = flow
         self._ages = ages if ages is not None else AgeBuckets(())
@@ -77,19 +81,28 @@ class PartitionState:
         self.tracker = OffsetTracker()
         self.committed: int | None = None  # last offset we committed for it
         self.completed = 0  # messages done, for the commit policy
-        self.phase = Phase.ACTIVE
+        self.phase = Phase.CLAIMING if claiming else Phase.ACTIVE
         #: Exactly-once delivery only: the fencing epoch claimed for this
         #: assignment (None: not claimed, so no write may carry its rows),
         #: and what the database says is done above where we resumed.
         self.epoch: int | None = None
         self.skip: Progress | None = None
-        #: While the claim is under way its fetched records are dropped (the
-        #: engine seeks once it knows where to resume); `unfetched` is the
-        #: first offset dropped, where to seek back to if nothing else says.
-        self.claiming = False
+        #: While claiming, the first offset fetched and dropped: where to
+        #: seek back to if nothing else says.
         self.unfetched: int | None = None
 
     # -- lifecycle: forward only -------------------------------------------
+
+    def claimed(self, epoch: int, skip: Progress | None) -> None:
+        """Exactly-once: the claim succeeded; its records are handled from
+        now on (those `skip` marks done are completed without handling)."""
+        self.epoch, self.skip, self.unfetched = epoch, skip, None
+        if self.phase is Phase.CLAIMING:
+            self.phase = Phase.ACTIVE
+
+    @property
+    def claiming(self) -> bool:
+        return self.phase is Phase.CLAIMING
 
     def revoke(self) -> None:
         """Stop taking its records; what was fetched may still finish."""

@@ -90,10 +90,8 @@ async def resume(consumer: Consumer, state: PartitionState, claimed: Claim,
         state.tracker.skip_to(start)
         state.committed = committed
     end = stored.end
-    state.skip = stored if end is not None and (start is None or end > start) else None
-    state.epoch = claimed.epoch
-    state.claiming = False
-    state.unfetched = None
+    state.claimed(claimed.epoch,
+                  stored if end is not None and (start is None or end > start) else None)
     log.info("partition claimed", extra={
         "partition": f"{state.tp.topic}[{state.tp.partition}]", "epoch": claimed.epoch,
         "stored_position": stored.position, "kafka_committed": committed, "resume_at": start,

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from consumer.engine.flow import FlowControl
-from consumer.engine.partition import PartitionState
+from consumer.engine.partition import PartitionState, Phase
 from consumer.observability.age import AgeBuckets
 from consumer.types import TP, Record
 from tests.support.records import consumer_record
@@ -142,3 +142,22 @@ def test_a_written_off_state_frees_its_budget_once() -> None:
     old.done_run(records[2:])
     assert (flow.messages, flow.bytes) == (other.load.messages, other.load.bytes)
     assert old.pending_commit() is None
+
+
+def test_a_claim_moves_only_a_claiming_partition_forward() -> None:
+    """Exactly-once: a partition starts by claiming (its records dropped,
+    not accepted); the claim makes it active — but a claim answered after
+    the partition was revoked does not bring it back."""
+    flow = FlowControl(100, 10**6)
+    state = PartitionState(TP("t", 0), flow, claiming=True)
+    assert state.claiming
+    assert not state.accepting
+    state.claimed(3, None)
+    assert state.accepting
+    assert not state.claiming
+    assert state.epoch == 3
+    late = PartitionState(TP("t", 1), flow, claiming=True)
+    late.revoke()
+    late.claimed(4, None)
+    assert late.phase is Phase.DRAINING
+    assert not late.accepting
