@@ -7,8 +7,10 @@ optional TOML file, validated, frozen. Environment wins over the file.
 
 from __future__ import annotations
 
+import importlib
 import os
 import tomllib
+from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
@@ -497,3 +499,18 @@ def secrets_of(settings: Settings) -> list[str]:
                                             settings.schema_registry_password)
              if s is not None]
     return [s for s in [*found, *sink_secrets(settings.sink_url)] if s]
+
+
+def load_callable(spec: str, setting: str) -> Callable[..., Any]:
+    """`module:name` (the form of CONSUMER_HANDLER, CONSUMER_MIDDLEWARE and
+    CONSUMER_SINK_APPLY) → the object, imported. Raises `ConfigError` naming
+    `setting` when it cannot be imported or is not callable."""
+    module, _, name = spec.partition(":")
+    try:
+        target = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise ConfigError(f"{setting}: cannot load {spec!r}: {exc}") from exc
+    if not callable(target):
+        raise ConfigError(f"{setting}: {spec!r} is not callable")
+    loaded: Callable[..., Any] = target
+    return loaded

@@ -9,7 +9,7 @@ failure.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from enum import StrEnum
 from typing import Any, final
 
@@ -129,6 +129,22 @@ def _classify(  # noqa: PLR0911 - a decision table reads best as early returns
     return Reason.SCHEMA_VIOLATION, _describe(errors, registry)
 
 
+def _generic_or_refuse(registry: Registry, refused: ValidationError, raw: bytes,
+                       allow_unknown: bool, generic: Callable[[], Event]) -> Event:
+    """After the models refused a value (`raw`: its bytes, for the
+    `invalid_json` check; `b"-"` for a decoded document): an unknown type or
+    version passes as a `GenericEvent` (`generic()` validates the value as
+    one) when allowed; otherwise the classified `InvalidEvent` is raised."""
+    reason, detail = _classify(refused, raw, registry)
+    if allow_unknown and reason in (Reason.UNKNOWN_TYPE, Reason.UNKNOWN_VERSION):
+        try:
+            return generic()
+        except ValidationError as exc:
+            errors = exc.errors(include_url=False, include_input=False, include_context=False)
+            raise InvalidEvent(Reason.SCHEMA_VIOLATION, _describe(errors, registry)) from None
+    raise InvalidEvent(reason, detail)
+
+
 def validate_with(
     registry: Registry,
     raw: bytes | bytearray | memoryview | str | None,
@@ -146,16 +162,11 @@ def validate_with(
     try:
         return registry.adapter.validate_json(raw)
     except ValidationError as exc:
-        reason, detail = _classify(exc, raw, registry)
+        refused = exc
     except Exception as exc:  # backstop for the contract: only InvalidEvent escapes
         raise InvalidEvent(Reason.UNREADABLE, f"{type(exc).__name__}: {exc}") from exc
-    if allow_unknown and reason in (Reason.UNKNOWN_TYPE, Reason.UNKNOWN_VERSION):
-        try:
-            return registry.generic.validate_json(raw)
-        except ValidationError as exc:
-            errors = exc.errors(include_url=False, include_input=False, include_context=False)
-            raise InvalidEvent(Reason.SCHEMA_VIOLATION, _describe(errors, registry)) from None
-    raise InvalidEvent(reason, detail)
+    return _generic_or_refuse(registry, refused, raw, allow_unknown,
+                              lambda: registry.generic.validate_json(raw))
 
 
 def validate_many_with(
@@ -205,16 +216,11 @@ def validate_decoded_with(
     try:
         return registry.adapter.validate_python(doc)
     except ValidationError as exc:
-        reason, detail = _classify(exc, b"-", registry)
+        refused = exc
     except Exception as exc:  # backstop for the contract: only InvalidEvent escapes
         raise InvalidEvent(Reason.UNREADABLE, f"{type(exc).__name__}: {exc}") from exc
-    if allow_unknown and reason in (Reason.UNKNOWN_TYPE, Reason.UNKNOWN_VERSION):
-        try:
-            return registry.generic.validate_python(doc)
-        except ValidationError as exc:
-            errors = exc.errors(include_url=False, include_input=False, include_context=False)
-            raise InvalidEvent(Reason.SCHEMA_VIOLATION, _describe(errors, registry)) from None
-    raise InvalidEvent(reason, detail)
+    return _generic_or_refuse(registry, refused, b"-", allow_unknown,
+                              lambda: registry.generic.validate_python(doc))
 
 
 def validate_dict_with(

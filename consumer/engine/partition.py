@@ -31,7 +31,6 @@ from consumer.types import TP, Record
 #: record is acquired and released, so the count never drifts.)
 RECORD_OVERHEAD = 162
 _now = time.time
-_bisect = bisect_left
 
 
 def _scan(records: Sequence[Record]) -> tuple[list[int], list[int], int]:
@@ -151,35 +150,11 @@ class PartitionState:
             return done, records
         return done, [r for r in records if r.offset not in skip]
 
-    def done(self, record: Record) -> None:
-        """The processor's completion callback: exactly once per record.
-
-        The hot path of the service: `FlowControl.release` and the record-age
-        observation are inlined here.
-        """
-        size = RECORD_OVERHEAD + record.serialized_value_size + record.serialized_key_size
-        load = self.load
-        flow = self._flow
-        load.messages -= 1
-        load.bytes -= size
-        flow.messages -= 1
-        flow.bytes -= size
-        # consumer_record_age_seconds: AgeBuckets.observe, inlined. A record
-        # without a usable timestamp (None in v0 messages, or negative) has no age.
-        stamp = record.timestamp
-        if stamp is not None and stamp > 0:
-            age = _now() - stamp * 0.001
-            ages = self._ages
-            ages.counts[_bisect(ages.bounds, age)] += 1
-            ages.total += age
-        if not self.revoked:
-            self.tracker.done(record.offset)
-            self.completed += 1
-
     def done_run(self, records: Sequence[Record]) -> None:
-        """`done` for a run of this partition's records (ascending offsets), at
-        once: one budget release, one tracker walk, one pass over the run's
-        timestamps for the record ages."""
+        """The processor's completion callback, exactly once per record: a
+        run of this partition's records (ascending offsets) at once — one
+        budget release, one tracker walk, one pass over the run's timestamps
+        for the record ages. The hot path of the service."""
         if not records:
             return
         offsets, stamps, size = _scan(records)

@@ -20,8 +20,8 @@ from prometheus_client.registry import Collector
 
 
 class AgeBuckets:
-    """One label set's counts. `observe` is the only hot-path call
-    (`PartitionState.done` inlines it: keep the two the same)."""
+    """One label set's counts. `observe_stamps` is the hot-path call (once
+    per completed run); `observe` is the same for one age."""
 
     __slots__ = ("bounds", "counts", "total")
 

@@ -12,14 +12,12 @@ Handlers and user middleware are written per event (`Context`) or per run
 
 from __future__ import annotations
 
-import importlib
 import inspect
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from typing import Protocol
 
-from consumer.config import Settings
-from consumer.errors import ConfigError
+from consumer.config import Settings, load_callable
 from consumer.formats import ValueFormat
 from consumer.gates.context import (
     BatchHandler,
@@ -157,30 +155,17 @@ def endpoint(handler: Handler | BatchHandler) -> NextRun:
 def load_handler(spec: str) -> Handler:
     """`module:function` → the handler. Raises `ConfigError` naming
     CONSUMER_HANDLER when it cannot be imported or is not callable."""
-    module, _, name = spec.partition(":")
-    try:
-        handler = getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError, ValueError) as exc:
-        raise ConfigError(f"CONSUMER_HANDLER: cannot load {spec!r}: {exc}") from exc
-    if not callable(handler):
-        raise ConfigError(f"CONSUMER_HANDLER: {spec!r} is not callable")
-    loaded: Handler = handler
-    return loaded
+    handler: Handler = load_callable(spec, "CONSUMER_HANDLER")
+    return handler
 
 
 def load_middleware(spec: str) -> Middleware:
     """`module:Name` → a middleware. A class (or any factory) is called with no
     arguments; an async function taking `(ctx, call_next)` is used as is.
     Raises `ConfigError` naming CONSUMER_MIDDLEWARE when it cannot be loaded."""
-    module, _, name = spec.partition(":")
-    try:
-        target = getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError, ValueError) as exc:
-        raise ConfigError(f"CONSUMER_MIDDLEWARE: cannot load {spec!r}: {exc}") from exc
+    target = load_callable(spec, "CONSUMER_MIDDLEWARE")
     if inspect.iscoroutinefunction(target):
         mw: Middleware = target
         return mw
-    if not callable(target):
-        raise ConfigError(f"CONSUMER_MIDDLEWARE: {spec!r} is not callable")
     instance: Middleware = target()
     return instance

@@ -37,7 +37,6 @@ batcher retries and the rows stay in flight.
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from itertools import chain
@@ -45,6 +44,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 
 import asyncpg
 
+from consumer.config import load_callable
 from consumer.engine.progress import Progress
 from consumer.errors import ConfigError, Fenced, SinkError
 from consumer.masking import mask_url
@@ -108,15 +108,8 @@ def load_apply(spec: str | None) -> Apply | None:
     """`module:function` → the hook; `ConfigError` naming CONSUMER_SINK_APPLY."""
     if not spec:
         return None
-    module, _, name = spec.partition(":")
-    try:
-        hook = getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError, ValueError) as exc:
-        raise ConfigError(f"CONSUMER_SINK_APPLY: cannot load {spec!r}: {exc}") from exc
-    if not callable(hook):
-        raise ConfigError(f"CONSUMER_SINK_APPLY: {spec!r} is not callable")
-    loaded: Apply = hook
-    return loaded
+    hook: Apply = load_callable(spec, "CONSUMER_SINK_APPLY")
+    return hook
 
 
 class _Conflict(Exception):

@@ -76,14 +76,14 @@ async def test_completed_count_never_decreases_across_rebalances(eng: Engine) ->
     records = [consumer_record(i) for i in range(3)]
     first.deliver(records)
     for record in records:
-        first.done(record)
+        first.done_run((record,))
     assert eng._completed() == 3
     await eng.on_revoked({tp})  # nothing assigned in the client: no commit is sent
     await eng.on_assigned({tp})
     assert eng._completed() == 3
     second = eng._states[tp]
     second.deliver([consumer_record(3)])
-    second.done(consumer_record(3))
+    second.done_run((consumer_record(3),))
     assert eng._completed() == 4
 
 
@@ -101,7 +101,7 @@ async def test_lost_partitions_are_fenced_at_once_not_drained(eng: Engine,
     await eng.on_revoked({tp})
     assert time.monotonic() - began < 2.0  # not the 36 s revocation deadline
     assert tp not in eng._states
-    state.done(consumer_record(0))  # a late completion of the zombie
+    state.done_run((consumer_record(0),))  # a late completion of the zombie
     assert state.pending_commit() is None
     assert state.in_flight == 1
 

@@ -21,14 +21,14 @@ def test_late_completion_after_revocation_is_fenced() -> None:
     old = PartitionState(TP("t", 0), flow)
     records = [consumer_record(i) for i in range(3)]
     old.deliver(records)
-    old.done(records[0])
+    old.done_run((records[0],))
     assert old.pending_commit() == 1
     old.fence()  # revoked with offsets 1 and 2 still running
     flow.revoke(old.tp)
     new = PartitionState(TP("t", 0), flow)  # assigned to us again
     new.deliver([consumer_record(1), consumer_record(2)])
-    old.done(records[1])  # the old generation's work finishes late
-    old.done(records[2])
+    old.done_run((records[1],))  # the old generation's work finishes late
+    old.done_run((records[2],))
     assert old.pending_commit() is None
     assert new.tracker.committable is None  # the redelivered copies are not done
     assert old.in_flight == 0
@@ -43,7 +43,7 @@ def test_null_keys_and_values_are_accounted_symmetrically() -> None:
     state.deliver(records)
     assert flow.bytes > 0
     for record in records:
-        state.done(record)
+        state.done_run((record,))
     assert (flow.messages, flow.bytes) == (0, 0)
     assert state.pending_commit() == 3
 
@@ -59,7 +59,7 @@ def test_an_unfinished_record_keeps_no_records_alive_and_time_lag_stays_right() 
         state.deliver(batch)
         for record in batch:
             if record.offset != 0:  # offset 0 never finishes (a hung handler)
-                state.done(record)
+                state.done_run((record,))
 
     for n in range(200):
         deliver_batch(n * 10)
@@ -67,7 +67,7 @@ def test_an_unfinished_record_keeps_no_records_alive_and_time_lag_stays_right() 
     assert [r for r in refs if r() is not None] == []
     assert state.oldest_undone_timestamp() == 1.0  # offset 0's broker timestamp
     assert state.in_flight == 1
-    state.done(consumer_record(0, timestamp=1_000))  # it finishes at last
+    state.done_run((consumer_record(0, timestamp=1_000),))  # it finishes at last
     assert state.oldest_undone_timestamp() is None
     assert state.pending_commit() == 2000
 
@@ -80,10 +80,10 @@ def test_records_without_a_usable_timestamp_complete_and_have_no_time() -> None:
                consumer_record(2, timestamp=0)]
     state.deliver(records)
     assert state.oldest_undone_timestamp() is None  # offset 0 has no timestamp
-    state.done(records[0])
+    state.done_run((records[0],))
     assert state.oldest_undone_timestamp() is None  # nor has offset 1
     for record in records[1:]:
-        state.done(record)
+        state.done_run((record,))
     assert (flow.messages, flow.bytes) == (0, 0)
     assert state.pending_commit() == 3
     assert sum(ages.counts) == 0  # no age was made up for them
@@ -138,7 +138,7 @@ def test_a_written_off_state_frees_its_budget_once() -> None:
     old.fence()
     old.write_off()
     assert (flow.messages, flow.bytes) == (other.load.messages, other.load.bytes)
-    old.done(records[1])  # a handler still running when the partition was lost
+    old.done_run((records[1],))  # a handler still running when the partition was lost
     old.done_run(records[2:])
     assert (flow.messages, flow.bytes) == (other.load.messages, other.load.bytes)
     assert old.pending_commit() is None

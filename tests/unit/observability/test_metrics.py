@@ -52,14 +52,14 @@ def test_oldest_undone_timestamp_follows_the_tracker() -> None:
     state.deliver(first)
     state.deliver(second)
     assert state.oldest_undone_timestamp() == 1.0
-    state.done(first[1])  # out of order: 0 is still the oldest undone
+    state.done_run((first[1],))  # out of order: 0 is still the oldest undone
     assert state.oldest_undone_timestamp() == 1.0
-    state.done(first[0])
+    state.done_run((first[0],))
     assert state.oldest_undone_timestamp() == 3.0
-    state.done(first[2])
+    state.done_run((first[2],))
     assert state.oldest_undone_timestamp() == 4.0  # in the second batch
     for r in second:
-        state.done(r)
+        state.done_run((r,))
     assert state.oldest_undone_timestamp() is None
 
 
